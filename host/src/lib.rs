@@ -1,0 +1,1 @@
+//! The host side of mlp: datasets, loaders, training loop, CLI.

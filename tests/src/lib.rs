@@ -1,0 +1,1 @@
+//! An independent f64 reference MLP used to check core.
