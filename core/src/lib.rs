@@ -1,7 +1,27 @@
 #![no_std]
 #![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
+pub mod activation;
+pub mod batchnorm;
+mod error;
+pub mod init;
+pub mod kernels;
+pub mod loss;
 mod math;
+mod model;
+pub mod optim;
 pub mod rng;
+mod topology;
+pub mod train;
 
+pub use batchnorm::fold_batch_norm;
+pub use error::{Buffer, Error};
+pub use init::Init;
+pub use kernels::{Kernels, Portable, Shape};
+pub use loss::{Loss, Targets};
+pub use model::Model;
+pub use optim::Optimizer;
 pub use rng::Rng;
+pub use topology::{layout, Activation, LayerSpec, ParamRanges, Topology, MAX_LAYERS, MAX_WIDTH};
+pub use train::{LayerActivations, StepStats, TrainBuffers, TrainConfig, Trainer};

@@ -1,0 +1,186 @@
+//! Every way core can refuse its input. Nothing in core panics on input: it returns one of these.
+
+use core::fmt;
+
+/// A buffer that a function was given, named in [`Error::BufferLength`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffer {
+    /// The flat parameter buffer (`Topology::param_len`).
+    Params,
+    /// The gradient buffer (same length as the parameters).
+    Grads,
+    /// Batch-norm running statistics (`Topology::running_len`).
+    Running,
+    /// Optimizer state (`Optimizer::state_len`).
+    OptimizerState,
+    /// The inference or training workspace (`Topology::infer_workspace_len` / `train_workspace_len`).
+    Workspace,
+    /// A batch of inputs (`batch * topology.input()`).
+    Input,
+    /// A batch of targets (labels: `batch`; dense: `batch * outputs`).
+    Targets,
+    /// A gradient with respect to the outputs (`batch * outputs`).
+    OutputGrad,
+    /// The output parameter buffer of [`fold_batch_norm`](crate::fold_batch_norm).
+    FoldedParams,
+}
+
+impl fmt::Display for Buffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Buffer::Params => "parameter buffer",
+            Buffer::Grads => "gradient buffer",
+            Buffer::Running => "batch-norm running-statistics buffer",
+            Buffer::OptimizerState => "optimizer state buffer",
+            Buffer::Workspace => "workspace",
+            Buffer::Input => "input batch",
+            Buffer::Targets => "target batch",
+            Buffer::OutputGrad => "output-gradient batch",
+            Buffer::FoldedParams => "folded parameter buffer",
+        })
+    }
+}
+
+/// Why core refused an input.
+#[allow(missing_docs)] // variant fields are named by what they hold; variants say the rest
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A topology needs at least one layer.
+    NoLayers,
+    /// More layers than [`MAX_LAYERS`](crate::MAX_LAYERS).
+    TooManyLayers { layers: usize, max: usize },
+    /// A width of zero: `layer` is `None` for the input width, `Some(i)` for layer `i`.
+    ZeroWidth { layer: Option<usize> },
+    /// A width above [`MAX_WIDTH`](crate::MAX_WIDTH).
+    WidthTooLarge {
+        layer: Option<usize>,
+        width: usize,
+        max: usize,
+    },
+    /// The parameter count does not fit this target's address space.
+    ModelTooLarge,
+    /// Softmax normalizes the output distribution; it is only valid on the last layer.
+    SoftmaxInHiddenLayer { layer: usize },
+    /// Dropout rate outside `[0, 1)` or not finite.
+    InvalidDropout { layer: usize, rate: f32 },
+    /// Dropout on the output layer would drop predictions, not features.
+    DropoutOnOutputLayer,
+    /// A leaky-ReLU or ELU alpha that is negative or not finite.
+    InvalidActivationParameter { layer: usize, alpha: f32 },
+    /// A buffer of the wrong length.
+    BufferLength {
+        buffer: Buffer,
+        expected: usize,
+        actual: usize,
+    },
+    /// A batch of zero samples.
+    EmptyBatch,
+    /// More samples than the trainer's buffers were sized for.
+    BatchTooLarge { batch: usize, max: usize },
+    /// Batch norm in training mode needs at least two samples to estimate a variance.
+    BatchNormNeedsTwoSamples,
+    /// A loss that cannot be combined with the output layer's activation.
+    LossActivationMismatch {
+        loss: &'static str,
+        activation: &'static str,
+        expected: &'static str,
+    },
+    /// A class label not below the number of outputs.
+    LabelOutOfRange {
+        sample: usize,
+        label: u32,
+        classes: usize,
+    },
+    /// Dense targets given where labels are needed, or the reverse.
+    TargetKindMismatch {
+        loss: &'static str,
+        expected: &'static str,
+    },
+    /// NaN or infinity where a finite number is required.
+    NonFinite { what: &'static str },
+    /// A hyperparameter outside its valid range.
+    InvalidHyperparameter { name: &'static str, value: f32 },
+    /// A backward pass or loss was requested before a training forward pass.
+    NoForwardPass,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::NoLayers => f.write_str("the topology has no layers; add at least the output layer"),
+            Error::TooManyLayers { layers, max } => {
+                write!(f, "the topology has {layers} layers but at most {max} are supported")
+            }
+            Error::ZeroWidth { layer: None } => f.write_str("the input width is 0; it must be at least 1"),
+            Error::ZeroWidth { layer: Some(i) } => {
+                write!(f, "layer {i} has 0 outputs; every layer needs at least 1")
+            }
+            Error::WidthTooLarge { layer, width, max } => match layer {
+                None => write!(f, "the input width {width} exceeds the maximum of {max}"),
+                Some(i) => write!(f, "layer {i} has {width} outputs, above the maximum of {max}"),
+            },
+            Error::ModelTooLarge => f.write_str(
+                "the model's parameters do not fit in this target's memory; use narrower layers",
+            ),
+            Error::SoftmaxInHiddenLayer { layer } => write!(
+                f,
+                "layer {layer} uses softmax, which is only allowed on the output layer; use another activation"
+            ),
+            Error::InvalidDropout { layer, rate } => {
+                write!(f, "layer {layer} has dropout rate {rate}; it must be in [0, 1)")
+            }
+            Error::DropoutOnOutputLayer => {
+                f.write_str("the output layer has dropout; apply dropout to hidden layers only")
+            }
+            Error::InvalidActivationParameter { layer, alpha } => write!(
+                f,
+                "layer {layer} has activation parameter alpha = {alpha}; it must be finite and >= 0"
+            ),
+            Error::BufferLength { buffer, expected, actual } => write!(
+                f,
+                "the {buffer} has {actual} elements but this topology and batch need exactly {expected}"
+            ),
+            Error::EmptyBatch => f.write_str("the batch is empty; give at least one sample"),
+            Error::BatchTooLarge { batch, max } => write!(
+                f,
+                "a batch of {batch} samples exceeds the {max} the buffers were sized for; size the workspace for the largest batch"
+            ),
+            Error::BatchNormNeedsTwoSamples => f.write_str(
+                "batch norm in training mode needs at least 2 samples per batch; use a larger batch or drop the last partial batch",
+            ),
+            Error::LossActivationMismatch { loss, activation, expected } => write!(
+                f,
+                "the {loss} loss cannot follow a {activation} output layer; use {expected} on the output layer"
+            ),
+            Error::LabelOutOfRange { sample, label, classes } => write!(
+                f,
+                "sample {sample} has label {label} but the output layer has {classes} classes (labels 0..{classes})"
+            ),
+            Error::TargetKindMismatch { loss, expected } => {
+                write!(f, "the {loss} loss needs {expected} targets")
+            }
+            Error::NonFinite { what } => write!(f, "{what} is NaN or infinite"),
+            Error::InvalidHyperparameter { name, value } => {
+                write!(f, "hyperparameter {name} = {value} is out of range")
+            }
+            Error::NoForwardPass => f.write_str(
+                "no training forward pass has been run for this batch; call forward before backward",
+            ),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+pub(crate) fn check_len(buffer: Buffer, expected: usize, actual: usize) -> Result<(), Error> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::BufferLength {
+            buffer,
+            expected,
+            actual,
+        })
+    }
+}

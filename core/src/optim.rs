@@ -1,0 +1,556 @@
+//! Optimizers over the flat parameter buffer: one loop, one state layout, for every path.
+//!
+//! Each update follows PyTorch's `torch.optim` formulas (default options otherwise), with
+//! `g = grad + weight_decay · θ` (L2 penalty) for all but AdamW, which decays the weights
+//! directly. `t` is the 1-based step number, `lr` is given per step so hosts can schedule it.
+//!
+//! | optimizer | state | update |
+//! |---|---|---|
+//! | SGD | — | `θ -= lr g` |
+//! | Momentum(μ) | `buf` | `buf = μ buf + g; θ -= lr buf` |
+//! | Nesterov(μ) | `buf` | `buf = μ buf + g; θ -= lr (g + μ buf)` |
+//! | Adagrad | `sum` | `sum += g²; θ -= lr g / (√sum + ε)` |
+//! | RMSprop | `v` | `v = α v + (1-α) g²; θ -= lr g / (√v + ε)` |
+//! | Adadelta | `v`, `u` | `v = ρ v + (1-ρ) g²; Δ = √(u+ε)/√(v+ε) g; u = ρ u + (1-ρ) Δ²; θ -= lr Δ` |
+//! | Adam | `m`, `v` | `m = β₁m + (1-β₁)g; v = β₂v + (1-β₂)g²; θ -= lr/(1-β₁ᵗ) · m / (√v/√(1-β₂ᵗ) + ε)` |
+//! | AdamW | `m`, `v` | `θ *= 1 - lr·wd`, then Adam with the plain gradient |
+//! | Adamax | `m`, `u` | `m = β₁m + (1-β₁)g; u = max(β₂u, \|g\| + ε); θ -= lr/(1-β₁ᵗ) · m/u` |
+//!
+//! State vectors are each `param_len` long, stored one after the other, all zero at start.
+
+use crate::error::{check_len, Buffer, Error};
+use crate::math;
+
+/// An optimizer and its hyperparameters (the learning rate is given per step).
+#[allow(missing_docs)] // variant fields are named by what they hold; variants say the rest
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// Plain stochastic gradient descent.
+    Sgd { weight_decay: f32 },
+    /// SGD with (heavy-ball) momentum.
+    Momentum { momentum: f32, weight_decay: f32 },
+    /// SGD with Nesterov momentum.
+    Nesterov { momentum: f32, weight_decay: f32 },
+    /// Adagrad (Duchi et al., 2011).
+    Adagrad { eps: f32, weight_decay: f32 },
+    /// RMSprop (Hinton, 2012).
+    RmsProp {
+        alpha: f32,
+        eps: f32,
+        weight_decay: f32,
+    },
+    /// Adadelta (Zeiler, 2012).
+    Adadelta {
+        rho: f32,
+        eps: f32,
+        weight_decay: f32,
+    },
+    /// Adam (Kingma & Ba, 2015) with L2 weight decay.
+    Adam {
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+    },
+    /// AdamW (Loshchilov & Hutter, 2019): decoupled weight decay.
+    AdamW {
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+    },
+    /// Adamax: Adam with the infinity norm.
+    Adamax {
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+    },
+}
+
+impl Optimizer {
+    /// SGD, no weight decay.
+    pub const fn sgd() -> Self {
+        Optimizer::Sgd { weight_decay: 0.0 }
+    }
+    /// SGD with momentum `momentum` (0.9 is customary).
+    pub const fn momentum(momentum: f32) -> Self {
+        Optimizer::Momentum {
+            momentum,
+            weight_decay: 0.0,
+        }
+    }
+    /// SGD with Nesterov momentum.
+    pub const fn nesterov(momentum: f32) -> Self {
+        Optimizer::Nesterov {
+            momentum,
+            weight_decay: 0.0,
+        }
+    }
+    /// Adagrad with PyTorch's `eps = 1e-10`.
+    pub const fn adagrad() -> Self {
+        Optimizer::Adagrad {
+            eps: 1e-10,
+            weight_decay: 0.0,
+        }
+    }
+    /// RMSprop with PyTorch's `alpha = 0.99`, `eps = 1e-8`.
+    pub const fn rmsprop() -> Self {
+        Optimizer::RmsProp {
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+    /// Adadelta with PyTorch's `rho = 0.9`, `eps = 1e-6` (its default lr is 1.0).
+    pub const fn adadelta() -> Self {
+        Optimizer::Adadelta {
+            rho: 0.9,
+            eps: 1e-6,
+            weight_decay: 0.0,
+        }
+    }
+    /// Adam with `β = (0.9, 0.999)`, `eps = 1e-8`.
+    pub const fn adam() -> Self {
+        Optimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+    /// AdamW with `β = (0.9, 0.999)`, `eps = 1e-8`, PyTorch's `weight_decay = 0.01`.
+    pub const fn adamw() -> Self {
+        Optimizer::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }
+    }
+    /// Adamax with `β = (0.9, 0.999)`, `eps = 1e-8` (its default lr is 2e-3).
+    pub const fn adamax() -> Self {
+        Optimizer::Adamax {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// The same optimizer with weight decay `wd`.
+    pub const fn with_weight_decay(self, wd: f32) -> Self {
+        use Optimizer::*;
+        match self {
+            Sgd { .. } => Sgd { weight_decay: wd },
+            Momentum { momentum, .. } => Momentum {
+                momentum,
+                weight_decay: wd,
+            },
+            Nesterov { momentum, .. } => Nesterov {
+                momentum,
+                weight_decay: wd,
+            },
+            Adagrad { eps, .. } => Adagrad {
+                eps,
+                weight_decay: wd,
+            },
+            RmsProp { alpha, eps, .. } => RmsProp {
+                alpha,
+                eps,
+                weight_decay: wd,
+            },
+            Adadelta { rho, eps, .. } => Adadelta {
+                rho,
+                eps,
+                weight_decay: wd,
+            },
+            Adam {
+                beta1, beta2, eps, ..
+            } => Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay: wd,
+            },
+            AdamW {
+                beta1, beta2, eps, ..
+            } => AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay: wd,
+            },
+            Adamax {
+                beta1, beta2, eps, ..
+            } => Adamax {
+                beta1,
+                beta2,
+                eps,
+                weight_decay: wd,
+            },
+        }
+    }
+
+    /// The name used in messages, files and the CLI.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Optimizer::Sgd { .. } => "sgd",
+            Optimizer::Momentum { .. } => "momentum",
+            Optimizer::Nesterov { .. } => "nesterov",
+            Optimizer::Adagrad { .. } => "adagrad",
+            Optimizer::RmsProp { .. } => "rmsprop",
+            Optimizer::Adadelta { .. } => "adadelta",
+            Optimizer::Adam { .. } => "adam",
+            Optimizer::AdamW { .. } => "adamw",
+            Optimizer::Adamax { .. } => "adamax",
+        }
+    }
+
+    /// PyTorch's default learning rate for this optimizer (0.01 for the SGD family, which
+    /// has none there).
+    pub const fn default_lr(&self) -> f32 {
+        match self {
+            Optimizer::Sgd { .. } | Optimizer::Momentum { .. } | Optimizer::Nesterov { .. } => 0.01,
+            Optimizer::Adagrad { .. } | Optimizer::RmsProp { .. } => 0.01,
+            Optimizer::Adadelta { .. } => 1.0,
+            Optimizer::Adam { .. } | Optimizer::AdamW { .. } => 1e-3,
+            Optimizer::Adamax { .. } => 2e-3,
+        }
+    }
+
+    /// How many state vectors of `param_len` this optimizer keeps.
+    pub const fn state_vectors(&self) -> usize {
+        match self {
+            Optimizer::Sgd { .. } => 0,
+            Optimizer::Momentum { .. } | Optimizer::Nesterov { .. } => 1,
+            Optimizer::Adagrad { .. } | Optimizer::RmsProp { .. } => 1,
+            Optimizer::Adadelta { .. }
+            | Optimizer::Adam { .. }
+            | Optimizer::AdamW { .. }
+            | Optimizer::Adamax { .. } => 2,
+        }
+    }
+
+    /// Length of the optimizer state buffer for `param_len` parameters.
+    pub const fn state_len(&self, param_len: usize) -> usize {
+        param_len.saturating_mul(self.state_vectors())
+    }
+
+    /// Checks every hyperparameter's range (momentum and betas in `[0, 1)`, eps > 0,
+    /// weight decay >= 0, all finite).
+    pub fn validate(&self) -> Result<(), Error> {
+        use Optimizer::*;
+        let (wd, unit, eps) = match *self {
+            Sgd { weight_decay } => (weight_decay, [("", 0.0); 2], None),
+            Momentum {
+                momentum,
+                weight_decay,
+            }
+            | Nesterov {
+                momentum,
+                weight_decay,
+            } => (weight_decay, [("momentum", momentum), ("", 0.0)], None),
+            Adagrad { eps, weight_decay } => (weight_decay, [("", 0.0); 2], Some(eps)),
+            RmsProp {
+                alpha,
+                eps,
+                weight_decay,
+            } => (weight_decay, [("alpha", alpha), ("", 0.0)], Some(eps)),
+            Adadelta {
+                rho,
+                eps,
+                weight_decay,
+            } => (weight_decay, [("rho", rho), ("", 0.0)], Some(eps)),
+            Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+            | AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+            | Adamax {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => (
+                weight_decay,
+                [("beta1", beta1), ("beta2", beta2)],
+                Some(eps),
+            ),
+        };
+        if !(wd.is_finite() && wd >= 0.0) {
+            return Err(Error::InvalidHyperparameter {
+                name: "weight_decay",
+                value: wd,
+            });
+        }
+        for (name, v) in unit {
+            if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+                return Err(Error::InvalidHyperparameter { name, value: v });
+            }
+        }
+        if let Some(eps) = eps {
+            if !(eps.is_finite() && eps > 0.0) {
+                return Err(Error::InvalidHyperparameter {
+                    name: "eps",
+                    value: eps,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One update of `params` from `grads`, with learning rate `lr` at 1-based step `t`.
+    ///
+    /// Errors: buffer lengths, a step of 0, a negative or non-finite `lr`, invalid
+    /// hyperparameters.
+    pub fn update(
+        &self,
+        params: &mut [f32],
+        grads: &[f32],
+        state: &mut [f32],
+        t: u64,
+        lr: f32,
+    ) -> Result<(), Error> {
+        let n = params.len();
+        check_len(Buffer::Grads, n, grads.len())?;
+        check_len(Buffer::OptimizerState, self.state_len(n), state.len())?;
+        self.validate()?;
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::InvalidHyperparameter {
+                name: "learning rate",
+                value: lr,
+            });
+        }
+        if t == 0 {
+            return Err(Error::InvalidHyperparameter {
+                name: "step (counts from 1)",
+                value: 0.0,
+            });
+        }
+        let (s0, s1) = state.split_at_mut(if self.state_vectors() == 2 {
+            n
+        } else {
+            state.len()
+        });
+        let l2 = |wd: f32, g: f32, p: f32| g + wd * p;
+        match *self {
+            Optimizer::Sgd { weight_decay } => {
+                for (p, &g) in params.iter_mut().zip(grads) {
+                    *p -= lr * l2(weight_decay, g, *p);
+                }
+            }
+            Optimizer::Momentum {
+                momentum,
+                weight_decay,
+            }
+            | Optimizer::Nesterov {
+                momentum,
+                weight_decay,
+            } => {
+                let nesterov = matches!(self, Optimizer::Nesterov { .. });
+                for ((p, &g), buf) in params.iter_mut().zip(grads).zip(s0.iter_mut()) {
+                    let g = l2(weight_decay, g, *p);
+                    *buf = momentum * *buf + g;
+                    *p -= lr * if nesterov { g + momentum * *buf } else { *buf };
+                }
+            }
+            Optimizer::Adagrad { eps, weight_decay } => {
+                for ((p, &g), sum) in params.iter_mut().zip(grads).zip(s0.iter_mut()) {
+                    let g = l2(weight_decay, g, *p);
+                    *sum += g * g;
+                    *p -= lr * g / (math::sqrt(*sum) + eps);
+                }
+            }
+            Optimizer::RmsProp {
+                alpha,
+                eps,
+                weight_decay,
+            } => {
+                for ((p, &g), v) in params.iter_mut().zip(grads).zip(s0.iter_mut()) {
+                    let g = l2(weight_decay, g, *p);
+                    *v = alpha * *v + (1.0 - alpha) * g * g;
+                    *p -= lr * g / (math::sqrt(*v) + eps);
+                }
+            }
+            Optimizer::Adadelta {
+                rho,
+                eps,
+                weight_decay,
+            } => {
+                for (((p, &g), v), u) in params
+                    .iter_mut()
+                    .zip(grads)
+                    .zip(s0.iter_mut())
+                    .zip(s1.iter_mut())
+                {
+                    let g = l2(weight_decay, g, *p);
+                    *v = rho * *v + (1.0 - rho) * g * g;
+                    let delta = math::sqrt(*u + eps) / math::sqrt(*v + eps) * g;
+                    *u = rho * *u + (1.0 - rho) * delta * delta;
+                    *p -= lr * delta;
+                }
+            }
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+            | Optimizer::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                let decoupled = matches!(self, Optimizer::AdamW { .. });
+                let step_size = lr / (1.0 - powi(beta1, t));
+                let bc2_sqrt = math::sqrt(1.0 - powi(beta2, t));
+                for (((p, &g), m), v) in params
+                    .iter_mut()
+                    .zip(grads)
+                    .zip(s0.iter_mut())
+                    .zip(s1.iter_mut())
+                {
+                    let g = if decoupled {
+                        *p *= 1.0 - lr * weight_decay;
+                        g
+                    } else {
+                        l2(weight_decay, g, *p)
+                    };
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    *p -= step_size * *m / (math::sqrt(*v) / bc2_sqrt + eps);
+                }
+            }
+            Optimizer::Adamax {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                let step_size = lr / (1.0 - powi(beta1, t));
+                for (((p, &g), m), u) in params
+                    .iter_mut()
+                    .zip(grads)
+                    .zip(s0.iter_mut())
+                    .zip(s1.iter_mut())
+                {
+                    let g = l2(weight_decay, g, *p);
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *u = (beta2 * *u).max(g.abs() + eps);
+                    *p -= step_size * *m / *u;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `base^t` for the bias corrections, exact for small `t` and stable for large ones.
+fn powi(base: f32, t: u64) -> f32 {
+    libm::powf(base, t.min(1 << 24) as f32)
+}
+
+/// The global L2 norm of `grads`.
+pub fn grad_norm(grads: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 4];
+    let chunks = grads.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for k in 0..4 {
+            acc[k] += c[k] * c[k];
+        }
+    }
+    let tail: f32 = tail.iter().map(|g| g * g).sum();
+    math::sqrt((acc[0] + acc[1]) + (acc[2] + acc[3]) + tail)
+}
+
+/// Scales `grads` so their global L2 norm is at most `max_norm` (PyTorch's
+/// `clip_grad_norm_`: factor `max_norm / (norm + 1e-6)` when below 1). Returns the norm
+/// before clipping.
+pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> Result<f32, Error> {
+    if !(max_norm.is_finite() && max_norm > 0.0) {
+        return Err(Error::InvalidHyperparameter {
+            name: "max gradient norm",
+            value: max_norm,
+        });
+    }
+    let norm = grad_norm(grads);
+    if !norm.is_finite() {
+        return Err(Error::NonFinite {
+            what: "the gradient norm",
+        });
+    }
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        grads.iter_mut().for_each(|g| *g *= coef);
+    }
+    Ok(norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adam_first_step_moves_each_weight_by_lr() {
+        // After one step m̂ = g and v̂ = g², so the step is lr · g/(|g| + eps) ≈ lr · sign(g).
+        let mut p = [1.0f32, 1.0];
+        let g = [0.5f32, -3.0];
+        let mut s = [0.0f32; 4];
+        Optimizer::adam()
+            .update(&mut p, &g, &mut s, 1, 0.1)
+            .unwrap();
+        assert!(
+            (p[0] - 0.9).abs() < 1e-6 && (p[1] - 1.1).abs() < 1e-6,
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_hyperparameters_and_buffers_are_errors() {
+        let mut p = [0.0f32; 3];
+        let mut s = [0.0f32; 3];
+        let g = [0.0f32; 3];
+        assert!(Optimizer::momentum(1.5)
+            .update(&mut p, &g, &mut s, 1, 0.1)
+            .is_err());
+        assert!(Optimizer::momentum(0.9)
+            .update(&mut p, &g, &mut s, 0, 0.1)
+            .is_err());
+        assert!(Optimizer::momentum(0.9)
+            .update(&mut p, &g, &mut s, 1, f32::NAN)
+            .is_err());
+        assert!(matches!(
+            Optimizer::adam().update(&mut p, &g, &mut s, 1, 0.1),
+            Err(Error::BufferLength {
+                buffer: Buffer::OptimizerState,
+                expected: 6,
+                actual: 3
+            })
+        ));
+        assert!(Optimizer::adam()
+            .with_weight_decay(-1.0)
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn clipping_scales_to_the_max_norm() {
+        let mut g = [3.0f32, 4.0];
+        assert_eq!(clip_grad_norm(&mut g, 1.0).unwrap(), 5.0);
+        assert!((grad_norm(&g) - 1.0).abs() < 1e-5);
+        let mut small = [0.3f32, 0.4];
+        clip_grad_norm(&mut small, 1.0).unwrap();
+        assert_eq!(small, [0.3, 0.4]);
+        assert!(clip_grad_norm(&mut [f32::NAN], 1.0).is_err());
+    }
+}

@@ -1,0 +1,595 @@
+//! Training mode: a forward pass that keeps what backward needs, backward into the gradient
+//! buffer, and the optimizer update, all on caller-owned buffers.
+//!
+//! ```
+//! use mlp::{init::{initialize, Init}, layout, Activation, LayerSpec, Loss, Optimizer, Portable,
+//!           Rng, Targets, Topology, TrainBuffers, TrainConfig, Trainer};
+//! // XOR with one hidden layer, on buffers sized at compile time.
+//! const LAYERS: [LayerSpec; 2] = [LayerSpec::dense(4, Activation::Tanh), LayerSpec::dense(2, Activation::Softmax)];
+//! const P: usize = layout::param_len(2, &LAYERS);
+//! const OPT: Optimizer = Optimizer::adam();
+//! let mut params = [0.0f32; P];
+//! let mut grads = [0.0f32; P];
+//! let mut state = [0.0f32; OPT.state_len(P)];
+//! let mut ws = [0.0f32; layout::train_workspace_len(&LAYERS, 4)];
+//! let t = Topology::new(2, &LAYERS)?;
+//! let mut rng = Rng::new(1);
+//! initialize(&t, &mut params, Init::XavierNormal, &mut rng)?;
+//! let mut trainer = Trainer::new(&t, TrainConfig::new(Loss::CrossEntropy, OPT, 4), TrainBuffers {
+//!     params: &mut params, grads: &mut grads, running: &mut [],
+//!     optimizer_state: &mut state, workspace: &mut ws,
+//! })?;
+//! let x = [0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+//! let y = [0, 1, 1, 0];
+//! let mut stats = trainer.step(&Portable, &x, Targets::Labels(&y), 0.05, &mut rng)?;
+//! for _ in 0..300 {
+//!     stats = trainer.step(&Portable, &x, Targets::Labels(&y), 0.05, &mut rng)?;
+//! }
+//! assert_eq!(stats.correct, 4);
+//! # Ok::<(), mlp::Error>(())
+//! ```
+
+use core::ops::Range;
+
+use crate::activation;
+use crate::batchnorm;
+use crate::error::{check_len, Buffer, Error};
+use crate::kernels::{Kernels, Shape};
+use crate::loss::{count_correct, validate_targets, Loss, Targets};
+use crate::model::Model;
+use crate::optim::{clip_grad_norm, Optimizer};
+use crate::rng::Rng;
+use crate::topology::{layout, Activation, LayerSpec, Topology};
+
+/// What a [`Trainer`] optimizes and how.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// The loss on the output layer.
+    pub loss: Loss,
+    /// The optimizer (its state lives in [`TrainBuffers::optimizer_state`]).
+    pub optimizer: Optimizer,
+    /// The largest batch the workspace is sized for.
+    pub max_batch: usize,
+    /// Clip gradients to this global L2 norm before each update (`None`: no clipping).
+    pub grad_clip: Option<f32>,
+}
+
+impl TrainConfig {
+    /// A config with no gradient clipping.
+    pub const fn new(loss: Loss, optimizer: Optimizer, max_batch: usize) -> Self {
+        TrainConfig {
+            loss,
+            optimizer,
+            max_batch,
+            grad_clip: None,
+        }
+    }
+}
+
+/// The caller-owned buffers a [`Trainer`] works on.
+#[derive(Debug)]
+pub struct TrainBuffers<'a> {
+    /// `topology.param_len()`: the model being trained.
+    pub params: &'a mut [f32],
+    /// `topology.param_len()`: gradients of the last backward pass.
+    pub grads: &'a mut [f32],
+    /// `topology.running_len()`: batch-norm running statistics (reset with
+    /// [`Topology::reset_running`] before training a fresh model).
+    pub running: &'a mut [f32],
+    /// `optimizer.state_len(param_len)`, zero at the start of training.
+    pub optimizer_state: &'a mut [f32],
+    /// `topology.train_workspace_len(max_batch)` or more.
+    pub workspace: &'a mut [f32],
+}
+
+/// The result of one training step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// Mean loss of the batch, before the update.
+    pub loss: f32,
+    /// Correctly classified samples of the batch, before the update (see
+    /// [`count_correct`](crate::loss::count_correct)).
+    pub correct: usize,
+    /// Samples in the batch.
+    pub batch: usize,
+    /// Global gradient norm before clipping, when clipping is on.
+    pub grad_norm: Option<f32>,
+}
+
+/// What a training forward pass saved for one layer, for inspection and tests. Each slice is
+/// `batch × outputs` (`mask` empty without dropout).
+#[derive(Clone, Copy, Debug)]
+pub struct LayerActivations<'a> {
+    /// Pre-activations (after batch norm, if any).
+    pub z: &'a [f32],
+    /// Activations, before dropout.
+    pub a: &'a [f32],
+    /// The dropout mask: 0 for dropped units, `1 / (1 - rate)` for kept ones.
+    pub mask: &'a [f32],
+    /// What the next layer sees: `a ⊙ mask` with dropout, else `a`.
+    pub output: &'a [f32],
+}
+
+/// Trains a network in place: model.train() in PyTorch's terms (batch statistics, dropout
+/// on). Use [`Trainer::model`] for eval-mode inference with the current parameters.
+#[derive(Debug)]
+pub struct Trainer<'a> {
+    topology: &'a Topology,
+    buf: TrainBuffers<'a>,
+    config: TrainConfig,
+    /// Samples in the last training forward pass (0: none yet).
+    batch: usize,
+    /// Optimizer updates done so far.
+    steps: u64,
+}
+
+impl<'a> Trainer<'a> {
+    /// Checks every buffer length, the loss against the output activation, the optimizer's
+    /// hyperparameters and the clipping norm.
+    pub fn new(
+        topology: &'a Topology,
+        config: TrainConfig,
+        buffers: TrainBuffers<'a>,
+    ) -> Result<Self, Error> {
+        let n = topology.param_len();
+        check_len(Buffer::Params, n, buffers.params.len())?;
+        check_len(Buffer::Grads, n, buffers.grads.len())?;
+        check_len(
+            Buffer::Running,
+            topology.running_len(),
+            buffers.running.len(),
+        )?;
+        check_len(
+            Buffer::OptimizerState,
+            config.optimizer.state_len(n),
+            buffers.optimizer_state.len(),
+        )?;
+        if config.max_batch == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        let need = topology.train_workspace_len(config.max_batch);
+        if buffers.workspace.len() < need {
+            return Err(Error::BufferLength {
+                buffer: Buffer::Workspace,
+                expected: need,
+                actual: buffers.workspace.len(),
+            });
+        }
+        config
+            .loss
+            .check_activation(topology.output_layer().activation)?;
+        config.optimizer.validate()?;
+        if let Some(c) = config.grad_clip {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::InvalidHyperparameter {
+                    name: "max gradient norm",
+                    value: c,
+                });
+            }
+        }
+        Ok(Trainer {
+            topology,
+            buf: buffers,
+            config,
+            batch: 0,
+            steps: 0,
+        })
+    }
+
+    /// The topology being trained.
+    pub fn topology(&self) -> &'a Topology {
+        self.topology
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &[f32] {
+        self.buf.params
+    }
+
+    /// The gradients of the last backward pass.
+    pub fn grads(&self) -> &[f32] {
+        self.buf.grads
+    }
+
+    /// The batch-norm running statistics.
+    pub fn running(&self) -> &[f32] {
+        self.buf.running
+    }
+
+    /// The optimizer state.
+    pub fn optimizer_state(&self) -> &[f32] {
+        self.buf.optimizer_state
+    }
+
+    /// Optimizer updates done so far (Adam's `t` is this plus one at the next update).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Sets the update counter, when resuming from a checkpoint.
+    pub fn set_steps(&mut self, steps: u64) {
+        self.steps = steps;
+    }
+
+    /// An eval-mode view of the current parameters (model.eval()).
+    pub fn model(&self) -> Model<'_> {
+        // Lengths were checked in `new`.
+        Model::from_checked(self.topology, self.buf.params, self.buf.running)
+    }
+
+    /// Forward pass in training mode on `batch` samples (`input`: `batch × input width`):
+    /// batch norm uses and updates batch statistics, dropout draws its masks from `rng`.
+    /// Returns the outputs and keeps what [`backward`](Self::backward) needs.
+    pub fn forward<K: Kernels + ?Sized>(
+        &mut self,
+        kernels: &K,
+        input: &[f32],
+        batch: usize,
+        rng: &mut Rng,
+    ) -> Result<&[f32], Error> {
+        let t = self.topology;
+        self.batch = 0;
+        if batch == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        if batch > self.config.max_batch {
+            return Err(Error::BatchTooLarge {
+                batch,
+                max: self.config.max_batch,
+            });
+        }
+        if batch < 2 && t.has_batch_norm() {
+            return Err(Error::BatchNormNeedsTwoSamples);
+        }
+        check_len(Buffer::Input, batch * t.input(), input.len())?;
+        let max_batch = self.config.max_batch;
+        for (i, layer) in t.layers().iter().enumerate() {
+            let (Some(p), Some(r)) = (t.param_ranges(i), saved_ranges(t, max_batch, i)) else {
+                break;
+            };
+            let n = layer.outputs;
+            let len = batch * n;
+            let shape = Shape {
+                batch,
+                inputs: t.fan_in(i),
+                outputs: n,
+            };
+            let (before, here) = self.buf.workspace.split_at_mut(r.z.start);
+            let x: &[f32] = if i == 0 {
+                input
+            } else {
+                match saved_ranges(t, max_batch, i - 1) {
+                    Some(prev) => &before[prev.output][..batch * shape.inputs],
+                    None => break,
+                }
+            };
+            let mut here = &mut here[..r.end - r.z.start];
+            let z = &mut take(&mut here, r.z.len())[..len];
+            let a = &mut take(&mut here, r.a.len())[..len];
+            let params = &*self.buf.params;
+            if let (Some((g, b)), Some((m, v))) = (p.batch_norm, t.running_ranges(i)) {
+                let x_hat = &mut take(&mut here, r.x_hat.len())[..len];
+                let stats = take(&mut here, r.stats.len());
+                let (mean, inv_std) = stats.split_at_mut(n);
+                kernels.dense_forward(shape, x, &params[p.weights], &params[p.bias], x_hat);
+                let (rm, rv) = self.buf.running[m.start..v.end].split_at_mut(n);
+                batchnorm::forward_train(
+                    n, x_hat, &params[g], &params[b], z, mean, inv_std, rm, rv,
+                );
+            } else {
+                kernels.dense_forward(shape, x, &params[p.weights], &params[p.bias], z);
+            }
+            activation::forward(layer.activation, n, z, a);
+            if layer.has_dropout() {
+                let mask = &mut take(&mut here, r.mask.len())[..len];
+                let out = &mut take(&mut here, r.output.len())[..len];
+                let keep = 1.0 - layer.dropout;
+                let scale = 1.0 / keep;
+                for ((m, o), &a) in mask.iter_mut().zip(out.iter_mut()).zip(a.iter()) {
+                    *m = if rng.uniform() < layer.dropout {
+                        0.0
+                    } else {
+                        scale
+                    };
+                    *o = a * *m;
+                }
+            }
+        }
+        self.batch = batch;
+        self.outputs()
+    }
+
+    /// The outputs of the last training forward pass.
+    fn outputs(&self) -> Result<&[f32], Error> {
+        let last = self.topology.layers().len() - 1;
+        self.layer_activations(last)
+            .map(|l| l.output)
+            .ok_or(Error::NoForwardPass)
+    }
+
+    /// What the last training forward pass saved for layer `i` (`None` before any forward
+    /// pass or past the last layer).
+    pub fn layer_activations(&self, i: usize) -> Option<LayerActivations<'_>> {
+        if self.batch == 0 {
+            return None;
+        }
+        let r = saved_ranges(self.topology, self.config.max_batch, i)?;
+        let len = self.batch * self.topology.layers()[i].outputs;
+        let ws = &*self.buf.workspace;
+        Some(LayerActivations {
+            z: &ws[r.z][..len],
+            a: &ws[r.a][..len],
+            mask: if r.mask.is_empty() {
+                &[]
+            } else {
+                &ws[r.mask][..len]
+            },
+            output: &ws[r.output][..len],
+        })
+    }
+
+    /// Backward from the loss: computes the mean loss of the last forward pass against
+    /// `targets` and writes the gradient of every parameter into the gradient buffer.
+    /// `input` must be the batch given to [`forward`](Self::forward).
+    pub fn backward<K: Kernels + ?Sized>(
+        &mut self,
+        kernels: &K,
+        input: &[f32],
+        targets: Targets<'_>,
+    ) -> Result<f32, Error> {
+        let t = self.topology;
+        let (batch, n) = (self.batch, t.output());
+        if batch == 0 {
+            return Err(Error::NoForwardPass);
+        }
+        let last = t.layers().len() - 1;
+        let r = saved_ranges(t, self.config.max_batch, last).ok_or(Error::NoForwardPass)?;
+        let (layers, deltas) = self.buf.workspace.split_at_mut(r.end);
+        let (z, a) = (&layers[r.z][..batch * n], &layers[r.a][..batch * n]);
+        let loss = self.config.loss.loss_and_grad(
+            t.output_layer().activation,
+            n,
+            z,
+            a,
+            targets,
+            &mut deltas[..batch * n],
+        )?;
+        if !loss.is_finite() {
+            return Err(Error::NonFinite { what: "the loss" });
+        }
+        self.backpropagate(kernels, input)?;
+        Ok(loss)
+    }
+
+    /// Backward from a custom loss: `d_output` is ∂L/∂(outputs of the last forward pass),
+    /// `batch × outputs`. Writes every parameter's gradient. `input` must be the batch given
+    /// to [`forward`](Self::forward).
+    pub fn backward_from_output_grad<K: Kernels + ?Sized>(
+        &mut self,
+        kernels: &K,
+        input: &[f32],
+        d_output: &[f32],
+    ) -> Result<(), Error> {
+        let t = self.topology;
+        let (batch, n) = (self.batch, t.output());
+        if batch == 0 {
+            return Err(Error::NoForwardPass);
+        }
+        check_len(Buffer::OutputGrad, batch * n, d_output.len())?;
+        if d_output.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: "the output gradient",
+            });
+        }
+        let last = t.layers().len() - 1;
+        let r = saved_ranges(t, self.config.max_batch, last).ok_or(Error::NoForwardPass)?;
+        let (layers, deltas) = self.buf.workspace.split_at_mut(r.end);
+        let d = &mut deltas[..batch * n];
+        d.copy_from_slice(d_output);
+        activation::backward_in_place(
+            t.output_layer().activation,
+            n,
+            &layers[r.z][..batch * n],
+            &layers[r.a][..batch * n],
+            d,
+        );
+        self.backpropagate(kernels, input)
+    }
+
+    /// Propagates ∂L/∂z of the output layer (in the first delta buffer) back through every
+    /// layer into the gradient buffer.
+    fn backpropagate<K: Kernels + ?Sized>(
+        &mut self,
+        kernels: &K,
+        input: &[f32],
+    ) -> Result<(), Error> {
+        let t = self.topology;
+        let batch = self.batch;
+        check_len(Buffer::Input, batch * t.input(), input.len())?;
+        let max_batch = self.config.max_batch;
+        let layers_end = saved_ranges(t, max_batch, t.layers().len() - 1).map_or(0, |r| r.end);
+        let (saved, deltas) = self.buf.workspace.split_at_mut(layers_end);
+        let saved = &*saved;
+        let width = layout::max_width(t.layers()) * max_batch;
+        let (mut d, mut d_next) = deltas[..2 * width].split_at_mut(width);
+        let params = &*self.buf.params;
+        for i in (0..t.layers().len()).rev() {
+            let layer = &t.layers()[i];
+            let (Some(p), Some(r)) = (t.param_ranges(i), saved_ranges(t, max_batch, i)) else {
+                break;
+            };
+            let n = layer.outputs;
+            let shape = Shape {
+                batch,
+                inputs: t.fan_in(i),
+                outputs: n,
+            };
+            let dz = &mut d[..batch * n];
+            let (grads_w, grads_rest) =
+                self.buf.grads[p.weights.start..p.end()].split_at_mut(p.weights.len());
+            let (grads_b, grads_bn) = grads_rest.split_at_mut(n);
+            if let Some((g, _)) = p.batch_norm {
+                let (dgamma, dbeta) = grads_bn.split_at_mut(n);
+                let (_, inv_std) = saved[r.stats].split_at(n);
+                batchnorm::backward(
+                    n,
+                    dz,
+                    &saved[r.x_hat][..batch * n],
+                    inv_std,
+                    &params[g],
+                    dgamma,
+                    dbeta,
+                );
+            }
+            let x: &[f32] = if i == 0 {
+                input
+            } else {
+                match saved_ranges(t, max_batch, i - 1) {
+                    Some(prev) => &saved[prev.output][..batch * shape.inputs],
+                    None => break,
+                }
+            };
+            kernels.dense_backward_params(shape, x, dz, grads_w, grads_b);
+            if i > 0 {
+                let Some(prev) = saved_ranges(t, max_batch, i - 1) else {
+                    break;
+                };
+                let prev_layer: &LayerSpec = &t.layers()[i - 1];
+                let m = batch * shape.inputs;
+                let dx = &mut d_next[..m];
+                kernels.dense_backward_input(shape, dz, &params[p.weights], dx);
+                if prev_layer.has_dropout() {
+                    for (g, &mask) in dx.iter_mut().zip(&saved[prev.mask]) {
+                        *g *= mask;
+                    }
+                }
+                activation::backward_in_place(
+                    prev_layer.activation,
+                    shape.inputs,
+                    &saved[prev.z][..m],
+                    &saved[prev.a][..m],
+                    dx,
+                );
+                core::mem::swap(&mut d, &mut d_next);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one optimizer update with learning rate `lr` (clipping first, if configured).
+    /// Returns the gradient norm before clipping when clipping is on.
+    pub fn update(&mut self, lr: f32) -> Result<Option<f32>, Error> {
+        let norm = match self.config.grad_clip {
+            Some(max) => Some(clip_grad_norm(self.buf.grads, max)?),
+            None => None,
+        };
+        self.config.optimizer.update(
+            self.buf.params,
+            self.buf.grads,
+            self.buf.optimizer_state,
+            self.steps + 1,
+            lr,
+        )?;
+        self.steps += 1;
+        Ok(norm)
+    }
+
+    /// One minibatch step: forward (train mode), loss, backward, update. `input` holds
+    /// `targets`' batch of samples row by row. Statistics describe the batch before the
+    /// update. A NaN or infinite loss is an error and leaves the parameters untouched.
+    pub fn step<K: Kernels + ?Sized>(
+        &mut self,
+        kernels: &K,
+        input: &[f32],
+        targets: Targets<'_>,
+        lr: f32,
+        rng: &mut Rng,
+    ) -> Result<StepStats, Error> {
+        let t = self.topology;
+        let batch = match targets {
+            Targets::Labels(l) => l.len(),
+            Targets::Dense(d) => d.len() / t.output(),
+        };
+        validate_targets(targets, batch, t.output())?;
+        self.forward(kernels, input, batch, rng)?;
+        let threshold = match (self.config.loss, t.output_layer().activation) {
+            (Loss::BinaryCrossEntropy, Activation::Identity) => 0.0,
+            _ => 0.5,
+        };
+        let correct = count_correct(self.outputs()?, t.output(), targets, threshold);
+        let loss = self.backward(kernels, input, targets)?;
+        let grad_norm = self.update(lr)?;
+        Ok(StepStats {
+            loss,
+            correct,
+            batch,
+            grad_norm,
+        })
+    }
+}
+
+/// Where one layer's saved tensors sit in the training workspace (sized for `max_batch`).
+#[derive(Clone, Debug)]
+struct SavedRanges {
+    z: Range<usize>,
+    a: Range<usize>,
+    x_hat: Range<usize>,
+    /// Batch mean then 1/std, `n` each.
+    stats: Range<usize>,
+    mask: Range<usize>,
+    /// The layer's output as the next layer sees it: `a`, or the dropout output.
+    output: Range<usize>,
+    end: usize,
+}
+
+/// The ranges of layer `i`, in the order `layout::train_layer_len` counts them: z, a,
+/// [x_hat, mean, inv_std], [mask, dropout output].
+fn saved_ranges(t: &Topology, max_batch: usize, i: usize) -> Option<SavedRanges> {
+    let layers = t.layers();
+    let layer = layers.get(i)?;
+    let start: usize = layers[..i]
+        .iter()
+        .map(|l| layout::train_layer_len(l, max_batch))
+        .sum();
+    let full = layer.outputs * max_batch;
+    let mut next = start;
+    let mut range = |len: usize| {
+        let r = next..next + len;
+        next += len;
+        r
+    };
+    let z = range(full);
+    let a = range(full);
+    let (x_hat, stats) = if layer.batch_norm {
+        (range(full), range(2 * layer.outputs))
+    } else {
+        (range(0), range(0))
+    };
+    let (mask, output) = if layer.has_dropout() {
+        (range(full), range(full))
+    } else {
+        (range(0), a.clone())
+    };
+    Some(SavedRanges {
+        z,
+        a,
+        x_hat,
+        stats,
+        mask,
+        output,
+        end: next,
+    })
+}
+
+/// Splits the first `n` elements off `buf` (fewer if it is shorter: never panics).
+fn take<'b>(buf: &mut &'b mut [f32], n: usize) -> &'b mut [f32] {
+    let whole = core::mem::take(buf);
+    let (head, tail) = whole.split_at_mut(n.min(whole.len()));
+    *buf = tail;
+    head
+}
