@@ -136,7 +136,7 @@ pub fn fold_batch_norm(
     }
     let folded = Topology::new(topology.input(), &specs[..layers.len()])?;
     check_len(Buffer::FoldedParams, folded.param_len(), out.len())?;
-    for i in 0..layers.len() {
+    for (i, layer) in layers.iter().enumerate() {
         let (Some(src), Some(dst)) = (topology.param_ranges(i), folded.param_ranges(i)) else {
             break;
         };
@@ -146,7 +146,7 @@ pub fn fold_batch_norm(
         if let (Some((g, b)), Some((m, v))) = (src.batch_norm, topology.running_ranges(i)) {
             let (gamma, beta, mean, var) = (&params[g], &params[b], &running[m], &running[v]);
             let (w, bias) = out[dst.weights.start..dst.bias.end].split_at_mut(dst.weights.len());
-            for o in 0..layers[i].outputs {
+            for o in 0..layer.outputs {
                 let s = gamma[o] / math::sqrt(var[o] + BN_EPS);
                 w[o * fan_in..(o + 1) * fan_in]
                     .iter_mut()

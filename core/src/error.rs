@@ -23,6 +23,8 @@ pub enum Buffer {
     OutputGrad,
     /// The output parameter buffer of [`fold_batch_norm`](crate::fold_batch_norm).
     FoldedParams,
+    /// The byte buffer a model file is written into.
+    FileBytes,
 }
 
 impl fmt::Display for Buffer {
@@ -37,6 +39,7 @@ impl fmt::Display for Buffer {
             Buffer::Targets => "target batch",
             Buffer::OutputGrad => "output-gradient batch",
             Buffer::FoldedParams => "folded parameter buffer",
+            Buffer::FileBytes => "model file buffer",
         })
     }
 }
@@ -103,6 +106,22 @@ pub enum Error {
     InvalidHyperparameter { name: &'static str, value: f32 },
     /// A backward pass or loss was requested before a training forward pass.
     NoForwardPass,
+    /// A model file that does not start with the magic bytes `MLPM`.
+    BadMagic,
+    /// A model file of a format version this build does not read.
+    UnsupportedVersion { found: u16, supported: u16 },
+    /// A model file with a parameter type this build does not know.
+    UnknownDType { code: u8 },
+    /// A model file with an activation code this build does not know.
+    UnknownActivation { code: u8 },
+    /// A model file whose header is inconsistent.
+    CorruptHeader { what: &'static str },
+    /// A model file shorter than its header says.
+    Truncated { expected: usize, actual: usize },
+    /// A model file longer than its header says.
+    TrailingBytes { expected: usize, actual: usize },
+    /// A model file whose checksum does not match its content.
+    ChecksumMismatch { stored: u32, computed: u32 },
 }
 
 impl fmt::Display for Error {
@@ -164,6 +183,26 @@ impl fmt::Display for Error {
             Error::InvalidHyperparameter { name, value } => {
                 write!(f, "hyperparameter {name} = {value} is out of range")
             }
+            Error::BadMagic => f.write_str("not an mlp model file (the first bytes are not MLPM)"),
+            Error::UnsupportedVersion { found, supported } => write!(
+                f,
+                "model file format version {found} is not supported (this build reads version {supported}); re-export the model with this version"
+            ),
+            Error::UnknownDType { code } => write!(f, "model file has unknown parameter type code {code}"),
+            Error::UnknownActivation { code } => write!(f, "model file has unknown activation code {code}"),
+            Error::CorruptHeader { what } => write!(f, "corrupt model file header: {what}"),
+            Error::Truncated { expected, actual } => write!(
+                f,
+                "model file is truncated: it needs {expected} bytes but has {actual}; copy or export it again"
+            ),
+            Error::TrailingBytes { expected, actual } => write!(
+                f,
+                "model file has {actual} bytes but its header describes {expected}; it is corrupt or not a single model"
+            ),
+            Error::ChecksumMismatch { stored, computed } => write!(
+                f,
+                "model file checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupt"
+            ),
             Error::NoForwardPass => f.write_str(
                 "no training forward pass has been run for this batch; call forward before backward",
             ),

@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod batchnorm;
 mod error;
+pub mod format;
 pub mod init;
 pub mod kernels;
 pub mod loss;
@@ -17,6 +18,7 @@ pub mod train;
 
 pub use batchnorm::fold_batch_norm;
 pub use error::{Buffer, Error};
+pub use format::{DType, ModelFile};
 pub use init::Init;
 pub use kernels::{Kernels, Portable, Shape};
 pub use loss::{Loss, Targets};

@@ -90,7 +90,7 @@ impl Loss {
     ) -> Result<f32, Error> {
         self.check_activation(act)?;
         let len = z.len();
-        if width == 0 || len == 0 || len % width != 0 {
+        if width == 0 || len == 0 || !len.is_multiple_of(width) {
             return Err(Error::EmptyBatch);
         }
         let batch = len / width;

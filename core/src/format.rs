@@ -1,0 +1,467 @@
+//! The model file: a small versioned little-endian binary that every path reads and writes.
+//!
+//! Parsing borrows from the byte slice, never allocates, and never panics: any byte string
+//! is either a valid model or an [`Error`] saying what is wrong. The bytes may come from
+//! `include_bytes!` or flash, at any alignment.
+//!
+//! # Layout (version 1), all integers and floats little-endian
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `MLPM` |
+//! | 4 | 2 | version (1) |
+//! | 6 | 1 | dtype: 0 = f32 |
+//! | 7 | 1 | flags, must be 0 |
+//! | 8 | 4 | input width |
+//! | 12 | 4 | number of layers `L` (1 to 8) |
+//! | 16 | 16 × L | per layer: outputs `u32`, activation `u8`, layer flags `u8` (bit 0: batch norm), reserved `u16` (0), activation alpha `f32`, dropout rate `f32` |
+//! | 16 + 16L | 4 | parameter count `P` (must equal the topology's `param_len`) |
+//! | 20 + 16L | 4 | running-statistics count `R` (must equal `running_len`) |
+//! | 24 + 16L | 4P | parameters `f32`, in core's flat layout |
+//! | … | 4R | batch-norm running statistics `f32` |
+//! | end - 4 | 4 | CRC-32 (IEEE 802.3, as zlib's `crc32`) of every byte before it |
+//!
+//! Activation codes: 0 identity, 1 sigmoid, 2 tanh, 3 relu, 4 leaky relu, 5 elu, 6 gelu,
+//! 7 softmax. The header is a multiple of 4 bytes, so parameters are 4-byte aligned when the
+//! file is, and [`ModelFile::params_f32`] can then borrow them without copying.
+
+use crate::error::{check_len, Buffer, Error};
+use crate::topology::{Activation, LayerSpec, Topology, MAX_LAYERS};
+
+/// The first four bytes of every model file.
+pub const MAGIC: [u8; 4] = *b"MLPM";
+/// The format version this crate writes and reads.
+pub const VERSION: u16 = 1;
+
+const HEADER_FIXED: usize = 16;
+const LAYER_RECORD: usize = 16;
+
+/// How parameters are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DType {
+    /// 32-bit IEEE floats.
+    F32,
+}
+
+impl DType {
+    const fn code(self) -> u8 {
+        match self {
+            DType::F32 => 0,
+        }
+    }
+}
+
+/// A parsed model file, borrowing its parameter bytes.
+#[derive(Clone, Debug)]
+pub struct ModelFile<'a> {
+    topology: Topology,
+    dtype: DType,
+    params: &'a [u8],
+    running: &'a [u8],
+}
+
+/// Bytes a model file of `topology` takes.
+pub fn encoded_len(topology: &Topology) -> usize {
+    header_len(topology.layers().len())
+        .saturating_add(topology.param_len().saturating_mul(4))
+        .saturating_add(topology.running_len().saturating_mul(4))
+        .saturating_add(4)
+}
+
+const fn header_len(layers: usize) -> usize {
+    HEADER_FIXED + LAYER_RECORD * layers + 8
+}
+
+/// Writes a model file into `out` (exactly [`encoded_len`] bytes). Returns the length.
+pub fn write(
+    topology: &Topology,
+    params: &[f32],
+    running: &[f32],
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    check_len(Buffer::Params, topology.param_len(), params.len())?;
+    check_len(Buffer::Running, topology.running_len(), running.len())?;
+    let len = encoded_len(topology);
+    check_len(Buffer::FileBytes, len, out.len())?;
+    let count = |n: usize| u32::try_from(n).map_err(|_| Error::ModelTooLarge);
+    let mut w = Writer { out, pos: 0 };
+    w.bytes(&MAGIC);
+    w.bytes(&VERSION.to_le_bytes());
+    w.bytes(&[DType::F32.code(), 0]);
+    w.u32(count(topology.input())?);
+    w.u32(count(topology.layers().len())?);
+    for l in topology.layers() {
+        let (code, alpha) = activation_code(l.activation);
+        w.u32(count(l.outputs)?);
+        w.bytes(&[code, l.batch_norm as u8, 0, 0]);
+        w.f32(alpha);
+        w.f32(l.dropout);
+    }
+    w.u32(count(params.len())?);
+    w.u32(count(running.len())?);
+    params.iter().chain(running).for_each(|&v| w.f32(v));
+    let crc = crc32(&w.out[..w.pos]);
+    w.u32(crc);
+    Ok(w.pos)
+}
+
+impl<'a> ModelFile<'a> {
+    /// Parses and validates a model file: magic, version, dtype, topology, sizes, checksum.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
+        let mut r = Reader { bytes, pos: 0 };
+        if r.take(4)? != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        let version = r.u16()?;
+        if version != VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: version,
+                supported: VERSION,
+            });
+        }
+        let dtype = match r.u8()? {
+            0 => DType::F32,
+            code => return Err(Error::UnknownDType { code }),
+        };
+        if r.u8()? != 0 {
+            return Err(Error::CorruptHeader {
+                what: "reserved header flags are not 0",
+            });
+        }
+        let input = r.u32()? as usize;
+        let layer_count = r.u32()? as usize;
+        if layer_count == 0 {
+            return Err(Error::NoLayers);
+        }
+        if layer_count > MAX_LAYERS {
+            return Err(Error::TooManyLayers {
+                layers: layer_count,
+                max: MAX_LAYERS,
+            });
+        }
+        let mut specs = [LayerSpec::dense(1, Activation::Identity); MAX_LAYERS];
+        for spec in specs.iter_mut().take(layer_count) {
+            let outputs = r.u32()? as usize;
+            let code = r.u8()?;
+            let flags = r.u8()?;
+            if r.u16()? != 0 || flags & !1 != 0 {
+                return Err(Error::CorruptHeader {
+                    what: "reserved layer bits are not 0",
+                });
+            }
+            let alpha = r.f32()?;
+            let dropout = r.f32()?;
+            let activation = activation_from_code(code, alpha)?;
+            *spec = LayerSpec {
+                outputs,
+                activation,
+                dropout,
+                batch_norm: flags & 1 == 1,
+            };
+        }
+        let topology = Topology::new(input, &specs[..layer_count])?;
+        let (p, rn) = (r.u32()? as usize, r.u32()? as usize);
+        if p != topology.param_len() || rn != topology.running_len() {
+            return Err(Error::CorruptHeader {
+                what: "parameter counts do not match the topology",
+            });
+        }
+        let expected = encoded_len(&topology);
+        if bytes.len() < expected {
+            return Err(Error::Truncated {
+                expected,
+                actual: bytes.len(),
+            });
+        }
+        if bytes.len() > expected {
+            return Err(Error::TrailingBytes {
+                expected,
+                actual: bytes.len(),
+            });
+        }
+        let params = r.take(p * 4)?;
+        let running = r.take(rn * 4)?;
+        let body = &bytes[..expected - 4];
+        let stored = r.u32()?;
+        let computed = crc32(body);
+        if stored != computed {
+            return Err(Error::ChecksumMismatch { stored, computed });
+        }
+        Ok(ModelFile {
+            topology,
+            dtype,
+            params,
+            running,
+        })
+    }
+
+    /// The network shape.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// How the parameters are stored.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Copies the parameters into `out` (`topology().param_len()` long).
+    pub fn read_params(&self, out: &mut [f32]) -> Result<(), Error> {
+        read_f32s(self.params, out, Buffer::Params)
+    }
+
+    /// Copies the batch-norm running statistics into `out` (`topology().running_len()` long).
+    pub fn read_running(&self, out: &mut [f32]) -> Result<(), Error> {
+        read_f32s(self.running, out, Buffer::Running)
+    }
+
+    /// The parameters without copying, when the bytes are 4-byte aligned and the target is
+    /// little-endian (true for Cortex-M and x86); `None` otherwise: use
+    /// [`read_params`](Self::read_params).
+    pub fn params_f32(&self) -> Option<&'a [f32]> {
+        borrow_f32s(self.params)
+    }
+
+    /// The running statistics without copying, under the same conditions as
+    /// [`params_f32`](Self::params_f32).
+    pub fn running_f32(&self) -> Option<&'a [f32]> {
+        borrow_f32s(self.running)
+    }
+}
+
+fn borrow_f32s(bytes: &[u8]) -> Option<&[f32]> {
+    if cfg!(target_endian = "little") {
+        bytemuck::try_cast_slice(bytes).ok()
+    } else {
+        None
+    }
+}
+
+fn read_f32s(bytes: &[u8], out: &mut [f32], buffer: Buffer) -> Result<(), Error> {
+    check_len(buffer, bytes.len() / 4, out.len())?;
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    Ok(())
+}
+
+fn activation_code(a: Activation) -> (u8, f32) {
+    match a {
+        Activation::Identity => (0, 0.0),
+        Activation::Sigmoid => (1, 0.0),
+        Activation::Tanh => (2, 0.0),
+        Activation::Relu => (3, 0.0),
+        Activation::LeakyRelu(alpha) => (4, alpha),
+        Activation::Elu(alpha) => (5, alpha),
+        Activation::Gelu => (6, 0.0),
+        Activation::Softmax => (7, 0.0),
+    }
+}
+
+fn activation_from_code(code: u8, alpha: f32) -> Result<Activation, Error> {
+    Ok(match code {
+        0 => Activation::Identity,
+        1 => Activation::Sigmoid,
+        2 => Activation::Tanh,
+        3 => Activation::Relu,
+        4 => Activation::LeakyRelu(alpha),
+        5 => Activation::Elu(alpha),
+        6 => Activation::Gelu,
+        7 => Activation::Softmax,
+        _ => return Err(Error::UnknownActivation { code }),
+    })
+}
+
+struct Writer<'a> {
+    out: &'a mut [u8],
+    pos: usize,
+}
+
+impl Writer<'_> {
+    /// Callers size `out` with `encoded_len` first, so every write fits; a short buffer
+    /// would only truncate, never panic.
+    fn bytes(&mut self, b: &[u8]) {
+        if let Some(dst) = self.out.get_mut(self.pos..self.pos + b.len()) {
+            dst.copy_from_slice(b);
+        }
+        self.pos += b.len();
+    }
+    fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn f32(&mut self, v: f32) {
+        self.bytes(&v.to_le_bytes());
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
+        match end {
+            Some(end) => {
+                let s = &self.bytes[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => Err(Error::Truncated {
+                expected: self.pos.saturating_add(n),
+                actual: self.bytes.len(),
+            }),
+        }
+    }
+    fn u8(&mut self) -> Result<u8, Error> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, Error> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, Error> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn f32(&mut self) -> Result<f32, Error> {
+        Ok(f32::from_bits(self.u32()?))
+    }
+}
+
+/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as zlib and PNG compute it.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc = CRC_TABLE[((crc ^ b as u32) & 0xFF) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+/// The byte-at-a-time table, built at compile time (1 KiB of flash).
+static CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        // The CRC-32/ISO-HDLC catalogue check value for "123456789".
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    fn sample() -> (Topology, [f32; 3 * 4 + 4 + 8 + 2 * 4 + 2], [f32; 8]) {
+        let t = Topology::new(
+            3,
+            &[
+                LayerSpec::dense(4, Activation::LeakyRelu(0.1))
+                    .with_batch_norm()
+                    .with_dropout(0.25),
+                LayerSpec::dense(2, Activation::Softmax),
+            ],
+        )
+        .unwrap();
+        let mut p = [0.0f32; 3 * 4 + 4 + 8 + 2 * 4 + 2];
+        p.iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = i as f32 * 0.5 - 3.0);
+        let running = [0.1, 0.2, 0.3, 0.4, 1.0, 2.0, 3.0, 4.0];
+        (t, p, running)
+    }
+
+    #[test]
+    fn round_trip_preserves_everything() {
+        let (t, p, running) = sample();
+        let mut buf = [0u8; 256];
+        let len = encoded_len(&t);
+        assert_eq!(write(&t, &p, &running, &mut buf[..len]).unwrap(), len);
+        let m = ModelFile::parse(&buf[..len]).unwrap();
+        assert_eq!(m.topology(), &t);
+        assert_eq!(m.dtype(), DType::F32);
+        let mut q = [0.0f32; 34];
+        m.read_params(&mut q).unwrap();
+        assert_eq!(q, p);
+        let mut r = [0.0f32; 8];
+        m.read_running(&mut r).unwrap();
+        assert_eq!(r, running);
+    }
+
+    #[test]
+    fn every_corruption_is_an_error() {
+        let (t, p, running) = sample();
+        let len = encoded_len(&t);
+        let mut good = [0u8; 256];
+        write(&t, &p, &running, &mut good[..len]).unwrap();
+        let good = &good[..len];
+        for cut in 0..len {
+            assert!(
+                ModelFile::parse(&good[..cut]).is_err(),
+                "truncated at {cut}"
+            );
+        }
+        let mut longer = [0u8; 257];
+        longer[..len].copy_from_slice(good);
+        assert!(matches!(
+            ModelFile::parse(&longer[..len + 1]),
+            Err(Error::TrailingBytes { .. })
+        ));
+        for i in 0..len {
+            let mut bad = [0u8; 256];
+            bad[..len].copy_from_slice(good);
+            bad[i] ^= 0x40;
+            assert!(
+                ModelFile::parse(&bad[..len]).is_err(),
+                "flipped bit in byte {i} accepted"
+            );
+        }
+        let mut bad = [0u8; 256];
+        bad[..len].copy_from_slice(good);
+        bad[0] = b'X';
+        assert_eq!(ModelFile::parse(&bad[..len]).unwrap_err(), Error::BadMagic);
+        bad[..len].copy_from_slice(good);
+        bad[4] = 9;
+        assert_eq!(
+            ModelFile::parse(&bad[..len]).unwrap_err(),
+            Error::UnsupportedVersion {
+                found: 9,
+                supported: 1
+            }
+        );
+    }
+
+    #[test]
+    fn absurd_dimensions_are_rejected_before_any_sizing() {
+        let mut h = [0u8; 40];
+        h[..4].copy_from_slice(&MAGIC);
+        h[4] = 1;
+        h[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        h[12..16].copy_from_slice(&1u32.to_le_bytes());
+        h[16..20].copy_from_slice(&10u32.to_le_bytes());
+        assert!(matches!(
+            ModelFile::parse(&h),
+            Err(Error::WidthTooLarge { .. })
+        ));
+    }
+}
