@@ -43,16 +43,9 @@ pub(crate) fn forward_train(
             *s += (v - m) * (v - m);
         }
     }
-    let unbias = if batch > 1 {
-        batch as f32 / (batch - 1) as f32
-    } else {
-        1.0
-    };
-    for (((s, &m), rm), rv) in inv_std
-        .iter_mut()
-        .zip(mean.iter())
-        .zip(running_mean.iter_mut())
-        .zip(running_var.iter_mut())
+    let unbias = if batch > 1 { batch as f32 / (batch - 1) as f32 } else { 1.0 };
+    for (((s, &m), rm), rv) in
+        inv_std.iter_mut().zip(mean.iter()).zip(running_mean.iter_mut()).zip(running_var.iter_mut())
     {
         let var = *s * inv_b;
         *rm = (1.0 - BN_MOMENTUM) * *rm + BN_MOMENTUM * m;
@@ -69,14 +62,7 @@ pub(crate) fn forward_train(
 }
 
 /// Eval mode, in place: `x = γ (x - running_mean) / √(running_var + ε) + β`.
-pub(crate) fn forward_eval(
-    n: usize,
-    x: &mut [f32],
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f32],
-    var: &[f32],
-) {
+pub(crate) fn forward_eval(n: usize, x: &mut [f32], gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32]) {
     for row in x.chunks_exact_mut(n) {
         for o in 0..n {
             let scale = gamma[o] / math::sqrt(var[o] + BN_EPS);
@@ -148,9 +134,7 @@ pub fn fold_batch_norm(
             let (w, bias) = out[dst.weights.start..dst.bias.end].split_at_mut(dst.weights.len());
             for o in 0..layer.outputs {
                 let s = gamma[o] / math::sqrt(var[o] + BN_EPS);
-                w[o * fan_in..(o + 1) * fan_in]
-                    .iter_mut()
-                    .for_each(|x| *x *= s);
+                w[o * fan_in..(o + 1) * fan_in].iter_mut().for_each(|x| *x *= s);
                 bias[o] = s * (bias[o] - mean[o]) + beta[o];
             }
         }

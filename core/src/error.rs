@@ -56,11 +56,7 @@ pub enum Error {
     /// A width of zero: `layer` is `None` for the input width, `Some(i)` for layer `i`.
     ZeroWidth { layer: Option<usize> },
     /// A width above [`MAX_WIDTH`](crate::MAX_WIDTH).
-    WidthTooLarge {
-        layer: Option<usize>,
-        width: usize,
-        max: usize,
-    },
+    WidthTooLarge { layer: Option<usize>, width: usize, max: usize },
     /// The parameter count does not fit this target's address space.
     ModelTooLarge,
     /// Softmax normalizes the output distribution; it is only valid on the last layer.
@@ -72,11 +68,7 @@ pub enum Error {
     /// A leaky-ReLU or ELU alpha that is negative or not finite.
     InvalidActivationParameter { layer: usize, alpha: f32 },
     /// A buffer of the wrong length.
-    BufferLength {
-        buffer: Buffer,
-        expected: usize,
-        actual: usize,
-    },
+    BufferLength { buffer: Buffer, expected: usize, actual: usize },
     /// A batch of zero samples.
     EmptyBatch,
     /// More samples than the trainer's buffers were sized for.
@@ -84,22 +76,11 @@ pub enum Error {
     /// Batch norm in training mode needs at least two samples to estimate a variance.
     BatchNormNeedsTwoSamples,
     /// A loss that cannot be combined with the output layer's activation.
-    LossActivationMismatch {
-        loss: &'static str,
-        activation: &'static str,
-        expected: &'static str,
-    },
+    LossActivationMismatch { loss: &'static str, activation: &'static str, expected: &'static str },
     /// A class label not below the number of outputs.
-    LabelOutOfRange {
-        sample: usize,
-        label: u32,
-        classes: usize,
-    },
+    LabelOutOfRange { sample: usize, label: u32, classes: usize },
     /// Dense targets given where labels are needed, or the reverse.
-    TargetKindMismatch {
-        loss: &'static str,
-        expected: &'static str,
-    },
+    TargetKindMismatch { loss: &'static str, expected: &'static str },
     /// NaN or infinity where a finite number is required.
     NonFinite { what: &'static str },
     /// A hyperparameter outside its valid range.
@@ -216,10 +197,6 @@ pub(crate) fn check_len(buffer: Buffer, expected: usize, actual: usize) -> Resul
     if expected == actual {
         Ok(())
     } else {
-        Err(Error::BufferLength {
-            buffer,
-            expected,
-            actual,
-        })
+        Err(Error::BufferLength { buffer, expected, actual })
     }
 }

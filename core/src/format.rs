@@ -11,7 +11,7 @@
 //! | 0 | 4 | magic `MLPM` |
 //! | 4 | 2 | version (1) |
 //! | 6 | 1 | dtype: 0 = f32 |
-//! | 7 | 1 | flags, must be 0 |
+//! | 7 | 1 | input transform: 0 none, 1 global, 2 per feature |
 //! | 8 | 4 | input width |
 //! | 12 | 4 | number of layers `L` (1 to 8) |
 //! | 16 | 16 × L | per layer: outputs `u32`, activation `u8`, layer flags `u8` (bit 0: batch norm), reserved `u16` (0), activation alpha `f32`, dropout rate `f32` |
@@ -19,7 +19,12 @@
 //! | 20 + 16L | 4 | running-statistics count `R` (must equal `running_len`) |
 //! | 24 + 16L | 4P | parameters `f32`, in core's flat layout |
 //! | … | 4R | batch-norm running statistics `f32` |
+//! | … | 0, 8 or 8 × input | input transform: nothing; `scale`, `offset`; or `input` scales then `input` offsets (`f32`) |
 //! | end - 4 | 4 | CRC-32 (IEEE 802.3, as zlib's `crc32`) of every byte before it |
+//!
+//! The input transform maps a raw sample as stored (e.g. pixel values 0 to 255) to the
+//! network's input, `x = raw · scale + offset`, so every consumer of the file (evaluation,
+//! prediction, firmware) preprocesses exactly as training did.
 //!
 //! Activation codes: 0 identity, 1 sigmoid, 2 tanh, 3 relu, 4 leaky relu, 5 elu, 6 gelu,
 //! 7 softmax. The header is a multiple of 4 bytes, so parameters are 4-byte aligned when the
@@ -52,6 +57,46 @@ impl DType {
     }
 }
 
+/// How a raw sample (as stored in a data set) becomes the network's input:
+/// `x[j] = raw[j] · scale[j] + offset[j]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum InputTransform<'a> {
+    /// The raw values are the inputs.
+    Identity,
+    /// One scale and offset for every feature (e.g. pixels / 255, or MNIST's mean/std).
+    Global {
+        /// Multiplies the raw value.
+        scale: f32,
+        /// Added after scaling.
+        offset: f32,
+    },
+    /// A scale and offset per feature (e.g. standardized tabular columns).
+    PerFeature {
+        /// `input` scales.
+        scale: &'a [f32],
+        /// `input` offsets.
+        offset: &'a [f32],
+    },
+}
+
+impl InputTransform<'_> {
+    const fn code(&self) -> u8 {
+        match self {
+            InputTransform::Identity => 0,
+            InputTransform::Global { .. } => 1,
+            InputTransform::PerFeature { .. } => 2,
+        }
+    }
+
+    fn payload_len(code: u8, input: usize) -> usize {
+        match code {
+            1 => 8,
+            2 => input.saturating_mul(8),
+            _ => 0,
+        }
+    }
+}
+
 /// A parsed model file, borrowing its parameter bytes.
 #[derive(Clone, Debug)]
 pub struct ModelFile<'a> {
@@ -59,14 +104,20 @@ pub struct ModelFile<'a> {
     dtype: DType,
     params: &'a [u8],
     running: &'a [u8],
+    transform_code: u8,
+    transform: &'a [u8],
 }
 
-/// Bytes a model file of `topology` takes.
-pub fn encoded_len(topology: &Topology) -> usize {
+/// Bytes a model file of `topology` with input transform `transform` takes.
+pub fn encoded_len(topology: &Topology, transform: &InputTransform<'_>) -> usize {
+    body_len(topology, transform.code()).saturating_add(4)
+}
+
+fn body_len(topology: &Topology, transform_code: u8) -> usize {
     header_len(topology.layers().len())
         .saturating_add(topology.param_len().saturating_mul(4))
         .saturating_add(topology.running_len().saturating_mul(4))
-        .saturating_add(4)
+        .saturating_add(InputTransform::payload_len(transform_code, topology.input()))
 }
 
 const fn header_len(layers: usize) -> usize {
@@ -74,21 +125,39 @@ const fn header_len(layers: usize) -> usize {
 }
 
 /// Writes a model file into `out` (exactly [`encoded_len`] bytes). Returns the length.
+///
+/// Errors: buffer lengths, a per-feature transform whose length is not the input width,
+/// a non-finite transform value.
 pub fn write(
     topology: &Topology,
     params: &[f32],
     running: &[f32],
+    transform: &InputTransform<'_>,
     out: &mut [u8],
 ) -> Result<usize, Error> {
     check_len(Buffer::Params, topology.param_len(), params.len())?;
     check_len(Buffer::Running, topology.running_len(), running.len())?;
-    let len = encoded_len(topology);
+    let (scales, offsets): (&[f32], &[f32]) = match transform {
+        InputTransform::Identity => (&[], &[]),
+        InputTransform::Global { scale, offset } => {
+            (core::slice::from_ref(scale), core::slice::from_ref(offset))
+        }
+        InputTransform::PerFeature { scale, offset } => {
+            check_len(Buffer::Input, topology.input(), scale.len())?;
+            check_len(Buffer::Input, topology.input(), offset.len())?;
+            (scale, offset)
+        }
+    };
+    if scales.iter().chain(offsets).any(|v| !v.is_finite()) {
+        return Err(Error::NonFinite { what: "an input transform value" });
+    }
+    let len = encoded_len(topology, transform);
     check_len(Buffer::FileBytes, len, out.len())?;
     let count = |n: usize| u32::try_from(n).map_err(|_| Error::ModelTooLarge);
     let mut w = Writer { out, pos: 0 };
     w.bytes(&MAGIC);
     w.bytes(&VERSION.to_le_bytes());
-    w.bytes(&[DType::F32.code(), 0]);
+    w.bytes(&[DType::F32.code(), transform.code()]);
     w.u32(count(topology.input())?);
     w.u32(count(topology.layers().len())?);
     for l in topology.layers() {
@@ -100,7 +169,7 @@ pub fn write(
     }
     w.u32(count(params.len())?);
     w.u32(count(running.len())?);
-    params.iter().chain(running).for_each(|&v| w.f32(v));
+    params.iter().chain(running).chain(scales).chain(offsets).for_each(|&v| w.f32(v));
     let crc = crc32(&w.out[..w.pos]);
     w.u32(crc);
     Ok(w.pos)
@@ -115,19 +184,15 @@ impl<'a> ModelFile<'a> {
         }
         let version = r.u16()?;
         if version != VERSION {
-            return Err(Error::UnsupportedVersion {
-                found: version,
-                supported: VERSION,
-            });
+            return Err(Error::UnsupportedVersion { found: version, supported: VERSION });
         }
         let dtype = match r.u8()? {
             0 => DType::F32,
             code => return Err(Error::UnknownDType { code }),
         };
-        if r.u8()? != 0 {
-            return Err(Error::CorruptHeader {
-                what: "reserved header flags are not 0",
-            });
+        let transform_code = r.u8()?;
+        if transform_code > 2 {
+            return Err(Error::CorruptHeader { what: "unknown input transform code" });
         }
         let input = r.u32()? as usize;
         let layer_count = r.u32()? as usize;
@@ -135,10 +200,7 @@ impl<'a> ModelFile<'a> {
             return Err(Error::NoLayers);
         }
         if layer_count > MAX_LAYERS {
-            return Err(Error::TooManyLayers {
-                layers: layer_count,
-                max: MAX_LAYERS,
-            });
+            return Err(Error::TooManyLayers { layers: layer_count, max: MAX_LAYERS });
         }
         let mut specs = [LayerSpec::dense(1, Activation::Identity); MAX_LAYERS];
         for spec in specs.iter_mut().take(layer_count) {
@@ -146,54 +208,42 @@ impl<'a> ModelFile<'a> {
             let code = r.u8()?;
             let flags = r.u8()?;
             if r.u16()? != 0 || flags & !1 != 0 {
-                return Err(Error::CorruptHeader {
-                    what: "reserved layer bits are not 0",
-                });
+                return Err(Error::CorruptHeader { what: "reserved layer bits are not 0" });
             }
             let alpha = r.f32()?;
             let dropout = r.f32()?;
             let activation = activation_from_code(code, alpha)?;
-            *spec = LayerSpec {
-                outputs,
-                activation,
-                dropout,
-                batch_norm: flags & 1 == 1,
-            };
+            *spec = LayerSpec { outputs, activation, dropout, batch_norm: flags & 1 == 1 };
         }
         let topology = Topology::new(input, &specs[..layer_count])?;
         let (p, rn) = (r.u32()? as usize, r.u32()? as usize);
         if p != topology.param_len() || rn != topology.running_len() {
-            return Err(Error::CorruptHeader {
-                what: "parameter counts do not match the topology",
-            });
+            return Err(Error::CorruptHeader { what: "parameter counts do not match the topology" });
         }
-        let expected = encoded_len(&topology);
+        let expected = body_len(&topology, transform_code).saturating_add(4);
         if bytes.len() < expected {
-            return Err(Error::Truncated {
-                expected,
-                actual: bytes.len(),
-            });
+            return Err(Error::Truncated { expected, actual: bytes.len() });
         }
         if bytes.len() > expected {
-            return Err(Error::TrailingBytes {
-                expected,
-                actual: bytes.len(),
-            });
+            return Err(Error::TrailingBytes { expected, actual: bytes.len() });
         }
         let params = r.take(p * 4)?;
         let running = r.take(rn * 4)?;
+        let transform = r.take(InputTransform::payload_len(transform_code, topology.input()))?;
         let body = &bytes[..expected - 4];
         let stored = r.u32()?;
         let computed = crc32(body);
         if stored != computed {
             return Err(Error::ChecksumMismatch { stored, computed });
         }
-        Ok(ModelFile {
-            topology,
-            dtype,
-            params,
-            running,
-        })
+        let file = ModelFile { topology, dtype, params, running, transform_code, transform };
+        if (0..file.topology.input()).any(|j| {
+            let (s, o) = file.input_scale_offset(j);
+            !(s.is_finite() && o.is_finite())
+        }) {
+            return Err(Error::NonFinite { what: "an input transform value in the model file" });
+        }
+        Ok(file)
     }
 
     /// The network shape.
@@ -214,6 +264,44 @@ impl<'a> ModelFile<'a> {
     /// Copies the batch-norm running statistics into `out` (`topology().running_len()` long).
     pub fn read_running(&self, out: &mut [f32]) -> Result<(), Error> {
         read_f32s(self.running, out, Buffer::Running)
+    }
+
+    /// The input transform of feature `j` as `(scale, offset)` (`(1, 0)` without one).
+    pub fn input_scale_offset(&self, j: usize) -> (f32, f32) {
+        let at = |i: usize| {
+            self.transform.get(i * 4..i * 4 + 4).map_or(0.0, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        };
+        match self.transform_code {
+            1 => (at(0), at(1)),
+            2 => (at(j), at(self.topology.input() + j)),
+            _ => (1.0, 0.0),
+        }
+    }
+
+    /// Whether the file has an input transform other than the identity.
+    pub fn has_input_transform(&self) -> bool {
+        self.transform_code != 0
+    }
+
+    /// Applies the input transform to `raw` samples (any whole number of rows of the input
+    /// width), writing network inputs into `out` of the same length.
+    pub fn transform_input(&self, raw: &[f32], out: &mut [f32]) -> Result<(), Error> {
+        check_len(Buffer::Input, raw.len(), out.len())?;
+        let n = self.topology.input();
+        if !raw.len().is_multiple_of(n) {
+            return Err(Error::BufferLength {
+                buffer: Buffer::Input,
+                expected: raw.len() / n * n,
+                actual: raw.len(),
+            });
+        }
+        for (rr, or) in raw.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+            for (j, (o, &x)) in or.iter_mut().zip(rr).enumerate() {
+                let (s, off) = self.input_scale_offset(j);
+                *o = x * s + off;
+            }
+        }
+        Ok(())
     }
 
     /// The parameters without copying, when the bytes are 4-byte aligned and the target is
@@ -309,10 +397,7 @@ impl<'a> Reader<'a> {
                 self.pos = end;
                 Ok(s)
             }
-            None => Err(Error::Truncated {
-                expected: self.pos.saturating_add(n),
-                actual: self.bytes.len(),
-            }),
+            None => Err(Error::Truncated { expected: self.pos.saturating_add(n), actual: self.bytes.len() }),
         }
     }
     fn u8(&mut self) -> Result<u8, Error> {
@@ -348,11 +433,7 @@ static CRC_TABLE: [u32; 256] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
             k += 1;
         }
         table[i] = c;
@@ -376,17 +457,13 @@ mod tests {
         let t = Topology::new(
             3,
             &[
-                LayerSpec::dense(4, Activation::LeakyRelu(0.1))
-                    .with_batch_norm()
-                    .with_dropout(0.25),
+                LayerSpec::dense(4, Activation::LeakyRelu(0.1)).with_batch_norm().with_dropout(0.25),
                 LayerSpec::dense(2, Activation::Softmax),
             ],
         )
         .unwrap();
         let mut p = [0.0f32; 3 * 4 + 4 + 8 + 2 * 4 + 2];
-        p.iter_mut()
-            .enumerate()
-            .for_each(|(i, v)| *v = i as f32 * 0.5 - 3.0);
+        p.iter_mut().enumerate().for_each(|(i, v)| *v = i as f32 * 0.5 - 3.0);
         let running = [0.1, 0.2, 0.3, 0.4, 1.0, 2.0, 3.0, 4.0];
         (t, p, running)
     }
@@ -395,8 +472,11 @@ mod tests {
     fn round_trip_preserves_everything() {
         let (t, p, running) = sample();
         let mut buf = [0u8; 256];
-        let len = encoded_len(&t);
-        assert_eq!(write(&t, &p, &running, &mut buf[..len]).unwrap(), len);
+        let scale = [0.5, 2.0, -1.0];
+        let offset = [0.0, 1.0, 3.0];
+        let tf = InputTransform::PerFeature { scale: &scale, offset: &offset };
+        let len = encoded_len(&t, &tf);
+        assert_eq!(write(&t, &p, &running, &tf, &mut buf[..len]).unwrap(), len);
         let m = ModelFile::parse(&buf[..len]).unwrap();
         assert_eq!(m.topology(), &t);
         assert_eq!(m.dtype(), DType::F32);
@@ -406,35 +486,35 @@ mod tests {
         let mut r = [0.0f32; 8];
         m.read_running(&mut r).unwrap();
         assert_eq!(r, running);
+        let mut x = [0.0f32; 6];
+        m.transform_input(&[2.0, 2.0, 2.0, 0.0, 0.0, 0.0], &mut x).unwrap();
+        assert_eq!(x, [1.0, 5.0, 1.0, 0.0, 1.0, 3.0]);
+        let global = InputTransform::Global { scale: 1.0 / 255.0, offset: -0.5 };
+        let len = encoded_len(&t, &global);
+        write(&t, &p, &running, &global, &mut buf[..len]).unwrap();
+        let m = ModelFile::parse(&buf[..len]).unwrap();
+        assert_eq!(m.input_scale_offset(2), (1.0 / 255.0, -0.5));
     }
 
     #[test]
     fn every_corruption_is_an_error() {
         let (t, p, running) = sample();
-        let len = encoded_len(&t);
+        let tf = InputTransform::Global { scale: 0.5, offset: 0.25 };
+        let len = encoded_len(&t, &tf);
         let mut good = [0u8; 256];
-        write(&t, &p, &running, &mut good[..len]).unwrap();
+        write(&t, &p, &running, &tf, &mut good[..len]).unwrap();
         let good = &good[..len];
         for cut in 0..len {
-            assert!(
-                ModelFile::parse(&good[..cut]).is_err(),
-                "truncated at {cut}"
-            );
+            assert!(ModelFile::parse(&good[..cut]).is_err(), "truncated at {cut}");
         }
         let mut longer = [0u8; 257];
         longer[..len].copy_from_slice(good);
-        assert!(matches!(
-            ModelFile::parse(&longer[..len + 1]),
-            Err(Error::TrailingBytes { .. })
-        ));
+        assert!(matches!(ModelFile::parse(&longer[..len + 1]), Err(Error::TrailingBytes { .. })));
         for i in 0..len {
             let mut bad = [0u8; 256];
             bad[..len].copy_from_slice(good);
             bad[i] ^= 0x40;
-            assert!(
-                ModelFile::parse(&bad[..len]).is_err(),
-                "flipped bit in byte {i} accepted"
-            );
+            assert!(ModelFile::parse(&bad[..len]).is_err(), "flipped bit in byte {i} accepted");
         }
         let mut bad = [0u8; 256];
         bad[..len].copy_from_slice(good);
@@ -444,10 +524,7 @@ mod tests {
         bad[4] = 9;
         assert_eq!(
             ModelFile::parse(&bad[..len]).unwrap_err(),
-            Error::UnsupportedVersion {
-                found: 9,
-                supported: 1
-            }
+            Error::UnsupportedVersion { found: 9, supported: 1 }
         );
     }
 
@@ -459,9 +536,6 @@ mod tests {
         h[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
         h[12..16].copy_from_slice(&1u32.to_le_bytes());
         h[16..20].copy_from_slice(&10u32.to_le_bytes());
-        assert!(matches!(
-            ModelFile::parse(&h),
-            Err(Error::WidthTooLarge { .. })
-        ));
+        assert!(matches!(ModelFile::parse(&h), Err(Error::WidthTooLarge { .. })));
     }
 }

@@ -42,24 +42,14 @@ impl Init {
 /// Fills `params` for `topology`: weights by `init`, biases and `β` zero, `γ` one.
 ///
 /// Errors: `params` of the wrong length; `Uniform` bounds that are not finite or reversed.
-pub fn initialize(
-    topology: &Topology,
-    params: &mut [f32],
-    init: Init,
-    rng: &mut Rng,
-) -> Result<(), Error> {
+pub fn initialize(topology: &Topology, params: &mut [f32], init: Init, rng: &mut Rng) -> Result<(), Error> {
     check_len(Buffer::Params, topology.param_len(), params.len())?;
     if let Init::Uniform { low, high } = init {
         if !(low.is_finite() && high.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "a uniform initializer bound",
-            });
+            return Err(Error::NonFinite { what: "a uniform initializer bound" });
         }
         if low > high {
-            return Err(Error::InvalidHyperparameter {
-                name: "uniform low (must be <= high)",
-                value: low,
-            });
+            return Err(Error::InvalidHyperparameter { name: "uniform low (must be <= high)", value: low });
         }
     }
     for (i, layer) in topology.layers().iter().enumerate() {
@@ -74,9 +64,7 @@ pub fn initialize(
             Init::XavierNormal => fill_normal(w, math::sqrt(2.0 / (fan_in + fan_out)), rng),
             Init::HeUniform => fill_uniform(w, math::sqrt(6.0 / fan_in), rng),
             Init::XavierUniform => fill_uniform(w, math::sqrt(6.0 / (fan_in + fan_out)), rng),
-            Init::Uniform { low, high } => {
-                w.iter_mut().for_each(|v| *v = rng.uniform_in(low, high))
-            }
+            Init::Uniform { low, high } => w.iter_mut().for_each(|v| *v = rng.uniform_in(low, high)),
             Init::Zeros => w.fill(0.0),
         }
         params[r.bias.clone()].fill(0.0);
@@ -93,8 +81,7 @@ fn fill_normal(w: &mut [f32], std: f32, rng: &mut Rng) {
 }
 
 fn fill_uniform(w: &mut [f32], bound: f32, rng: &mut Rng) {
-    w.iter_mut()
-        .for_each(|v| *v = rng.uniform_in(-bound, bound));
+    w.iter_mut().for_each(|v| *v = rng.uniform_in(-bound, bound));
 }
 
 #[cfg(test)]
@@ -134,18 +121,11 @@ mod tests {
         let bound = libm::sqrtf(6.0 / 20.0);
         assert!(p[..100].iter().all(|v| v.abs() <= bound));
         assert!(p[..100].iter().any(|v| v.abs() > bound * 0.9));
-        let bad = Init::Uniform {
-            low: 1.0,
-            high: 0.0,
-        };
+        let bad = Init::Uniform { low: 1.0, high: 0.0 };
         assert!(initialize(&t, &mut p, bad, &mut Rng::new(1)).is_err());
         assert!(matches!(
             initialize(&t, &mut p[..5], Init::Zeros, &mut Rng::new(1)),
-            Err(Error::BufferLength {
-                buffer: Buffer::Params,
-                expected: 110,
-                actual: 5
-            })
+            Err(Error::BufferLength { buffer: Buffer::Params, expected: 110, actual: 5 })
         ));
     }
 }

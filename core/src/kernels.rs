@@ -37,14 +37,7 @@ pub trait Kernels {
     ///
     /// `x`: `batch × inputs`, `dy`: `batch × outputs`, `dw`: `outputs × inputs` and `dbias`:
     /// `outputs` (both overwritten).
-    fn dense_backward_params(
-        &self,
-        shape: Shape,
-        x: &[f32],
-        dy: &[f32],
-        dw: &mut [f32],
-        dbias: &mut [f32],
-    );
+    fn dense_backward_params(&self, shape: Shape, x: &[f32], dy: &[f32], dw: &mut [f32], dbias: &mut [f32]);
 }
 
 /// Straightforward loops in the order that keeps memory access contiguous. Correct on every
@@ -54,10 +47,7 @@ pub struct Portable;
 
 impl Kernels for Portable {
     fn dense_forward(&self, shape: Shape, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
-        for (xr, yr) in x
-            .chunks_exact(shape.inputs)
-            .zip(y.chunks_exact_mut(shape.outputs))
-        {
+        for (xr, yr) in x.chunks_exact(shape.inputs).zip(y.chunks_exact_mut(shape.outputs)) {
             for ((y, wr), &b) in yr.iter_mut().zip(w.chunks_exact(shape.inputs)).zip(bias) {
                 *y = dot(xr, wr) + b;
             }
@@ -65,10 +55,7 @@ impl Kernels for Portable {
     }
 
     fn dense_backward_input(&self, shape: Shape, dy: &[f32], w: &[f32], dx: &mut [f32]) {
-        for (dyr, dxr) in dy
-            .chunks_exact(shape.outputs)
-            .zip(dx.chunks_exact_mut(shape.inputs))
-        {
+        for (dyr, dxr) in dy.chunks_exact(shape.outputs).zip(dx.chunks_exact_mut(shape.inputs)) {
             dxr.fill(0.0);
             for (&g, wr) in dyr.iter().zip(w.chunks_exact(shape.inputs)) {
                 axpy(g, wr, dxr);
@@ -76,25 +63,11 @@ impl Kernels for Portable {
         }
     }
 
-    fn dense_backward_params(
-        &self,
-        shape: Shape,
-        x: &[f32],
-        dy: &[f32],
-        dw: &mut [f32],
-        dbias: &mut [f32],
-    ) {
+    fn dense_backward_params(&self, shape: Shape, x: &[f32], dy: &[f32], dw: &mut [f32], dbias: &mut [f32]) {
         dw.fill(0.0);
         dbias.fill(0.0);
-        for (xr, dyr) in x
-            .chunks_exact(shape.inputs)
-            .zip(dy.chunks_exact(shape.outputs))
-        {
-            for ((&g, dwr), db) in dyr
-                .iter()
-                .zip(dw.chunks_exact_mut(shape.inputs))
-                .zip(dbias.iter_mut())
-            {
+        for (xr, dyr) in x.chunks_exact(shape.inputs).zip(dy.chunks_exact(shape.outputs)) {
+            for ((&g, dwr), db) in dyr.iter().zip(dw.chunks_exact_mut(shape.inputs)).zip(dbias.iter_mut()) {
                 *db += g;
                 if g != 0.0 {
                     axpy(g, xr, dwr);
@@ -138,16 +111,8 @@ mod tests {
     #[test]
     fn products_match_hand_computed_values() {
         // x = [[1, 2, 3]], W = [[1, 0, -1], [2, 1, 0]], b = [0.5, -1]
-        let s = Shape {
-            batch: 1,
-            inputs: 3,
-            outputs: 2,
-        };
-        let (x, w, b) = (
-            [1.0, 2.0, 3.0],
-            [1.0, 0.0, -1.0, 2.0, 1.0, 0.0],
-            [0.5, -1.0],
-        );
+        let s = Shape { batch: 1, inputs: 3, outputs: 2 };
+        let (x, w, b) = ([1.0, 2.0, 3.0], [1.0, 0.0, -1.0, 2.0, 1.0, 0.0], [0.5, -1.0]);
         let mut y = [0.0; 2];
         Portable.dense_forward(s, &x, &w, &b, &mut y);
         assert_eq!(y, [1.0 - 3.0 + 0.5, 2.0 + 2.0 - 1.0]);

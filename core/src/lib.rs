@@ -18,7 +18,7 @@ pub mod train;
 
 pub use batchnorm::fold_batch_norm;
 pub use error::{Buffer, Error};
-pub use format::{DType, ModelFile};
+pub use format::{DType, InputTransform, ModelFile};
 pub use init::Init;
 pub use kernels::{Kernels, Portable, Shape};
 pub use loss::{Loss, Targets};

@@ -52,23 +52,17 @@ impl Loss {
     pub fn check_activation(&self, act: Activation) -> Result<(), Error> {
         let (ok, expected) = match self {
             Loss::Mse => (true, ""),
-            Loss::CrossEntropy => (
-                matches!(act, Activation::Softmax | Activation::Identity),
-                "softmax or identity",
-            ),
-            Loss::BinaryCrossEntropy => (
-                matches!(act, Activation::Sigmoid | Activation::Identity),
-                "sigmoid or identity",
-            ),
+            Loss::CrossEntropy => {
+                (matches!(act, Activation::Softmax | Activation::Identity), "softmax or identity")
+            }
+            Loss::BinaryCrossEntropy => {
+                (matches!(act, Activation::Sigmoid | Activation::Identity), "sigmoid or identity")
+            }
         };
         if ok {
             Ok(())
         } else {
-            Err(Error::LossActivationMismatch {
-                loss: self.name(),
-                activation: act.name(),
-                expected,
-            })
+            Err(Error::LossActivationMismatch { loss: self.name(), activation: act.name(), expected })
         }
     }
 
@@ -102,11 +96,7 @@ impl Loss {
         match self {
             Loss::Mse => {
                 let scale = 2.0 / len as f32;
-                for (b, (ar, dr)) in a
-                    .chunks_exact(width)
-                    .zip(dz.chunks_exact_mut(width))
-                    .enumerate()
-                {
+                for (b, (ar, dr)) in a.chunks_exact(width).zip(dz.chunks_exact_mut(width)).enumerate() {
                     for (k, (&a, d)) in ar.iter().zip(dr.iter_mut()).enumerate() {
                         let diff = a - target(targets, b, k, width);
                         total += diff * diff;
@@ -118,11 +108,7 @@ impl Loss {
             }
             Loss::CrossEntropy => {
                 let inv_b = 1.0 / batch as f32;
-                for (b, (zr, dr)) in z
-                    .chunks_exact(width)
-                    .zip(dz.chunks_exact_mut(width))
-                    .enumerate()
-                {
+                for (b, (zr, dr)) in z.chunks_exact(width).zip(dz.chunks_exact_mut(width)).enumerate() {
                     let lse = log_sum_exp(zr);
                     let mut mass = 0.0;
                     for (k, &zk) in zr.iter().enumerate() {
@@ -153,6 +139,66 @@ impl Loss {
     }
 }
 
+impl Loss {
+    /// Mean loss of a batch from the output layer's activated `outputs` alone, as eval-mode
+    /// inference returns them (probabilities after softmax or sigmoid, logits after
+    /// identity). Logarithms of probabilities are clamped at -100, like PyTorch's `BCELoss`,
+    /// so a confident mistake costs 100 instead of infinity.
+    pub fn value_from_outputs(
+        &self,
+        act: Activation,
+        width: usize,
+        outputs: &[f32],
+        targets: Targets<'_>,
+    ) -> Result<f32, Error> {
+        self.check_activation(act)?;
+        if width == 0 || outputs.is_empty() || !outputs.len().is_multiple_of(width) {
+            return Err(Error::EmptyBatch);
+        }
+        let batch = outputs.len() / width;
+        validate_targets(targets, batch, width)?;
+        let clamped_ln = |p: f32| if p > 0.0 { math::ln(p).max(-100.0) } else { -100.0 };
+        let mut total = 0.0f32;
+        for (b, row) in outputs.chunks_exact(width).enumerate() {
+            match (self, act) {
+                (Loss::CrossEntropy, Activation::Identity) => {
+                    let lse = log_sum_exp(row);
+                    for (k, &z) in row.iter().enumerate() {
+                        total += target(targets, b, k, width) * (lse - z);
+                    }
+                }
+                (Loss::CrossEntropy, _) => {
+                    for (k, &p) in row.iter().enumerate() {
+                        total -= target(targets, b, k, width) * clamped_ln(p);
+                    }
+                }
+                (Loss::BinaryCrossEntropy, Activation::Identity) => {
+                    for (k, &z) in row.iter().enumerate() {
+                        let t = target(targets, b, k, width);
+                        total += z.max(0.0) - z * t + math::ln_1p(math::exp(-z.abs()));
+                    }
+                }
+                (Loss::BinaryCrossEntropy, _) => {
+                    for (k, &p) in row.iter().enumerate() {
+                        let t = target(targets, b, k, width);
+                        total -= t * clamped_ln(p) + (1.0 - t) * clamped_ln(1.0 - p);
+                    }
+                }
+                (Loss::Mse, _) => {
+                    for (k, &a) in row.iter().enumerate() {
+                        let d = a - target(targets, b, k, width);
+                        total += d * d;
+                    }
+                }
+            }
+        }
+        Ok(match self {
+            Loss::CrossEntropy => total / batch as f32,
+            _ => total / outputs.len() as f32,
+        })
+    }
+}
+
 #[inline]
 fn target(targets: Targets<'_>, b: usize, k: usize, width: usize) -> f32 {
     match targets {
@@ -168,32 +214,18 @@ fn target(targets: Targets<'_>, b: usize, k: usize, width: usize) -> f32 {
 }
 
 /// Checks lengths, label ranges and finiteness of a batch of targets.
-pub(crate) fn validate_targets(
-    targets: Targets<'_>,
-    batch: usize,
-    width: usize,
-) -> Result<(), Error> {
+pub(crate) fn validate_targets(targets: Targets<'_>, batch: usize, width: usize) -> Result<(), Error> {
     match targets {
         Targets::Labels(labels) => {
             check_len(Buffer::Targets, batch, labels.len())?;
-            if let Some((sample, &label)) = labels
-                .iter()
-                .enumerate()
-                .find(|(_, &l)| l as usize >= width)
-            {
-                return Err(Error::LabelOutOfRange {
-                    sample,
-                    label,
-                    classes: width,
-                });
+            if let Some((sample, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= width) {
+                return Err(Error::LabelOutOfRange { sample, label, classes: width });
             }
         }
         Targets::Dense(t) => {
             check_len(Buffer::Targets, batch.saturating_mul(width), t.len())?;
             if t.iter().any(|v| !v.is_finite()) {
-                return Err(Error::NonFinite {
-                    what: "a target value",
-                });
+                return Err(Error::NonFinite { what: "a target value" });
             }
         }
     }
@@ -220,9 +252,9 @@ pub fn count_correct(outputs: &[f32], width: usize, targets: Targets<'_>, thresh
             let predicted = argmax(row);
             match targets {
                 Targets::Labels(l) => l.get(b).is_some_and(|&l| l as usize == predicted),
-                Targets::Dense(t) => t
-                    .get(b * width..(b + 1) * width)
-                    .is_some_and(|r| argmax(r) == predicted),
+                Targets::Dense(t) => {
+                    t.get(b * width..(b + 1) * width).is_some_and(|r| argmax(r) == predicted)
+                }
             }
         };
         correct += ok as usize;
@@ -254,21 +286,11 @@ mod tests {
         activation::forward(Activation::Softmax, 4, &z, &mut a);
         let mut dz = [0.0; 8];
         let l = Loss::CrossEntropy
-            .loss_and_grad(
-                Activation::Softmax,
-                4,
-                &z,
-                &a,
-                Targets::Labels(&[1, 3]),
-                &mut dz,
-            )
+            .loss_and_grad(Activation::Softmax, 4, &z, &a, Targets::Labels(&[1, 3]), &mut dz)
             .unwrap();
         assert!((l - libm::logf(4.0)).abs() < 1e-6);
         // (0.25 - onehot) / 2
-        assert_eq!(
-            dz,
-            [0.125, -0.375, 0.125, 0.125, 0.125, 0.125, 0.125, -0.375]
-        );
+        assert_eq!(dz, [0.125, -0.375, 0.125, 0.125, 0.125, 0.125, 0.125, -0.375]);
     }
 
     #[test]
@@ -276,14 +298,7 @@ mod tests {
         let z = [1000.0f32, -1000.0];
         let mut dz = [0.0; 2];
         let l = Loss::CrossEntropy
-            .loss_and_grad(
-                Activation::Identity,
-                2,
-                &z,
-                &z,
-                Targets::Labels(&[1]),
-                &mut dz,
-            )
+            .loss_and_grad(Activation::Identity, 2, &z, &z, Targets::Labels(&[1]), &mut dz)
             .unwrap();
         assert_eq!(l, 2000.0);
         assert_eq!(dz, [1.0, -1.0]);
@@ -308,33 +323,12 @@ mod tests {
         let mut dz = [0.0; 4];
         let ce = Loss::CrossEntropy;
         assert_eq!(
-            ce.loss_and_grad(
-                Activation::Softmax,
-                2,
-                &z,
-                &z,
-                Targets::Labels(&[0, 2]),
-                &mut dz
-            ),
-            Err(Error::LabelOutOfRange {
-                sample: 1,
-                label: 2,
-                classes: 2
-            })
+            ce.loss_and_grad(Activation::Softmax, 2, &z, &z, Targets::Labels(&[0, 2]), &mut dz),
+            Err(Error::LabelOutOfRange { sample: 1, label: 2, classes: 2 })
         );
         assert!(matches!(
-            ce.loss_and_grad(
-                Activation::Softmax,
-                2,
-                &z,
-                &z,
-                Targets::Labels(&[0]),
-                &mut dz
-            ),
-            Err(Error::BufferLength {
-                buffer: Buffer::Targets,
-                ..
-            })
+            ce.loss_and_grad(Activation::Softmax, 2, &z, &z, Targets::Labels(&[0]), &mut dz),
+            Err(Error::BufferLength { buffer: Buffer::Targets, .. })
         ));
         assert!(matches!(
             Loss::Mse.loss_and_grad(
@@ -348,26 +342,39 @@ mod tests {
             Err(Error::NonFinite { .. })
         ));
         assert!(matches!(
-            ce.loss_and_grad(
-                Activation::Sigmoid,
-                2,
-                &z,
-                &z,
-                Targets::Labels(&[0, 1]),
-                &mut dz
-            ),
+            ce.loss_and_grad(Activation::Sigmoid, 2, &z, &z, Targets::Labels(&[0, 1]), &mut dz),
             Err(Error::LossActivationMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn loss_from_outputs_agrees_with_the_training_loss() {
+        let z = [0.3f32, -1.2, 2.0, 0.5, 0.1, -0.4];
+        let labels = [2u32, 0];
+        for (loss, act) in [
+            (Loss::CrossEntropy, Activation::Softmax),
+            (Loss::CrossEntropy, Activation::Identity),
+            (Loss::BinaryCrossEntropy, Activation::Sigmoid),
+            (Loss::BinaryCrossEntropy, Activation::Identity),
+            (Loss::Mse, Activation::Tanh),
+        ] {
+            let mut a = [0.0; 6];
+            activation::forward(act, 3, &z, &mut a);
+            let mut dz = [0.0; 6];
+            let train = loss.loss_and_grad(act, 3, &z, &a, Targets::Labels(&labels), &mut dz).unwrap();
+            let eval = loss.value_from_outputs(act, 3, &a, Targets::Labels(&labels)).unwrap();
+            assert!(
+                (train - eval).abs() < 1e-5 * train.abs().max(1.0),
+                "{loss:?} {act:?}: {train} vs {eval}"
+            );
+        }
     }
 
     #[test]
     fn counting_correct_predictions() {
         let out = [0.1, 0.9, 0.8, 0.2, 0.5, 0.5];
         assert_eq!(count_correct(&out, 2, Targets::Labels(&[1, 1, 0]), 0.5), 2);
-        assert_eq!(
-            count_correct(&[0.7, 0.2], 1, Targets::Dense(&[1.0, 1.0]), 0.5),
-            1
-        );
+        assert_eq!(count_correct(&[0.7, 0.2], 1, Targets::Dense(&[1.0, 1.0]), 0.5), 1);
         assert_eq!(argmax(&[f32::NAN, 1.0]), 1);
     }
 }

@@ -29,31 +29,15 @@ pub struct Model<'a> {
 
 impl<'a> Model<'a> {
     /// Checks `params` and `running` against the topology's lengths.
-    pub fn new(
-        topology: &'a Topology,
-        params: &'a [f32],
-        running: &'a [f32],
-    ) -> Result<Self, Error> {
+    pub fn new(topology: &'a Topology, params: &'a [f32], running: &'a [f32]) -> Result<Self, Error> {
         check_len(Buffer::Params, topology.param_len(), params.len())?;
         check_len(Buffer::Running, topology.running_len(), running.len())?;
-        Ok(Model {
-            topology,
-            params,
-            running,
-        })
+        Ok(Model { topology, params, running })
     }
 
     /// For callers that have already checked the lengths.
-    pub(crate) fn from_checked(
-        topology: &'a Topology,
-        params: &'a [f32],
-        running: &'a [f32],
-    ) -> Self {
-        Model {
-            topology,
-            params,
-            running,
-        }
+    pub(crate) fn from_checked(topology: &'a Topology, params: &'a [f32], running: &'a [f32]) -> Self {
+        Model { topology, params, running }
     }
 
     /// The topology.
@@ -97,17 +81,9 @@ impl<'a> Model<'a> {
         let (mut cur, mut next) = workspace[..need].split_at_mut(need / 2);
         for (i, layer) in t.layers().iter().enumerate() {
             let Some(r) = t.param_ranges(i) else { break };
-            let shape = Shape {
-                batch,
-                inputs: t.fan_in(i),
-                outputs: layer.outputs,
-            };
+            let shape = Shape { batch, inputs: t.fan_in(i), outputs: layer.outputs };
             let out_len = batch * layer.outputs;
-            let src: &[f32] = if i == 0 {
-                input
-            } else {
-                &cur[..batch * shape.inputs]
-            };
+            let src: &[f32] = if i == 0 { input } else { &cur[..batch * shape.inputs] };
             let y = &mut next[..out_len];
             kernels.dense_forward(shape, src, &self.params[r.weights], &self.params[r.bias], y);
             if let (Some((g, b)), Some((m, v))) = (r.batch_norm, t.running_ranges(i)) {

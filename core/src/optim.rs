@@ -34,38 +34,15 @@ pub enum Optimizer {
     /// Adagrad (Duchi et al., 2011).
     Adagrad { eps: f32, weight_decay: f32 },
     /// RMSprop (Hinton, 2012).
-    RmsProp {
-        alpha: f32,
-        eps: f32,
-        weight_decay: f32,
-    },
+    RmsProp { alpha: f32, eps: f32, weight_decay: f32 },
     /// Adadelta (Zeiler, 2012).
-    Adadelta {
-        rho: f32,
-        eps: f32,
-        weight_decay: f32,
-    },
+    Adadelta { rho: f32, eps: f32, weight_decay: f32 },
     /// Adam (Kingma & Ba, 2015) with L2 weight decay.
-    Adam {
-        beta1: f32,
-        beta2: f32,
-        eps: f32,
-        weight_decay: f32,
-    },
+    Adam { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
     /// AdamW (Loshchilov & Hutter, 2019): decoupled weight decay.
-    AdamW {
-        beta1: f32,
-        beta2: f32,
-        eps: f32,
-        weight_decay: f32,
-    },
+    AdamW { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
     /// Adamax: Adam with the infinity norm.
-    Adamax {
-        beta1: f32,
-        beta2: f32,
-        eps: f32,
-        weight_decay: f32,
-    },
+    Adamax { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
 }
 
 impl Optimizer {
@@ -75,67 +52,35 @@ impl Optimizer {
     }
     /// SGD with momentum `momentum` (0.9 is customary).
     pub const fn momentum(momentum: f32) -> Self {
-        Optimizer::Momentum {
-            momentum,
-            weight_decay: 0.0,
-        }
+        Optimizer::Momentum { momentum, weight_decay: 0.0 }
     }
     /// SGD with Nesterov momentum.
     pub const fn nesterov(momentum: f32) -> Self {
-        Optimizer::Nesterov {
-            momentum,
-            weight_decay: 0.0,
-        }
+        Optimizer::Nesterov { momentum, weight_decay: 0.0 }
     }
     /// Adagrad with PyTorch's `eps = 1e-10`.
     pub const fn adagrad() -> Self {
-        Optimizer::Adagrad {
-            eps: 1e-10,
-            weight_decay: 0.0,
-        }
+        Optimizer::Adagrad { eps: 1e-10, weight_decay: 0.0 }
     }
     /// RMSprop with PyTorch's `alpha = 0.99`, `eps = 1e-8`.
     pub const fn rmsprop() -> Self {
-        Optimizer::RmsProp {
-            alpha: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        }
+        Optimizer::RmsProp { alpha: 0.99, eps: 1e-8, weight_decay: 0.0 }
     }
     /// Adadelta with PyTorch's `rho = 0.9`, `eps = 1e-6` (its default lr is 1.0).
     pub const fn adadelta() -> Self {
-        Optimizer::Adadelta {
-            rho: 0.9,
-            eps: 1e-6,
-            weight_decay: 0.0,
-        }
+        Optimizer::Adadelta { rho: 0.9, eps: 1e-6, weight_decay: 0.0 }
     }
     /// Adam with `β = (0.9, 0.999)`, `eps = 1e-8`.
     pub const fn adam() -> Self {
-        Optimizer::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        }
+        Optimizer::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
     }
     /// AdamW with `β = (0.9, 0.999)`, `eps = 1e-8`, PyTorch's `weight_decay = 0.01`.
     pub const fn adamw() -> Self {
-        Optimizer::AdamW {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.01,
-        }
+        Optimizer::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
     }
     /// Adamax with `β = (0.9, 0.999)`, `eps = 1e-8` (its default lr is 2e-3).
     pub const fn adamax() -> Self {
-        Optimizer::Adamax {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        }
+        Optimizer::Adamax { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
     }
 
     /// The same optimizer with weight decay `wd`.
@@ -143,52 +88,14 @@ impl Optimizer {
         use Optimizer::*;
         match self {
             Sgd { .. } => Sgd { weight_decay: wd },
-            Momentum { momentum, .. } => Momentum {
-                momentum,
-                weight_decay: wd,
-            },
-            Nesterov { momentum, .. } => Nesterov {
-                momentum,
-                weight_decay: wd,
-            },
-            Adagrad { eps, .. } => Adagrad {
-                eps,
-                weight_decay: wd,
-            },
-            RmsProp { alpha, eps, .. } => RmsProp {
-                alpha,
-                eps,
-                weight_decay: wd,
-            },
-            Adadelta { rho, eps, .. } => Adadelta {
-                rho,
-                eps,
-                weight_decay: wd,
-            },
-            Adam {
-                beta1, beta2, eps, ..
-            } => Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay: wd,
-            },
-            AdamW {
-                beta1, beta2, eps, ..
-            } => AdamW {
-                beta1,
-                beta2,
-                eps,
-                weight_decay: wd,
-            },
-            Adamax {
-                beta1, beta2, eps, ..
-            } => Adamax {
-                beta1,
-                beta2,
-                eps,
-                weight_decay: wd,
-            },
+            Momentum { momentum, .. } => Momentum { momentum, weight_decay: wd },
+            Nesterov { momentum, .. } => Nesterov { momentum, weight_decay: wd },
+            Adagrad { eps, .. } => Adagrad { eps, weight_decay: wd },
+            RmsProp { alpha, eps, .. } => RmsProp { alpha, eps, weight_decay: wd },
+            Adadelta { rho, eps, .. } => Adadelta { rho, eps, weight_decay: wd },
+            Adam { beta1, beta2, eps, .. } => Adam { beta1, beta2, eps, weight_decay: wd },
+            AdamW { beta1, beta2, eps, .. } => AdamW { beta1, beta2, eps, weight_decay: wd },
+            Adamax { beta1, beta2, eps, .. } => Adamax { beta1, beta2, eps, weight_decay: wd },
         }
     }
 
@@ -243,53 +150,20 @@ impl Optimizer {
         use Optimizer::*;
         let (wd, unit, eps) = match *self {
             Sgd { weight_decay } => (weight_decay, [("", 0.0); 2], None),
-            Momentum {
-                momentum,
-                weight_decay,
+            Momentum { momentum, weight_decay } | Nesterov { momentum, weight_decay } => {
+                (weight_decay, [("momentum", momentum), ("", 0.0)], None)
             }
-            | Nesterov {
-                momentum,
-                weight_decay,
-            } => (weight_decay, [("momentum", momentum), ("", 0.0)], None),
             Adagrad { eps, weight_decay } => (weight_decay, [("", 0.0); 2], Some(eps)),
-            RmsProp {
-                alpha,
-                eps,
-                weight_decay,
-            } => (weight_decay, [("alpha", alpha), ("", 0.0)], Some(eps)),
-            Adadelta {
-                rho,
-                eps,
-                weight_decay,
-            } => (weight_decay, [("rho", rho), ("", 0.0)], Some(eps)),
-            Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
+            RmsProp { alpha, eps, weight_decay } => (weight_decay, [("alpha", alpha), ("", 0.0)], Some(eps)),
+            Adadelta { rho, eps, weight_decay } => (weight_decay, [("rho", rho), ("", 0.0)], Some(eps)),
+            Adam { beta1, beta2, eps, weight_decay }
+            | AdamW { beta1, beta2, eps, weight_decay }
+            | Adamax { beta1, beta2, eps, weight_decay } => {
+                (weight_decay, [("beta1", beta1), ("beta2", beta2)], Some(eps))
             }
-            | AdamW {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            }
-            | Adamax {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => (
-                weight_decay,
-                [("beta1", beta1), ("beta2", beta2)],
-                Some(eps),
-            ),
         };
         if !(wd.is_finite() && wd >= 0.0) {
-            return Err(Error::InvalidHyperparameter {
-                name: "weight_decay",
-                value: wd,
-            });
+            return Err(Error::InvalidHyperparameter { name: "weight_decay", value: wd });
         }
         for (name, v) in unit {
             if !(v.is_finite() && (0.0..1.0).contains(&v)) {
@@ -298,10 +172,7 @@ impl Optimizer {
         }
         if let Some(eps) = eps {
             if !(eps.is_finite() && eps > 0.0) {
-                return Err(Error::InvalidHyperparameter {
-                    name: "eps",
-                    value: eps,
-                });
+                return Err(Error::InvalidHyperparameter { name: "eps", value: eps });
             }
         }
         Ok(())
@@ -324,22 +195,12 @@ impl Optimizer {
         check_len(Buffer::OptimizerState, self.state_len(n), state.len())?;
         self.validate()?;
         if !(lr.is_finite() && lr >= 0.0) {
-            return Err(Error::InvalidHyperparameter {
-                name: "learning rate",
-                value: lr,
-            });
+            return Err(Error::InvalidHyperparameter { name: "learning rate", value: lr });
         }
         if t == 0 {
-            return Err(Error::InvalidHyperparameter {
-                name: "step (counts from 1)",
-                value: 0.0,
-            });
+            return Err(Error::InvalidHyperparameter { name: "step (counts from 1)", value: 0.0 });
         }
-        let (s0, s1) = state.split_at_mut(if self.state_vectors() == 2 {
-            n
-        } else {
-            state.len()
-        });
+        let (s0, s1) = state.split_at_mut(if self.state_vectors() == 2 { n } else { state.len() });
         let l2 = |wd: f32, g: f32, p: f32| g + wd * p;
         match *self {
             Optimizer::Sgd { weight_decay } => {
@@ -347,14 +208,8 @@ impl Optimizer {
                     *p -= lr * l2(weight_decay, g, *p);
                 }
             }
-            Optimizer::Momentum {
-                momentum,
-                weight_decay,
-            }
-            | Optimizer::Nesterov {
-                momentum,
-                weight_decay,
-            } => {
+            Optimizer::Momentum { momentum, weight_decay }
+            | Optimizer::Nesterov { momentum, weight_decay } => {
                 let nesterov = matches!(self, Optimizer::Nesterov { .. });
                 for ((p, &g), buf) in params.iter_mut().zip(grads).zip(s0.iter_mut()) {
                     let g = l2(weight_decay, g, *p);
@@ -369,28 +224,15 @@ impl Optimizer {
                     *p -= lr * g / (math::sqrt(*sum) + eps);
                 }
             }
-            Optimizer::RmsProp {
-                alpha,
-                eps,
-                weight_decay,
-            } => {
+            Optimizer::RmsProp { alpha, eps, weight_decay } => {
                 for ((p, &g), v) in params.iter_mut().zip(grads).zip(s0.iter_mut()) {
                     let g = l2(weight_decay, g, *p);
                     *v = alpha * *v + (1.0 - alpha) * g * g;
                     *p -= lr * g / (math::sqrt(*v) + eps);
                 }
             }
-            Optimizer::Adadelta {
-                rho,
-                eps,
-                weight_decay,
-            } => {
-                for (((p, &g), v), u) in params
-                    .iter_mut()
-                    .zip(grads)
-                    .zip(s0.iter_mut())
-                    .zip(s1.iter_mut())
-                {
+            Optimizer::Adadelta { rho, eps, weight_decay } => {
+                for (((p, &g), v), u) in params.iter_mut().zip(grads).zip(s0.iter_mut()).zip(s1.iter_mut()) {
                     let g = l2(weight_decay, g, *p);
                     *v = rho * *v + (1.0 - rho) * g * g;
                     let delta = math::sqrt(*u + eps) / math::sqrt(*v + eps) * g;
@@ -398,27 +240,12 @@ impl Optimizer {
                     *p -= lr * delta;
                 }
             }
-            Optimizer::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            }
-            | Optimizer::AdamW {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
+            Optimizer::Adam { beta1, beta2, eps, weight_decay }
+            | Optimizer::AdamW { beta1, beta2, eps, weight_decay } => {
                 let decoupled = matches!(self, Optimizer::AdamW { .. });
                 let step_size = lr / (1.0 - powi(beta1, t));
                 let bc2_sqrt = math::sqrt(1.0 - powi(beta2, t));
-                for (((p, &g), m), v) in params
-                    .iter_mut()
-                    .zip(grads)
-                    .zip(s0.iter_mut())
-                    .zip(s1.iter_mut())
-                {
+                for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(s0.iter_mut()).zip(s1.iter_mut()) {
                     let g = if decoupled {
                         *p *= 1.0 - lr * weight_decay;
                         g
@@ -430,19 +257,9 @@ impl Optimizer {
                     *p -= step_size * *m / (math::sqrt(*v) / bc2_sqrt + eps);
                 }
             }
-            Optimizer::Adamax {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
+            Optimizer::Adamax { beta1, beta2, eps, weight_decay } => {
                 let step_size = lr / (1.0 - powi(beta1, t));
-                for (((p, &g), m), u) in params
-                    .iter_mut()
-                    .zip(grads)
-                    .zip(s0.iter_mut())
-                    .zip(s1.iter_mut())
-                {
+                for (((p, &g), m), u) in params.iter_mut().zip(grads).zip(s0.iter_mut()).zip(s1.iter_mut()) {
                     let g = l2(weight_decay, g, *p);
                     *m = beta1 * *m + (1.0 - beta1) * g;
                     *u = (beta2 * *u).max(g.abs() + eps);
@@ -478,16 +295,11 @@ pub fn grad_norm(grads: &[f32]) -> f32 {
 /// before clipping.
 pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> Result<f32, Error> {
     if !(max_norm.is_finite() && max_norm > 0.0) {
-        return Err(Error::InvalidHyperparameter {
-            name: "max gradient norm",
-            value: max_norm,
-        });
+        return Err(Error::InvalidHyperparameter { name: "max gradient norm", value: max_norm });
     }
     let norm = grad_norm(grads);
     if !norm.is_finite() {
-        return Err(Error::NonFinite {
-            what: "the gradient norm",
-        });
+        return Err(Error::NonFinite { what: "the gradient norm" });
     }
     let coef = max_norm / (norm + 1e-6);
     if coef < 1.0 {
@@ -506,13 +318,8 @@ mod tests {
         let mut p = [1.0f32, 1.0];
         let g = [0.5f32, -3.0];
         let mut s = [0.0f32; 4];
-        Optimizer::adam()
-            .update(&mut p, &g, &mut s, 1, 0.1)
-            .unwrap();
-        assert!(
-            (p[0] - 0.9).abs() < 1e-6 && (p[1] - 1.1).abs() < 1e-6,
-            "{p:?}"
-        );
+        Optimizer::adam().update(&mut p, &g, &mut s, 1, 0.1).unwrap();
+        assert!((p[0] - 0.9).abs() < 1e-6 && (p[1] - 1.1).abs() < 1e-6, "{p:?}");
     }
 
     #[test]
@@ -520,27 +327,14 @@ mod tests {
         let mut p = [0.0f32; 3];
         let mut s = [0.0f32; 3];
         let g = [0.0f32; 3];
-        assert!(Optimizer::momentum(1.5)
-            .update(&mut p, &g, &mut s, 1, 0.1)
-            .is_err());
-        assert!(Optimizer::momentum(0.9)
-            .update(&mut p, &g, &mut s, 0, 0.1)
-            .is_err());
-        assert!(Optimizer::momentum(0.9)
-            .update(&mut p, &g, &mut s, 1, f32::NAN)
-            .is_err());
+        assert!(Optimizer::momentum(1.5).update(&mut p, &g, &mut s, 1, 0.1).is_err());
+        assert!(Optimizer::momentum(0.9).update(&mut p, &g, &mut s, 0, 0.1).is_err());
+        assert!(Optimizer::momentum(0.9).update(&mut p, &g, &mut s, 1, f32::NAN).is_err());
         assert!(matches!(
             Optimizer::adam().update(&mut p, &g, &mut s, 1, 0.1),
-            Err(Error::BufferLength {
-                buffer: Buffer::OptimizerState,
-                expected: 6,
-                actual: 3
-            })
+            Err(Error::BufferLength { buffer: Buffer::OptimizerState, expected: 6, actual: 3 })
         ));
-        assert!(Optimizer::adam()
-            .with_weight_decay(-1.0)
-            .validate()
-            .is_err());
+        assert!(Optimizer::adam().with_weight_decay(-1.0).validate().is_err());
     }
 
     #[test]

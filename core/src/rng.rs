@@ -25,9 +25,7 @@ impl Rng {
         let mut sm = seed;
         let a = splitmix64(&mut sm);
         let b = splitmix64(&mut sm);
-        Rng {
-            s: [a as u32, (a >> 32) as u32, b as u32, (b >> 32) as u32],
-        }
+        Rng { s: [a as u32, (a >> 32) as u32, b as u32, (b >> 32) as u32] }
     }
 
     /// The next 32 uniformly distributed bits.
@@ -88,11 +86,7 @@ impl Rng {
         let mut i = items.len();
         while i > 1 {
             // `i <= items.len()`, which a slice keeps below isize::MAX; clamp for u32.
-            let bound = if i > u32::MAX as usize {
-                u32::MAX
-            } else {
-                i as u32
-            };
+            let bound = if i > u32::MAX as usize { u32::MAX } else { i as u32 };
             let j = self.below(bound) as usize;
             i -= 1;
             items.swap(i, j);
@@ -139,12 +133,7 @@ mod tests {
         // Computed by a Python transcription of Vigna's xoshiro128starstar.c, seeded the same
         // way (two SplitMix64 outputs from 7, low word first).
         let mut rng = Rng::new(7);
-        let expected = [
-            1_801_096_769u32,
-            1_554_325_924,
-            2_992_800_842,
-            3_588_980_540,
-        ];
+        let expected = [1_801_096_769u32, 1_554_325_924, 2_992_800_842, 3_588_980_540];
         for e in expected {
             assert_eq!(rng.next_u32(), e);
         }

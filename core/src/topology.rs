@@ -92,28 +92,17 @@ pub struct LayerSpec {
 impl LayerSpec {
     /// A dense layer with no dropout and no batch norm.
     pub const fn dense(outputs: usize, activation: Activation) -> Self {
-        LayerSpec {
-            outputs,
-            activation,
-            dropout: 0.0,
-            batch_norm: false,
-        }
+        LayerSpec { outputs, activation, dropout: 0.0, batch_norm: false }
     }
 
     /// The same layer with inverted dropout at `rate` in training mode.
     pub const fn with_dropout(self, rate: f32) -> Self {
-        LayerSpec {
-            dropout: rate,
-            ..self
-        }
+        LayerSpec { dropout: rate, ..self }
     }
 
     /// The same layer with batch norm before the activation.
     pub const fn with_batch_norm(self) -> Self {
-        LayerSpec {
-            batch_norm: true,
-            ..self
-        }
+        LayerSpec { batch_norm: true, ..self }
     }
 
     /// Whether dropout is active in training mode.
@@ -254,10 +243,7 @@ impl Topology {
             return Err(Error::NoLayers);
         }
         if layers.len() > MAX_LAYERS {
-            return Err(Error::TooManyLayers {
-                layers: layers.len(),
-                max: MAX_LAYERS,
-            });
+            return Err(Error::TooManyLayers { layers: layers.len(), max: MAX_LAYERS });
         }
         check_width(None, input)?;
         let last = layers.len() - 1;
@@ -272,33 +258,21 @@ impl Topology {
                 }
             }
             if !(l.dropout.is_finite() && (0.0..1.0).contains(&l.dropout)) {
-                return Err(Error::InvalidDropout {
-                    layer: i,
-                    rate: l.dropout,
-                });
+                return Err(Error::InvalidDropout { layer: i, rate: l.dropout });
             }
             if i == last && l.has_dropout() {
                 return Err(Error::DropoutOnOutputLayer);
             }
         }
-        let sizes = [
-            layout::param_len(input, layers),
-            layout::train_workspace_len(layers, 1),
-        ];
+        let sizes = [layout::param_len(input, layers), layout::train_workspace_len(layers, 1)];
         if sizes.contains(&usize::MAX) {
             return Err(Error::ModelTooLarge);
         }
         let mut list = heapless::Vec::new();
         // Cannot fail: the length was checked against the capacity above.
         list.extend_from_slice(layers)
-            .map_err(|_| Error::TooManyLayers {
-                layers: layers.len(),
-                max: MAX_LAYERS,
-            })?;
-        Ok(Topology {
-            input,
-            layers: list,
-        })
+            .map_err(|_| Error::TooManyLayers { layers: layers.len(), max: MAX_LAYERS })?;
+        Ok(Topology { input, layers: list })
     }
 
     /// Width of one input sample.
@@ -364,17 +338,9 @@ impl Topology {
             let fan_in = self.fan_in(k);
             let w = start..start + l.outputs * fan_in;
             let b = w.end..w.end + l.outputs;
-            let bn = l.batch_norm.then(|| {
-                (
-                    b.end..b.end + l.outputs,
-                    b.end + l.outputs..b.end + 2 * l.outputs,
-                )
-            });
-            let ranges = ParamRanges {
-                weights: w,
-                bias: b,
-                batch_norm: bn,
-            };
+            let bn =
+                l.batch_norm.then(|| (b.end..b.end + l.outputs, b.end + l.outputs..b.end + 2 * l.outputs));
+            let ranges = ParamRanges { weights: w, bias: b, batch_norm: bn };
             if k == i {
                 return Some(ranges);
             }
@@ -390,10 +356,7 @@ impl Topology {
         for (k, l) in self.layers.iter().enumerate() {
             if l.batch_norm {
                 if k == i {
-                    return Some((
-                        start..start + l.outputs,
-                        start + l.outputs..start + 2 * l.outputs,
-                    ));
+                    return Some((start..start + l.outputs, start + l.outputs..start + 2 * l.outputs));
                 }
                 start += 2 * l.outputs;
             }
@@ -403,11 +366,7 @@ impl Topology {
 
     /// Resets running statistics to PyTorch's initial values: mean 0, variance 1.
     pub fn reset_running(&self, running: &mut [f32]) -> Result<(), Error> {
-        crate::error::check_len(
-            crate::error::Buffer::Running,
-            self.running_len(),
-            running.len(),
-        )?;
+        crate::error::check_len(crate::error::Buffer::Running, self.running_len(), running.len())?;
         for i in 0..self.layers.len() {
             if let Some((mean, var)) = self.running_ranges(i) {
                 running[mean].fill(0.0);
@@ -422,11 +381,7 @@ fn check_width(layer: Option<usize>, width: usize) -> Result<(), Error> {
     if width == 0 {
         Err(Error::ZeroWidth { layer })
     } else if width > MAX_WIDTH {
-        Err(Error::WidthTooLarge {
-            layer,
-            width,
-            max: MAX_WIDTH,
-        })
+        Err(Error::WidthTooLarge { layer, width, max: MAX_WIDTH })
     } else {
         Ok(())
     }
@@ -442,8 +397,7 @@ mod tests {
 
     #[test]
     fn lengths_of_the_tutorial_model() {
-        let t =
-            Topology::new(784, &[relu(256), LayerSpec::dense(10, Activation::Softmax)]).unwrap();
+        let t = Topology::new(784, &[relu(256), LayerSpec::dense(10, Activation::Softmax)]).unwrap();
         // 784*256 + 256 + 256*10 + 10, counted by hand.
         assert_eq!(t.param_len(), 200_704 + 256 + 2_560 + 10);
         assert_eq!(t.running_len(), 0);
@@ -482,22 +436,10 @@ mod tests {
     fn invalid_topologies_are_errors() {
         let soft = LayerSpec::dense(3, Activation::Softmax);
         assert_eq!(Topology::new(3, &[]), Err(Error::NoLayers));
-        assert_eq!(
-            Topology::new(0, &[soft]),
-            Err(Error::ZeroWidth { layer: None })
-        );
-        assert_eq!(
-            Topology::new(3, &[relu(0), soft]),
-            Err(Error::ZeroWidth { layer: Some(0) })
-        );
-        assert_eq!(
-            Topology::new(3, &[soft, soft]),
-            Err(Error::SoftmaxInHiddenLayer { layer: 0 })
-        );
-        assert_eq!(
-            Topology::new(3, &[relu(2); 9]),
-            Err(Error::TooManyLayers { layers: 9, max: 8 })
-        );
+        assert_eq!(Topology::new(0, &[soft]), Err(Error::ZeroWidth { layer: None }));
+        assert_eq!(Topology::new(3, &[relu(0), soft]), Err(Error::ZeroWidth { layer: Some(0) }));
+        assert_eq!(Topology::new(3, &[soft, soft]), Err(Error::SoftmaxInHiddenLayer { layer: 0 }));
+        assert_eq!(Topology::new(3, &[relu(2); 9]), Err(Error::TooManyLayers { layers: 9, max: 8 }));
         assert!(matches!(
             Topology::new(3, &[relu(2).with_dropout(1.0), soft]),
             Err(Error::InvalidDropout { layer: 0, .. })
@@ -506,10 +448,7 @@ mod tests {
             Topology::new(3, &[relu(2).with_dropout(f32::NAN), soft]),
             Err(Error::InvalidDropout { .. })
         ));
-        assert_eq!(
-            Topology::new(3, &[relu(2), relu(2).with_dropout(0.5)]),
-            Err(Error::DropoutOnOutputLayer)
-        );
+        assert_eq!(Topology::new(3, &[relu(2), relu(2).with_dropout(0.5)]), Err(Error::DropoutOnOutputLayer));
         assert!(matches!(
             Topology::new(3, &[LayerSpec::dense(2, Activation::Elu(-1.0)), soft]),
             Err(Error::InvalidActivationParameter { layer: 0, .. })

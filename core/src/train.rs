@@ -57,12 +57,7 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// A config with no gradient clipping.
     pub const fn new(loss: Loss, optimizer: Optimizer, max_batch: usize) -> Self {
-        TrainConfig {
-            loss,
-            optimizer,
-            max_batch,
-            grad_clip: None,
-        }
+        TrainConfig { loss, optimizer, max_batch, grad_clip: None }
     }
 }
 
@@ -134,16 +129,8 @@ impl<'a> Trainer<'a> {
         let n = topology.param_len();
         check_len(Buffer::Params, n, buffers.params.len())?;
         check_len(Buffer::Grads, n, buffers.grads.len())?;
-        check_len(
-            Buffer::Running,
-            topology.running_len(),
-            buffers.running.len(),
-        )?;
-        check_len(
-            Buffer::OptimizerState,
-            config.optimizer.state_len(n),
-            buffers.optimizer_state.len(),
-        )?;
+        check_len(Buffer::Running, topology.running_len(), buffers.running.len())?;
+        check_len(Buffer::OptimizerState, config.optimizer.state_len(n), buffers.optimizer_state.len())?;
         if config.max_batch == 0 {
             return Err(Error::EmptyBatch);
         }
@@ -155,25 +142,14 @@ impl<'a> Trainer<'a> {
                 actual: buffers.workspace.len(),
             });
         }
-        config
-            .loss
-            .check_activation(topology.output_layer().activation)?;
+        config.loss.check_activation(topology.output_layer().activation)?;
         config.optimizer.validate()?;
         if let Some(c) = config.grad_clip {
             if !(c.is_finite() && c > 0.0) {
-                return Err(Error::InvalidHyperparameter {
-                    name: "max gradient norm",
-                    value: c,
-                });
+                return Err(Error::InvalidHyperparameter { name: "max gradient norm", value: c });
             }
         }
-        Ok(Trainer {
-            topology,
-            buf: buffers,
-            config,
-            batch: 0,
-            steps: 0,
-        })
+        Ok(Trainer { topology, buf: buffers, config, batch: 0, steps: 0 })
     }
 
     /// The topology being trained.
@@ -238,10 +214,7 @@ impl<'a> Trainer<'a> {
             return Err(Error::EmptyBatch);
         }
         if batch > self.config.max_batch {
-            return Err(Error::BatchTooLarge {
-                batch,
-                max: self.config.max_batch,
-            });
+            return Err(Error::BatchTooLarge { batch, max: self.config.max_batch });
         }
         if batch < 2 && t.has_batch_norm() {
             return Err(Error::BatchNormNeedsTwoSamples);
@@ -254,11 +227,7 @@ impl<'a> Trainer<'a> {
             };
             let n = layer.outputs;
             let len = batch * n;
-            let shape = Shape {
-                batch,
-                inputs: t.fan_in(i),
-                outputs: n,
-            };
+            let shape = Shape { batch, inputs: t.fan_in(i), outputs: n };
             let (before, here) = self.buf.workspace.split_at_mut(r.z.start);
             let x: &[f32] = if i == 0 {
                 input
@@ -278,9 +247,7 @@ impl<'a> Trainer<'a> {
                 let (mean, inv_std) = stats.split_at_mut(n);
                 kernels.dense_forward(shape, x, &params[p.weights], &params[p.bias], x_hat);
                 let (rm, rv) = self.buf.running[m.start..v.end].split_at_mut(n);
-                batchnorm::forward_train(
-                    n, x_hat, &params[g], &params[b], z, mean, inv_std, rm, rv,
-                );
+                batchnorm::forward_train(n, x_hat, &params[g], &params[b], z, mean, inv_std, rm, rv);
             } else {
                 kernels.dense_forward(shape, x, &params[p.weights], &params[p.bias], z);
             }
@@ -291,11 +258,7 @@ impl<'a> Trainer<'a> {
                 let keep = 1.0 - layer.dropout;
                 let scale = 1.0 / keep;
                 for ((m, o), &a) in mask.iter_mut().zip(out.iter_mut()).zip(a.iter()) {
-                    *m = if rng.uniform() < layer.dropout {
-                        0.0
-                    } else {
-                        scale
-                    };
+                    *m = if rng.uniform() < layer.dropout { 0.0 } else { scale };
                     *o = a * *m;
                 }
             }
@@ -307,9 +270,7 @@ impl<'a> Trainer<'a> {
     /// The outputs of the last training forward pass.
     fn outputs(&self) -> Result<&[f32], Error> {
         let last = self.topology.layers().len() - 1;
-        self.layer_activations(last)
-            .map(|l| l.output)
-            .ok_or(Error::NoForwardPass)
+        self.layer_activations(last).map(|l| l.output).ok_or(Error::NoForwardPass)
     }
 
     /// What the last training forward pass saved for layer `i` (`None` before any forward
@@ -324,11 +285,7 @@ impl<'a> Trainer<'a> {
         Some(LayerActivations {
             z: &ws[r.z][..len],
             a: &ws[r.a][..len],
-            mask: if r.mask.is_empty() {
-                &[]
-            } else {
-                &ws[r.mask][..len]
-            },
+            mask: if r.mask.is_empty() { &[] } else { &ws[r.mask][..len] },
             output: &ws[r.output][..len],
         })
     }
@@ -382,9 +339,7 @@ impl<'a> Trainer<'a> {
         }
         check_len(Buffer::OutputGrad, batch * n, d_output.len())?;
         if d_output.iter().any(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "the output gradient",
-            });
+            return Err(Error::NonFinite { what: "the output gradient" });
         }
         let last = t.layers().len() - 1;
         let r = saved_ranges(t, self.config.max_batch, last).ok_or(Error::NoForwardPass)?;
@@ -403,11 +358,7 @@ impl<'a> Trainer<'a> {
 
     /// Propagates ∂L/∂z of the output layer (in the first delta buffer) back through every
     /// layer into the gradient buffer.
-    fn backpropagate<K: Kernels + ?Sized>(
-        &mut self,
-        kernels: &K,
-        input: &[f32],
-    ) -> Result<(), Error> {
+    fn backpropagate<K: Kernels + ?Sized>(&mut self, kernels: &K, input: &[f32]) -> Result<(), Error> {
         let t = self.topology;
         let batch = self.batch;
         check_len(Buffer::Input, batch * t.input(), input.len())?;
@@ -424,11 +375,7 @@ impl<'a> Trainer<'a> {
                 break;
             };
             let n = layer.outputs;
-            let shape = Shape {
-                batch,
-                inputs: t.fan_in(i),
-                outputs: n,
-            };
+            let shape = Shape { batch, inputs: t.fan_in(i), outputs: n };
             let dz = &mut d[..batch * n];
             let (grads_w, grads_rest) =
                 self.buf.grads[p.weights.start..p.end()].split_at_mut(p.weights.len());
@@ -436,15 +383,7 @@ impl<'a> Trainer<'a> {
             if let Some((g, _)) = p.batch_norm {
                 let (dgamma, dbeta) = grads_bn.split_at_mut(n);
                 let (_, inv_std) = saved[r.stats].split_at(n);
-                batchnorm::backward(
-                    n,
-                    dz,
-                    &saved[r.x_hat][..batch * n],
-                    inv_std,
-                    &params[g],
-                    dgamma,
-                    dbeta,
-                );
+                batchnorm::backward(n, dz, &saved[r.x_hat][..batch * n], inv_std, &params[g], dgamma, dbeta);
             }
             let x: &[f32] = if i == 0 {
                 input
@@ -524,12 +463,7 @@ impl<'a> Trainer<'a> {
         let correct = count_correct(self.outputs()?, t.output(), targets, threshold);
         let loss = self.backward(kernels, input, targets)?;
         let grad_norm = self.update(lr)?;
-        Ok(StepStats {
-            loss,
-            correct,
-            batch,
-            grad_norm,
-        })
+        Ok(StepStats { loss, correct, batch, grad_norm })
     }
 }
 
@@ -552,10 +486,7 @@ struct SavedRanges {
 fn saved_ranges(t: &Topology, max_batch: usize, i: usize) -> Option<SavedRanges> {
     let layers = t.layers();
     let layer = layers.get(i)?;
-    let start: usize = layers[..i]
-        .iter()
-        .map(|l| layout::train_layer_len(l, max_batch))
-        .sum();
+    let start: usize = layers[..i].iter().map(|l| layout::train_layer_len(l, max_batch)).sum();
     let full = layer.outputs * max_batch;
     let mut next = start;
     let mut range = |len: usize| {
@@ -565,25 +496,10 @@ fn saved_ranges(t: &Topology, max_batch: usize, i: usize) -> Option<SavedRanges>
     };
     let z = range(full);
     let a = range(full);
-    let (x_hat, stats) = if layer.batch_norm {
-        (range(full), range(2 * layer.outputs))
-    } else {
-        (range(0), range(0))
-    };
-    let (mask, output) = if layer.has_dropout() {
-        (range(full), range(full))
-    } else {
-        (range(0), a.clone())
-    };
-    Some(SavedRanges {
-        z,
-        a,
-        x_hat,
-        stats,
-        mask,
-        output,
-        end: next,
-    })
+    let (x_hat, stats) =
+        if layer.batch_norm { (range(full), range(2 * layer.outputs)) } else { (range(0), range(0)) };
+    let (mask, output) = if layer.has_dropout() { (range(full), range(full)) } else { (range(0), a.clone()) };
+    Some(SavedRanges { z, a, x_hat, stats, mask, output, end: next })
 }
 
 /// Splits the first `n` elements off `buf` (fewer if it is shorter: never panics).
