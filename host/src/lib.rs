@@ -1,1 +1,11 @@
-//! The host side of mlp: datasets, loaders, training loop, CLI.
+//! The host side of mlp: data sets and loaders, the training loop on core's trainer with
+//! fast kernels, model files, plots, and the `host` command line.
+
+pub mod cli;
+pub mod data;
+pub mod digit_image;
+pub mod kernels;
+pub mod model_io;
+pub mod plot;
+pub mod schedule;
+pub mod train;

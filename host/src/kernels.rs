@@ -1,0 +1,88 @@
+//! Fast implementations of core's kernel seam for the host.
+//!
+//! [`Gemm`] hands the three dense products to `matrixmultiply`'s packed, cache-blocked
+//! SGEMM (AVX-512/AVX2/FMA chosen at run time, multithreaded with its `threading` feature;
+//! `MATMUL_NUM_THREADS` sets the thread count). Results differ from [`mlp::Portable`] only by
+//! summation order; `tests/kernels.rs` checks the agreement on random shapes.
+
+use mlp::{Kernels, Shape};
+
+/// The SGEMM-backed kernels (see the [module docs](self)).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gemm;
+
+/// `C[m×n] = alpha · A[m×k] · B[k×n] + beta · C`, with A and B given by row and column
+/// strides, over safe slices whose lengths the caller has checked.
+#[allow(clippy::too_many_arguments)]
+fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: (&[f32], isize, isize),
+    b: (&[f32], isize, isize),
+    beta: f32,
+    c: &mut [f32],
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // An empty sum: matrixmultiply would leave C scaled by beta.
+        c[..m * n].iter_mut().for_each(|v| *v *= beta);
+        return;
+    }
+    // Out-of-range strides would make matrixmultiply read out of bounds: refuse loudly
+    // (a bug in this file, never a user input: core checks every length first).
+    let span = |(s, rs, cs): (&[f32], isize, isize), rows: usize, cols: usize| {
+        (rows - 1) as isize * rs + (cols - 1) as isize * cs < s.len() as isize
+    };
+    assert!(span(a, m, k) && span(b, k, n) && c.len() >= m * n, "sgemm operand too short");
+    // SAFETY: the assertion above proves every element A[i][p] (i < m, p < k), B[p][j]
+    // and C[i][j] addressed through these strides lies inside its slice; C is exclusively
+    // borrowed and does not alias A or B (distinct Rust borrows).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.0.as_ptr(),
+            a.1,
+            a.2,
+            b.0.as_ptr(),
+            b.1,
+            b.2,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+impl Kernels for Gemm {
+    fn dense_forward(&self, s: Shape, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
+        // Y = bias (broadcast), then Y += X · Wᵀ; W is [out][in], so Wᵀ has strides (1, in).
+        for row in y.chunks_exact_mut(s.outputs) {
+            row.copy_from_slice(bias);
+        }
+        let i = s.inputs as isize;
+        sgemm(s.batch, s.inputs, s.outputs, (x, i, 1), (w, 1, i), 1.0, y);
+    }
+
+    fn dense_backward_input(&self, s: Shape, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+        // dX[B×I] = dY[B×O] · W[O×I].
+        sgemm(s.batch, s.outputs, s.inputs, (dy, s.outputs as isize, 1), (w, s.inputs as isize, 1), 0.0, dx);
+    }
+
+    fn dense_backward_params(&self, s: Shape, x: &[f32], dy: &[f32], dw: &mut [f32], dbias: &mut [f32]) {
+        // dW[O×I] = dYᵀ[O×B] · X[B×I]; dYᵀ is dY with strides (1, O).
+        sgemm(s.outputs, s.batch, s.inputs, (dy, 1, s.outputs as isize), (x, s.inputs as isize, 1), 0.0, dw);
+        dbias.fill(0.0);
+        for row in dy.chunks_exact(s.outputs) {
+            for (d, &g) in dbias.iter_mut().zip(row) {
+                *d += g;
+            }
+        }
+    }
+}
