@@ -58,6 +58,7 @@ const TRAIN_EXAMPLES: &str = "Examples:
   host train                                    # the default recipe on MNIST (>= 98.3%)
   host train --recipe tutorial                  # the PyTorch tutorial's 784-256-10, Adam 1e-3
   host train --hidden 256 --optimizer adam --lr 0.001 --batch-size 256 --epochs 10
+                                                # options apply to the tutorial recipe
   host train --hidden 512,256 --batch-norm --schedule cosine --metrics run.json
   host train --csv iris.csv --label species --hidden 16 --epochs 200 --normalization per-feature
   host train --resume model.mlp.ckpt --epochs 20
@@ -91,14 +92,16 @@ pub enum Recipe {
     Tutorial,
 }
 
-/// `host train` options. Each one left out comes from `--recipe`.
+/// `host train` options. Each one left out comes from the recipe.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// The recipe the other options start from.
-    #[arg(long, value_enum, default_value_t = Recipe::Default)]
-    pub recipe: Recipe,
+    /// The recipe the other options start from (default: `default` when no model or
+    /// optimization option is given, else `tutorial`, so options mean what they mean in the
+    /// PyTorch tutorial).
+    #[arg(long, value_enum)]
+    pub recipe: Option<Recipe>,
     /// Hidden layer widths, e.g. 256 or 512,256.
     #[arg(long, value_delimiter = ',', value_name = "WIDTHS")]
     pub hidden: Option<Vec<usize>>,
@@ -168,12 +171,35 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// Whether any option that shapes the model or its optimization was given.
+    fn any_training_option(&self) -> bool {
+        self.hidden.is_some()
+            || self.activation.is_some()
+            || self.optimizer.is_some()
+            || self.lr.is_some()
+            || self.schedule.is_some()
+            || self.batch_size.is_some()
+            || self.epochs.is_some()
+            || self.dropout.is_some()
+            || self.batch_norm
+            || self.weight_decay.is_some()
+            || self.grad_clip.is_some()
+            || self.normalization.is_some()
+    }
+
+    /// The recipe the options apply to: `--recipe`, else the default recipe when no
+    /// training option is given, else the tutorial's.
+    pub fn recipe(&self) -> Recipe {
+        self.recipe.unwrap_or(if self.any_training_option() { Recipe::Tutorial } else { Recipe::Default })
+    }
+
     /// The run's settings: the recipe with every given option applied.
     pub fn settings(&self) -> TrainSettings {
-        let mut s = match self.recipe {
+        let base = match self.recipe() {
             Recipe::Default => TrainSettings::default_recipe(),
             Recipe::Tutorial => TrainSettings::tutorial(),
         };
+        let mut s = base.clone();
         if let Some(h) = &self.hidden {
             s.hidden = h.iter().copied().filter(|&w| w > 0).collect();
         }
@@ -183,7 +209,7 @@ impl TrainArgs {
         if let Some(v) = self.optimizer {
             s.optimizer = v;
             // A different optimizer gets its own customary rate unless --lr says otherwise.
-            if v != TrainSettings::default_recipe().optimizer {
+            if v != base.optimizer {
                 s.lr = None;
             }
         }
@@ -475,7 +501,13 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         ),
         None => println!(
             "Training {} on {} ({} samples{}): {}",
-            if a.recipe == Recipe::Default && a.hidden.is_none() { "the default recipe" } else { "a model" },
+            match (a.recipe(), a.any_training_option()) {
+                (Recipe::Default, false) =>
+                    "the default recipe (options or --recipe tutorial for the PyTorch tutorial's)",
+                (Recipe::Default, true) => "the default recipe with your options",
+                (Recipe::Tutorial, false) => "the tutorial recipe",
+                (Recipe::Tutorial, true) => "the tutorial recipe with your options",
+            },
             data.train.name(),
             data.train.len(),
             data.val.as_ref().map_or(String::new(), |v| format!(", {} held out for validation", v.len())),
@@ -730,7 +762,11 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&a.plots).with_context(|| format!("cannot create {}", a.plots.display()))?;
     let path = a.plots.join(format!("compare-{:?}.png", a.preset).to_lowercase());
-    crate::plot::training_curves(&path, &format!("{:?}", a.preset).to_lowercase(), &all)?;
+    let title = match a.preset {
+        Preset::Homework => "six hidden layers of 64 units: sigmoid vs relu (adam 1e-3, batch 256)",
+        Preset::Optimizers => "784-256-10 relu: sgd with momentum vs adam vs rmsprop (batch 256)",
+    };
+    crate::plot::training_curves(&path, title, &all)?;
     println!("Chart: {}", path.display());
     if let Some(p) = &a.metrics {
         let doc: Vec<_> = results.iter().map(|(n, h)| json!({"name": n, "epochs": h})).collect();
@@ -748,4 +784,48 @@ fn cmd_download(a: DownloadArgs) -> Result<()> {
     data::download::download_mnist(&a.dir, &mirrors, true)?;
     println!("MNIST is in {}", a.dir.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn train_args(args: &[&str]) -> TrainArgs {
+        let argv = ["host", "train"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Train(a) => a,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bare_train_uses_the_default_recipe_and_options_apply_to_the_tutorial() {
+        assert_eq!(train_args(&[]).settings(), TrainSettings::default_recipe());
+        assert_eq!(train_args(&["--data", "d", "--quiet"]).settings(), TrainSettings::default_recipe());
+        let literal = train_args(&[
+            "--hidden",
+            "256",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.001",
+            "--batch-size",
+            "256",
+            "--epochs",
+            "10",
+        ]);
+        assert_eq!(literal.settings(), TrainSettings::tutorial());
+        let explicit = train_args(&["--recipe", "default", "--epochs", "3"]).settings();
+        assert_eq!(explicit, TrainSettings { epochs: 3, ..TrainSettings::default_recipe() });
+    }
+
+    #[test]
+    fn another_optimizer_gets_its_customary_rate_unless_lr_is_given() {
+        let s = train_args(&["--optimizer", "sgd"]).settings();
+        assert_eq!(s.learning_rate(), 0.01);
+        let s = train_args(&["--optimizer", "adadelta"]).settings();
+        assert_eq!(s.learning_rate(), 1.0);
+        let s = train_args(&["--optimizer", "sgd", "--lr", "0.5"]).settings();
+        assert_eq!(s.learning_rate(), 0.5);
+    }
 }
