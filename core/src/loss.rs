@@ -10,7 +10,8 @@
 //!
 //! Cross-entropy works on the logits `z` (the output layer must be `Softmax`, which it then
 //! fuses, or `Identity`); binary cross-entropy likewise on logits (output `Sigmoid` or
-//! `Identity`). Integer labels are one-hot targets.
+//! `Identity`). Integer labels are one-hot targets; with a single output they are the
+//! binary target 0 or 1.
 
 use crate::activation::{self, log_sum_exp};
 use crate::error::{check_len, Buffer, Error};
@@ -31,7 +32,8 @@ pub enum Loss {
 /// Training targets for a batch.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Targets<'a> {
-    /// One class index per sample, each below the number of outputs.
+    /// One class index per sample, each below the number of outputs: one-hot targets. With a
+    /// single output (a binary classifier), 0 or 1: the target value itself.
     Labels(&'a [u32]),
     /// `batch × outputs` values: one-hot or soft class targets, regression targets, or
     /// per-output probabilities for binary cross-entropy.
@@ -202,6 +204,8 @@ impl Loss {
 #[inline]
 fn target(targets: Targets<'_>, b: usize, k: usize, width: usize) -> f32 {
     match targets {
+        // One output: a binary classifier, the label is the target itself.
+        Targets::Labels(labels) if width == 1 => labels.get(b).map_or(0.0, |&l| l as f32),
         Targets::Labels(labels) => {
             if labels.get(b).is_some_and(|&l| l as usize == k) {
                 1.0
@@ -218,8 +222,9 @@ pub(crate) fn validate_targets(targets: Targets<'_>, batch: usize, width: usize)
     match targets {
         Targets::Labels(labels) => {
             check_len(Buffer::Targets, batch, labels.len())?;
-            if let Some((sample, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= width) {
-                return Err(Error::LabelOutOfRange { sample, label, classes: width });
+            let classes = if width == 1 { 2 } else { width };
+            if let Some((sample, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= classes) {
+                return Err(Error::LabelOutOfRange { sample, label, classes });
             }
         }
         Targets::Dense(t) => {

@@ -219,7 +219,7 @@ impl<'a> Trainer<'a> {
         if batch < 2 && t.has_batch_norm() {
             return Err(Error::BatchNormNeedsTwoSamples);
         }
-        check_len(Buffer::Input, batch * t.input(), input.len())?;
+        check_len(Buffer::Input, batch.saturating_mul(t.input()), input.len())?;
         let max_batch = self.config.max_batch;
         for (i, layer) in t.layers().iter().enumerate() {
             let (Some(p), Some(r)) = (t.param_ranges(i), saved_ranges(t, max_batch, i)) else {
@@ -361,7 +361,7 @@ impl<'a> Trainer<'a> {
     fn backpropagate<K: Kernels + ?Sized>(&mut self, kernels: &K, input: &[f32]) -> Result<(), Error> {
         let t = self.topology;
         let batch = self.batch;
-        check_len(Buffer::Input, batch * t.input(), input.len())?;
+        check_len(Buffer::Input, batch.saturating_mul(t.input()), input.len())?;
         let max_batch = self.config.max_batch;
         let layers_end = saved_ranges(t, max_batch, t.layers().len() - 1).map_or(0, |r| r.end);
         let (saved, deltas) = self.buf.workspace.split_at_mut(layers_end);
