@@ -25,6 +25,12 @@ pub enum Buffer {
     FoldedParams,
     /// The byte buffer a model file is written into.
     FileBytes,
+    /// An int8 activation workspace (`Int8Model::act_workspace_len`).
+    Int8Activations,
+    /// An int32 accumulator workspace (`Int8Model::acc_workspace_len`).
+    Int32Accumulators,
+    /// A batch of quantized outputs or their dequantized values.
+    Output,
 }
 
 impl fmt::Display for Buffer {
@@ -40,6 +46,9 @@ impl fmt::Display for Buffer {
             Buffer::OutputGrad => "output-gradient batch",
             Buffer::FoldedParams => "folded parameter buffer",
             Buffer::FileBytes => "model file buffer",
+            Buffer::Int8Activations => "int8 activation workspace",
+            Buffer::Int32Accumulators => "int32 accumulator workspace",
+            Buffer::Output => "output batch",
         })
     }
 }
@@ -103,6 +112,16 @@ pub enum Error {
     TrailingBytes { expected: usize, actual: usize },
     /// A model file whose checksum does not match its content.
     ChecksumMismatch { stored: u32, computed: u32 },
+    /// A model file read as one parameter type that stores another (e.g. `read_params` on an
+    /// int8 file).
+    DTypeMismatch { expected: crate::format::DType, found: crate::format::DType },
+    /// A model file whose int8 payload is inconsistent (a zero point outside `[-128, 127]`, a
+    /// shift outside `[-31, 30]`, a scale that is not finite and positive, ...).
+    CorruptPayload { what: &'static str },
+    /// A calibration range that is empty or not finite: `layer` is `None` for the input.
+    InvalidCalibration { layer: Option<usize> },
+    /// The int8 model file has no u8 -> i8 input table (its input transform is per feature).
+    NoInputTable,
 }
 
 impl fmt::Display for Error {
@@ -183,6 +202,24 @@ impl fmt::Display for Error {
             Error::ChecksumMismatch { stored, computed } => write!(
                 f,
                 "model file checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupt"
+            ),
+            Error::DTypeMismatch { expected, found } => write!(
+                f,
+                "the model file stores {} parameters but {} parameters were requested; use the {} API for this file",
+                found.name(),
+                expected.name(),
+                found.name()
+            ),
+            Error::CorruptPayload { what } => write!(f, "corrupt model file payload: {what}"),
+            Error::InvalidCalibration { layer: None } => f.write_str(
+                "the calibration range of the network input is empty or not finite; calibrate on at least one sample",
+            ),
+            Error::InvalidCalibration { layer: Some(i) } => write!(
+                f,
+                "the calibration range of layer {i} is empty or not finite; calibrate on at least one sample"
+            ),
+            Error::NoInputTable => f.write_str(
+                "this int8 model has no u8 input table (its input transform is per feature); quantize float inputs instead",
             ),
             Error::NoForwardPass => f.write_str(
                 "no training forward pass has been run for this batch; call forward before backward",

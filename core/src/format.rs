@@ -10,17 +10,54 @@
 //! |---|---|---|
 //! | 0 | 4 | magic `MLPM` |
 //! | 4 | 2 | version (1) |
-//! | 6 | 1 | dtype: 0 = f32 |
+//! | 6 | 1 | dtype: 0 = f32, 1 = int8 |
 //! | 7 | 1 | input transform: 0 none, 1 global, 2 per feature |
 //! | 8 | 4 | input width |
 //! | 12 | 4 | number of layers `L` (1 to 8) |
 //! | 16 | 16 × L | per layer: outputs `u32`, activation `u8`, layer flags `u8` (bit 0: batch norm), reserved `u16` (0), activation alpha `f32`, dropout rate `f32` |
 //! | 16 + 16L | 4 | parameter count `P` (must equal the topology's `param_len`) |
 //! | 20 + 16L | 4 | running-statistics count `R` (must equal `running_len`) |
-//! | 24 + 16L | 4P | parameters `f32`, in core's flat layout |
-//! | … | 4R | batch-norm running statistics `f32` |
-//! | … | 0, 8 or 8 × input | input transform: nothing; `scale`, `offset`; or `input` scales then `input` offsets (`f32`) |
+//! | 24 + 16L | … | the payload of the dtype (below) |
 //! | end - 4 | 4 | CRC-32 (IEEE 802.3, as zlib's `crc32`) of every byte before it |
+//!
+//! ## f32 payload (dtype 0)
+//!
+//! | size | field |
+//! |---|---|
+//! | 4P | parameters `f32`, in core's flat layout |
+//! | 4R | batch-norm running statistics `f32` |
+//! | 0, 8 or 8 × input | input transform: nothing; `scale`, `offset`; or `input` scales then `input` offsets (`f32`) |
+//!
+//! ## int8 payload (dtype 1)
+//!
+//! An int8 file describes a deployed network: no layer has batch norm (it is folded into the
+//! weights) or dropout (flags and dropout rate are 0), `P` is the folded topology's
+//! `param_len` (weights plus biases) and `R` is 0. Conventions follow TFLite's int8 spec:
+//! a real value `r` is stored as `q` with `r = scale · (q - zero_point)`; weights are
+//! symmetric per output channel (zero point 0, values in `[-127, 127]`); the bias of output
+//! `o` is int32 with scale `s_in · s_w[o]` and zero point 0. See [`crate::int8`].
+//!
+//! | size | field |
+//! |---|---|
+//! | 0, 8 or 8 × input | input transform `f32`, exactly as in f32 files |
+//! | 4 | input scale `f32` |
+//! | 4 | input zero point `i32` (in `[-128, 127]`) |
+//! | 4 | input table flag `u32`: 1 if a u8 -> i8 table follows (only with transform 0 or 1), else 0 |
+//! | 0 or 256 | input table `i8[256]`: entry `r` is the quantized network input for raw value `r` |
+//! | … | each layer (`n` outputs, `m` inputs), first to last: |
+//! | 4 | output scale `f32` (for dequantization by float-capable callers only) |
+//! | 4 | output zero point `i32` (in `[-128, 127]`) |
+//! | 4 | pre-activation scale `f32` (equal to the output scale if the layer has no table) |
+//! | 4 | pre-activation zero point `i32` (equal to the output zero point if no table) |
+//! | 4n | weight scales `f32`, one per output channel |
+//! | 4n | bias `i32` |
+//! | 4n | requantization multipliers `i32` (0 or in `[2^30, 2^31 - 1]`) |
+//! | 4n | requantization shifts `i32` (in `[-31, 30]`; positive shifts left) |
+//! | nm, padded to a multiple of 4 with zeros | weights `i8`, `W[o][j]` row-major, in `[-127, 127]` |
+//! | 0 or 256 | activation table `i8[256]` (sigmoid, tanh, leaky ReLU, ELU, GELU): entry `q + 128` is the output for pre-activation `q` |
+//!
+//! Every section is a multiple of 4 bytes, so every `i32`/`f32` field is 4-byte aligned
+//! when the file is; the parser reads them with `from_le_bytes` and works at any alignment.
 //!
 //! The input transform maps a raw sample as stored (e.g. pixel values 0 to 255) to the
 //! network's input, `x = raw · scale + offset`, so every consumer of the file (evaluation,
@@ -47,12 +84,23 @@ const LAYER_RECORD: usize = 16;
 pub enum DType {
     /// 32-bit IEEE floats.
     F32,
+    /// int8 weights and activations, int32 biases, fixed-point requantization ([`crate::int8`]).
+    Int8,
 }
 
 impl DType {
-    const fn code(self) -> u8 {
+    pub(crate) const fn code(self) -> u8 {
         match self {
             DType::F32 => 0,
+            DType::Int8 => 1,
+        }
+    }
+
+    /// The lowercase name used in messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::Int8 => "int8",
         }
     }
 }
@@ -80,7 +128,7 @@ pub enum InputTransform<'a> {
 }
 
 impl InputTransform<'_> {
-    const fn code(&self) -> u8 {
+    pub(crate) const fn code(&self) -> u8 {
         match self {
             InputTransform::Identity => 0,
             InputTransform::Global { .. } => 1,
@@ -88,7 +136,7 @@ impl InputTransform<'_> {
         }
     }
 
-    fn payload_len(code: u8, input: usize) -> usize {
+    pub(crate) fn payload_len(code: u8, input: usize) -> usize {
         match code {
             1 => 8,
             2 => input.saturating_mul(8),
@@ -120,7 +168,7 @@ fn body_len(topology: &Topology, transform_code: u8) -> usize {
         .saturating_add(InputTransform::payload_len(transform_code, topology.input()))
 }
 
-const fn header_len(layers: usize) -> usize {
+pub(crate) const fn header_len(layers: usize) -> usize {
     HEADER_FIXED + LAYER_RECORD * layers + 8
 }
 
@@ -137,6 +185,21 @@ pub fn write(
 ) -> Result<usize, Error> {
     check_len(Buffer::Params, topology.param_len(), params.len())?;
     check_len(Buffer::Running, topology.running_len(), running.len())?;
+    let (scales, offsets) = transform_values(topology, transform)?;
+    let len = encoded_len(topology, transform);
+    check_len(Buffer::FileBytes, len, out.len())?;
+    let mut w = Writer { out, pos: 0 };
+    write_header(&mut w, topology, DType::F32, transform.code(), params.len(), running.len())?;
+    params.iter().chain(running).chain(scales).chain(offsets).for_each(|&v| w.f32(v));
+    Ok(w.finish())
+}
+
+/// The transform's scales and offsets as slices (empty for the identity), checked: lengths
+/// and finiteness.
+pub(crate) fn transform_values<'t>(
+    topology: &Topology,
+    transform: &'t InputTransform<'_>,
+) -> Result<(&'t [f32], &'t [f32]), Error> {
     let (scales, offsets): (&[f32], &[f32]) = match transform {
         InputTransform::Identity => (&[], &[]),
         InputTransform::Global { scale, offset } => {
@@ -151,13 +214,22 @@ pub fn write(
     if scales.iter().chain(offsets).any(|v| !v.is_finite()) {
         return Err(Error::NonFinite { what: "an input transform value" });
     }
-    let len = encoded_len(topology, transform);
-    check_len(Buffer::FileBytes, len, out.len())?;
+    Ok((scales, offsets))
+}
+
+/// Writes everything up to and including the running-statistics count `R`.
+pub(crate) fn write_header(
+    w: &mut Writer<'_>,
+    topology: &Topology,
+    dtype: DType,
+    transform_code: u8,
+    params: usize,
+    running: usize,
+) -> Result<(), Error> {
     let count = |n: usize| u32::try_from(n).map_err(|_| Error::ModelTooLarge);
-    let mut w = Writer { out, pos: 0 };
     w.bytes(&MAGIC);
     w.bytes(&VERSION.to_le_bytes());
-    w.bytes(&[DType::F32.code(), transform.code()]);
+    w.bytes(&[dtype.code(), transform_code]);
     w.u32(count(topology.input())?);
     w.u32(count(topology.layers().len())?);
     for l in topology.layers() {
@@ -167,12 +239,9 @@ pub fn write(
         w.f32(alpha);
         w.f32(l.dropout);
     }
-    w.u32(count(params.len())?);
-    w.u32(count(running.len())?);
-    params.iter().chain(running).chain(scales).chain(offsets).for_each(|&v| w.f32(v));
-    let crc = crc32(&w.out[..w.pos]);
-    w.u32(crc);
-    Ok(w.pos)
+    w.u32(count(params)?);
+    w.u32(count(running)?);
+    Ok(())
 }
 
 impl<'a> ModelFile<'a> {
@@ -188,6 +257,7 @@ impl<'a> ModelFile<'a> {
         }
         let dtype = match r.u8()? {
             0 => DType::F32,
+            1 => DType::Int8,
             code => return Err(Error::UnknownDType { code }),
         };
         let transform_code = r.u8()?;
@@ -220,16 +290,33 @@ impl<'a> ModelFile<'a> {
         if p != topology.param_len() || rn != topology.running_len() {
             return Err(Error::CorruptHeader { what: "parameter counts do not match the topology" });
         }
-        let expected = body_len(&topology, transform_code).saturating_add(4);
-        if bytes.len() < expected {
-            return Err(Error::Truncated { expected, actual: bytes.len() });
-        }
-        if bytes.len() > expected {
-            return Err(Error::TrailingBytes { expected, actual: bytes.len() });
-        }
-        let params = r.take(p * 4)?;
-        let running = r.take(rn * 4)?;
-        let transform = r.take(InputTransform::payload_len(transform_code, topology.input()))?;
+        let transform_len = InputTransform::payload_len(transform_code, topology.input());
+        let (expected, params, running, transform) = match dtype {
+            DType::F32 => {
+                let expected = body_len(&topology, transform_code).saturating_add(4);
+                check_file_len(expected, bytes.len())?;
+                (expected, r.take(p * 4)?, r.take(rn * 4)?, r.take(transform_len)?)
+            }
+            DType::Int8 => {
+                if specs[..layer_count].iter().any(|l| l.batch_norm || l.dropout.to_bits() != 0) {
+                    return Err(Error::CorruptHeader {
+                        what: "an int8 model file has batch norm or dropout (they must be folded away)",
+                    });
+                }
+                let transform = r.take(transform_len)?;
+                // The input table flag decides the payload length: peek at it.
+                let mut peek = Reader { bytes, pos: r.pos + 8 };
+                let table = match peek.u32()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(Error::CorruptPayload { what: "input table flag is neither 0 nor 1" }),
+                };
+                let payload = crate::int8::layout::payload_len(topology.layers(), topology.input(), table);
+                let expected = r.pos.saturating_add(payload).saturating_add(4);
+                check_file_len(expected, bytes.len())?;
+                (expected, r.take(payload)?, &bytes[..0], transform)
+            }
+        };
         let body = &bytes[..expected - 4];
         let stored = r.u32()?;
         let computed = crc32(body);
@@ -243,7 +330,29 @@ impl<'a> ModelFile<'a> {
         }) {
             return Err(Error::NonFinite { what: "an input transform value in the model file" });
         }
+        if dtype == DType::Int8 {
+            crate::int8::Int8Model::from_file(file.clone())?;
+        }
         Ok(file)
+    }
+
+    /// The int8 view of an int8 file (`None` for an f32 file), borrowing the same bytes;
+    /// run it with [`int8::forward`](crate::int8::forward).
+    pub fn int8(&self) -> Option<crate::int8::Int8Model<'a>> {
+        match self.dtype {
+            DType::Int8 => crate::int8::Int8Model::from_file(self.clone()).ok(),
+            DType::F32 => None,
+        }
+    }
+
+    /// The input transform code: 0 none, 1 global, 2 per feature.
+    pub(crate) fn transform_code(&self) -> u8 {
+        self.transform_code
+    }
+
+    /// The dtype payload (for int8 files: from the input scale to the last layer's table).
+    pub(crate) fn payload(&self) -> &'a [u8] {
+        self.params
     }
 
     /// The network shape.
@@ -257,7 +366,12 @@ impl<'a> ModelFile<'a> {
     }
 
     /// Copies the parameters into `out` (`topology().param_len()` long).
+    ///
+    /// Errors: [`Error::DTypeMismatch`] for an int8 file (use [`int8`](Self::int8)).
     pub fn read_params(&self, out: &mut [f32]) -> Result<(), Error> {
+        if self.dtype != DType::F32 {
+            return Err(Error::DTypeMismatch { expected: DType::F32, found: self.dtype });
+        }
         read_f32s(self.params, out, Buffer::Params)
     }
 
@@ -306,8 +420,11 @@ impl<'a> ModelFile<'a> {
 
     /// The parameters without copying, when the bytes are 4-byte aligned and the target is
     /// little-endian (true for Cortex-M and x86); `None` otherwise: use
-    /// [`read_params`](Self::read_params).
+    /// [`read_params`](Self::read_params). Always `None` for an int8 file.
     pub fn params_f32(&self) -> Option<&'a [f32]> {
+        if self.dtype != DType::F32 {
+            return None;
+        }
         borrow_f32s(self.params)
     }
 
@@ -361,35 +478,55 @@ fn activation_from_code(code: u8, alpha: f32) -> Result<Activation, Error> {
     })
 }
 
-struct Writer<'a> {
-    out: &'a mut [u8],
-    pos: usize,
+fn check_file_len(expected: usize, actual: usize) -> Result<(), Error> {
+    if actual < expected {
+        return Err(Error::Truncated { expected, actual });
+    }
+    if actual > expected {
+        return Err(Error::TrailingBytes { expected, actual });
+    }
+    Ok(())
+}
+
+pub(crate) struct Writer<'a> {
+    pub(crate) out: &'a mut [u8],
+    pub(crate) pos: usize,
 }
 
 impl Writer<'_> {
+    /// Appends the CRC-32 of everything written so far; returns the total length.
+    pub(crate) fn finish(&mut self) -> usize {
+        let end = self.pos.min(self.out.len());
+        let crc = crc32(&self.out[..end]);
+        self.u32(crc);
+        self.pos
+    }
     /// Callers size `out` with `encoded_len` first, so every write fits; a short buffer
     /// would only truncate, never panic.
-    fn bytes(&mut self, b: &[u8]) {
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
         if let Some(dst) = self.out.get_mut(self.pos..self.pos + b.len()) {
             dst.copy_from_slice(b);
         }
         self.pos += b.len();
     }
-    fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.bytes(&v.to_le_bytes());
     }
-    fn f32(&mut self, v: f32) {
+    pub(crate) fn i32(&mut self, v: i32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    pub(crate) fn f32(&mut self, v: f32) {
         self.bytes(&v.to_le_bytes());
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
         match end {
             Some(end) => {
@@ -407,9 +544,12 @@ impl<'a> Reader<'a> {
         let b = self.take(2)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
-    fn u32(&mut self) -> Result<u32, Error> {
+    pub(crate) fn u32(&mut self) -> Result<u32, Error> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    pub(crate) fn i32(&mut self) -> Result<i32, Error> {
+        Ok(self.u32()? as i32)
     }
     fn f32(&mut self) -> Result<f32, Error> {
         Ok(f32::from_bits(self.u32()?))

@@ -1,0 +1,94 @@
+//! Integer-only inference. No floating point in this module or anything it calls.
+
+use crate::error::{check_len, Buffer, Error};
+use crate::kernels::Shape;
+
+use super::fixed::requantize;
+use super::kernels::Int8Kernels;
+use super::view::{Int8Layer, Int8Model};
+
+/// Runs `batch` quantized samples (`input`: `batch × input width`, int8 with the model's input
+/// zero point) through the network and returns the `batch × outputs` int8 outputs (for a
+/// softmax output layer: the logits), which live in `act`.
+///
+/// `act`: at least [`Int8Model::act_workspace_len`]`(batch)` int8s; `acc`: at least
+/// [`Int8Model::acc_workspace_len`]`(batch)` int32s. Errors: an empty batch, buffer lengths.
+pub fn forward<'w>(
+    kernels: &dyn Int8Kernels,
+    model: &Int8Model<'_>,
+    input: &[i8],
+    batch: usize,
+    act: &'w mut [i8],
+    acc: &mut [i32],
+) -> Result<&'w [i8], Error> {
+    let t = model.topology();
+    if batch == 0 {
+        return Err(Error::EmptyBatch);
+    }
+    check_len(Buffer::Input, batch.saturating_mul(t.input()), input.len())?;
+    let need = model.act_workspace_len(batch);
+    if act.len() < need {
+        return Err(Error::BufferLength {
+            buffer: Buffer::Int8Activations,
+            expected: need,
+            actual: act.len(),
+        });
+    }
+    let need_acc = model.acc_workspace_len(batch);
+    if acc.len() < need_acc {
+        return Err(Error::BufferLength {
+            buffer: Buffer::Int32Accumulators,
+            expected: need_acc,
+            actual: acc.len(),
+        });
+    }
+    let (mut cur, mut next) = act[..need].split_at_mut(need / 2);
+    let mut z_in = model.input_zero_point();
+    for (i, layer) in model.layers().iter().enumerate() {
+        let shape = Shape { batch, inputs: layer.inputs(), outputs: layer.outputs() };
+        let out_len = batch * shape.outputs;
+        let src: &[i8] = if i == 0 { input } else { &cur[..batch * shape.inputs] };
+        let a = &mut acc[..out_len];
+        kernels.dense_i8(shape, src, -z_in, layer.weights(), a);
+        requantize_layer(layer, a, &mut next[..out_len]);
+        z_in = layer.out_zero_point();
+        core::mem::swap(&mut cur, &mut next);
+    }
+    let out: &'w [i8] = cur;
+    Ok(&out[..batch * t.output()])
+}
+
+/// Adds the bias, requantizes each accumulator with its channel's multiplier and shift, and
+/// applies the activation (clamp or table).
+fn requantize_layer(layer: &Int8Layer<'_>, acc: &[i32], y: &mut [i8]) {
+    let n = layer.outputs();
+    let (lo, hi) = layer.clamp_range();
+    let table = layer.table();
+    let zp = if table.is_some() { layer.pre_zero_point() } else { layer.out_zero_point() };
+    let (bias, mult, shift) = (layer.bias(), layer.multipliers(), layer.shifts());
+    for (ar, yr) in acc.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+        let params = bias.iter().zip(mult.iter()).zip(shift.iter());
+        for ((y, &a), ((b, m), s)) in yr.iter_mut().zip(ar).zip(params) {
+            let q = requantize(a.wrapping_add(b), m, s, zp, lo, hi);
+            *y = match table {
+                // q + 128 as an index in 0..=255.
+                Some(t) => t[(q as u8 ^ 0x80) as usize],
+                None => q,
+            };
+        }
+    }
+}
+
+/// The index of the largest value (the first one on ties): the predicted class from int8
+/// logits or probabilities.
+pub fn argmax(row: &[i8]) -> usize {
+    let mut best = 0;
+    let mut best_v = i8::MIN;
+    for (i, &v) in row.iter().enumerate() {
+        if i == 0 || v > best_v {
+            best = i;
+            best_v = v;
+        }
+    }
+    best
+}
