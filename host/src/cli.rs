@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use crate::data::{self, csv::CsvOptions, csv::LabelColumn, Dataset, Features, Row};
-use crate::model_io::SavedModel;
+use crate::quant::{self, AnyModel, Calibration};
 use crate::schedule::Schedule;
 use crate::train::{
     self, ActivationArg, Checkpoint, EpochMetrics, Evaluation, NormalizationArg, OptimizerArg, RunData,
@@ -49,6 +49,11 @@ pub enum Command {
         after_help = "Examples:\n  host compare                       # six sigmoid vs six ReLU hidden layers\n  host compare --preset optimizers   # SGD vs Adam vs RMSprop\n  host compare --epochs 3 --plots out"
     )]
     Compare(CompareArgs),
+    /// Quantize an f32 model to int8 (integer-only inference) and report the accuracy change.
+    #[command(
+        after_help = "Examples:\n  host quantize model.mlp --out model-q8.mlp\n  host quantize model.mlp --out model-q8.mlp --calibration 2000 --percentile 99.99"
+    )]
+    Quantize(QuantizeArgs),
     /// Download MNIST (with SHA-256 checks) into a folder.
     #[command(after_help = "Examples:\n  host download\n  host download --dir /data/mnist")]
     Download(DownloadArgs),
@@ -317,6 +322,27 @@ pub struct CompareArgs {
     pub quiet: bool,
 }
 
+/// `host quantize` options.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The f32 model file.
+    pub model: PathBuf,
+    /// Where to write the int8 model file.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Training samples used to calibrate activation ranges.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub calibration: usize,
+    /// Use the P-th percentile of each activation instead of its min/max (e.g. 99.99).
+    #[arg(long, value_name = "P")]
+    pub percentile: Option<f64>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `host download` options.
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
@@ -336,6 +362,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => cmd_predict(a),
         Command::Inspect(a) => cmd_inspect(a),
         Command::Compare(a) => cmd_compare(a),
+        Command::Quantize(a) => cmd_quantize(a),
         Command::Download(a) => cmd_download(a),
     }
 }
@@ -596,7 +623,7 @@ fn eval_plots(dir: &Path, data: &Dataset, eval: &Evaluation) -> Result<Vec<PathB
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {
-    let model = SavedModel::load(&a.model)?;
+    let model = AnyModel::load(&a.model)?;
     let data = if a.train_split {
         if a.data.csv.is_some() {
             bail!("--train-split is for IDX data; pass the CSV file you want to evaluate with --csv");
@@ -608,7 +635,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         // With only --csv, evaluate that file.
         test.unwrap_or(train)
     };
-    let eval = train::evaluate(&model, &data)?;
+    let eval = model.evaluate(&data)?;
     let classes = eval.confusion.len();
     let per_class: Vec<Option<f64>> = eval
         .confusion
@@ -622,6 +649,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     if a.json {
         let doc = json!({
             "model": a.model.display().to_string(),
+            "dtype": match model { AnyModel::F32(_) => "f32", AnyModel::Int8(_) => "int8" },
             "dataset": data.name(),
             "samples": eval.samples,
             "correct": eval.correct,
@@ -664,15 +692,15 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
 }
 
 fn cmd_predict(a: PredictArgs) -> Result<()> {
-    let model = SavedModel::load(&a.model)?;
-    let inputs = model.topology.input();
+    let model = AnyModel::load(&a.model)?;
+    let inputs = model.topology()?.input();
     if inputs != 784 {
         bail!("{} takes {inputs} inputs, not a 28x28 image; predict is for digit models", a.model.display());
     }
     for path in &a.images {
         let pixels = crate::digit_image::load_digit(path)?;
         let raw: Vec<f32> = pixels.iter().map(|&p| p as f32).collect();
-        let probs = train::predict_proba(&model, &raw)?;
+        let probs = model.probabilities(&raw, 1, true)?;
         let mut ranked: Vec<(usize, f32)> = probs.iter().copied().enumerate().collect();
         ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
         let top: Vec<String> =
@@ -684,9 +712,17 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
 
 fn cmd_inspect(a: InspectArgs) -> Result<()> {
     let bytes = std::fs::read(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
-    let model = SavedModel::from_bytes(&a.model.display().to_string(), &bytes)?;
-    let t = &model.topology;
-    println!("{}: mlp model, f32, {} bytes", a.model.display(), bytes.len());
+    let file = mlp::ModelFile::parse(&bytes)
+        .with_context(|| format!("{}: not a valid model file", a.model.display()))?;
+    let t = file.topology();
+    let int8 = file.dtype() == mlp::DType::Int8;
+    println!(
+        "{}: mlp model, {}, {} bytes (the flash it needs: {:.1} KiB)",
+        a.model.display(),
+        file.dtype().name(),
+        bytes.len(),
+        bytes.len() as f64 / 1024.0
+    );
     println!("{:<7} {:>12} {:<12} {:>10}  extras", "layer", "shape", "activation", "params");
     for (i, l) in t.layers().iter().enumerate() {
         let r = t.param_ranges(i).context("layer ranges")?;
@@ -698,6 +734,9 @@ fn cmd_inspect(a: InspectArgs) -> Result<()> {
         if l.dropout > 0.0 {
             extras.push(format!("dropout {}", l.dropout));
         }
+        if int8 {
+            extras.push("int8 weights, int32 bias".to_string());
+        }
         println!(
             "{:<7} {:>12} {:<12} {:>10}  {}",
             i,
@@ -708,11 +747,69 @@ fn cmd_inspect(a: InspectArgs) -> Result<()> {
         );
     }
     println!("total parameters: {}", t.param_len());
-    let pre = &model.input;
-    let uniform = pre.scale.windows(2).all(|w| w[0] == w[1]) && pre.offset.windows(2).all(|w| w[0] == w[1]);
-    match (uniform, pre.scale.first(), pre.offset.first()) {
-        (true, Some(s), Some(o)) => println!("input: x = raw * {s} + {o}"),
-        _ => println!("input: per-feature scale and offset"),
+    if file.has_input_transform() {
+        let scales: Vec<(f32, f32)> = (0..t.input()).map(|j| file.input_scale_offset(j)).collect();
+        match scales.windows(2).all(|w| w[0] == w[1]) {
+            true => println!("input: x = raw * {} + {}", scales[0].0, scales[0].1),
+            false => println!("input: per-feature scale and offset"),
+        }
+    } else {
+        println!("input: raw values");
+    }
+    Ok(())
+}
+
+fn cmd_quantize(a: QuantizeArgs) -> Result<()> {
+    let model = match AnyModel::load(&a.model)? {
+        AnyModel::F32(m) => m,
+        AnyModel::Int8(_) => {
+            bail!("{} is already an int8 model; quantize its f32 original", a.model.display())
+        }
+    };
+    let (train_set, test_set) = load_data(&a.data)?;
+    let method = a.percentile.map_or(Calibration::MinMax, Calibration::Percentile);
+    let ranges = quant::calibrate(&model, &train_set, a.calibration, method)?;
+    let bytes = quant::quantize(&model, &ranges)?;
+    crate::model_io::write_atomic(&a.out, &bytes)?;
+    let f32_bytes = model.to_bytes()?.len();
+    let eval_set = test_set.as_ref().unwrap_or(&train_set);
+    let before = train::evaluate(&model, eval_set)?;
+    let after = quant::evaluate_int8(&bytes, eval_set)?;
+    let changed = before.predictions.iter().zip(&after.predictions).filter(|(x, y)| x != y).count();
+    let calibration = match method {
+        Calibration::MinMax => "min/max".to_string(),
+        Calibration::Percentile(p) => format!("percentile {p}"),
+    };
+    if a.json {
+        let doc = json!({
+            "model": a.model.display().to_string(),
+            "out": a.out.display().to_string(),
+            "calibration": {"samples": a.calibration.min(train_set.len()), "method": calibration},
+            "dataset": eval_set.name(),
+            "samples": before.samples,
+            "f32_accuracy": before.accuracy,
+            "int8_accuracy": after.accuracy,
+            "changed_predictions": changed,
+            "f32_bytes": f32_bytes,
+            "int8_bytes": bytes.len(),
+        });
+        println!("{doc}");
+    } else {
+        println!(
+            "Calibrated on {} samples of {} ({calibration}); wrote {} ({} bytes, f32: {f32_bytes})",
+            a.calibration.min(train_set.len()),
+            train_set.name(),
+            a.out.display(),
+            bytes.len()
+        );
+        println!(
+            "{}: f32 {:.2}%, int8 {:.2}% ({:+.2} pp); {changed} of {} predictions changed",
+            eval_set.name(),
+            100.0 * before.accuracy,
+            100.0 * after.accuracy,
+            100.0 * (after.accuracy - before.accuracy),
+            before.samples
+        );
     }
     Ok(())
 }

@@ -7,5 +7,6 @@ pub mod digit_image;
 pub mod kernels;
 pub mod model_io;
 pub mod plot;
+pub mod quant;
 pub mod schedule;
 pub mod train;

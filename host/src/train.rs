@@ -297,35 +297,60 @@ pub struct Evaluation {
 /// Evaluates `model` on `data` in eval mode, with its input pipeline.
 pub fn evaluate(model: &SavedModel, data: &Dataset) -> Result<Evaluation> {
     let m = model.model()?;
-    let classes = m.topology().output();
-    if data.input_len() != m.topology().input() {
+    if m.topology().output_layer().activation != Activation::Softmax {
+        bail!(
+            "host evaluates classifiers, whose output layer is softmax; this model's is {}",
+            m.topology().output_layer().activation.name()
+        );
+    }
+    let mut ws = vec![0.0; m.topology().infer_workspace_len(EVAL_BATCH)];
+    let mut x = Vec::new();
+    evaluate_with(data, m.topology().input(), m.topology().output(), |raw, n| {
+        x.clear();
+        x.extend_from_slice(raw);
+        model.input.apply(&mut x);
+        Ok(m.forward(&Gemm, &x, n, &mut ws)?.to_vec())
+    })
+}
+
+/// Samples per batch when evaluating.
+pub const EVAL_BATCH: usize = 1000;
+
+/// The evaluation loop shared by every model type: `probabilities(raw, n)` maps `n` raw
+/// samples (as stored: pixels 0-255, or CSV values) to `n × classes` class probabilities.
+pub fn evaluate_with(
+    data: &Dataset,
+    inputs: usize,
+    classes: usize,
+    mut probabilities: impl FnMut(&[f32], usize) -> Result<Vec<f32>>,
+) -> Result<Evaluation> {
+    if data.input_len() != inputs {
         bail!(
             "{} has {} features per sample but the model expects {}",
             data.name(),
             data.input_len(),
-            m.topology().input()
+            inputs
         );
     }
     if data.num_classes() > classes {
         bail!("{} has {} classes but the model outputs {}", data.name(), data.num_classes(), classes);
     }
-    let batch = 1000;
-    let opts =
-        LoaderOptions { batch_size: batch, normalization: Normalization::None, ..LoaderOptions::default() };
+    let opts = LoaderOptions {
+        batch_size: EVAL_BATCH,
+        normalization: Normalization::None,
+        ..LoaderOptions::default()
+    };
     let mut loader = DataLoader::new(data, opts)?;
     let (mut x, mut y) = (loader.input_buffer(), loader.label_buffer());
-    let mut ws = vec![0.0; m.topology().infer_workspace_len(batch)];
     let mut confusion = vec![vec![0u64; classes]; classes];
     let mut predictions = Vec::with_capacity(data.len());
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-    let act = m.topology().output_layer().activation;
     while let Some(n) = loader.next_batch(&mut x, &mut y) {
-        let inputs = &mut x[..n * data.input_len()];
-        model.input.apply(inputs);
-        let out = m.forward(&Gemm, inputs, n, &mut ws)?;
+        let probs = probabilities(&x[..n * inputs], n)?;
         let labels = Targets::Labels(&y[..n]);
-        loss_sum += Loss::CrossEntropy.value_from_outputs(act, classes, out, labels)? as f64 * n as f64;
-        for (row, &label) in out.chunks_exact(classes).zip(&y[..n]) {
+        let loss = Loss::CrossEntropy.value_from_outputs(Activation::Softmax, classes, &probs, labels)?;
+        loss_sum += loss as f64 * n as f64;
+        for (row, &label) in probs.chunks_exact(classes).zip(&y[..n]) {
             let p = mlp::loss::argmax(row);
             predictions.push(p as u32);
             confusion[label as usize][p] += 1;
