@@ -167,8 +167,8 @@ pub fn evaluate_int8(bytes: &[u8], data: &Dataset) -> Result<Evaluation> {
 /// A model file of either dtype.
 #[derive(Clone, Debug)]
 pub enum AnyModel {
-    /// f32 parameters.
-    F32(SavedModel),
+    /// f32 parameters (boxed: a topology is a few hundred bytes inline).
+    F32(Box<SavedModel>),
     /// An int8 model file's bytes.
     Int8(Vec<u8>),
 }
@@ -188,7 +188,7 @@ impl AnyModel {
             ModelFile::parse(&bytes).with_context(|| format!("{name}: not a valid model file"))?.dtype();
         Ok(match dtype {
             DType::Int8 => AnyModel::Int8(bytes),
-            _ => AnyModel::F32(SavedModel::from_bytes(&name, &bytes)?),
+            _ => AnyModel::F32(Box::new(SavedModel::from_bytes(&name, &bytes)?)),
         })
     }
 
