@@ -3,8 +3,9 @@
 use crate::activation;
 use crate::batchnorm;
 use crate::error::{check_len, Buffer, Error};
+use crate::int8::Tap;
 use crate::kernels::{Kernels, Shape};
-use crate::topology::Topology;
+use crate::topology::{Activation, Topology};
 
 /// A read-only view of a model: topology, parameters and batch-norm running statistics,
 /// with lengths checked once.
@@ -65,6 +66,21 @@ impl<'a> Model<'a> {
         batch: usize,
         workspace: &'w mut [f32],
     ) -> Result<&'w [f32], Error> {
+        self.run(kernels, input, batch, workspace, true, |_, _| {})
+    }
+
+    /// The eval-mode forward pass, showing every intermediate tensor to `tap`: the input,
+    /// each layer's pre-activation and its output. With `softmax: false` a softmax output
+    /// layer stops at its logits (what int8 calibration needs).
+    pub(crate) fn run<'w, K: Kernels + ?Sized>(
+        &self,
+        kernels: &K,
+        input: &[f32],
+        batch: usize,
+        workspace: &'w mut [f32],
+        softmax: bool,
+        mut tap: impl FnMut(Tap, &[f32]),
+    ) -> Result<&'w [f32], Error> {
         let t = self.topology;
         if batch == 0 {
             return Err(Error::EmptyBatch);
@@ -78,25 +94,23 @@ impl<'a> Model<'a> {
                 actual: workspace.len(),
             });
         }
+        tap(Tap::Input, input);
         let (mut cur, mut next) = workspace[..need].split_at_mut(need / 2);
         for (i, layer) in t.layers().iter().enumerate() {
             let Some(r) = t.param_ranges(i) else { break };
             let shape = Shape { batch, inputs: t.fan_in(i), outputs: layer.outputs };
-            let out_len = batch * layer.outputs;
             let src: &[f32] = if i == 0 { input } else { &cur[..batch * shape.inputs] };
-            let y = &mut next[..out_len];
+            let y = &mut next[..batch * layer.outputs];
             kernels.dense_forward(shape, src, &self.params[r.weights], &self.params[r.bias], y);
             if let (Some((g, b)), Some((m, v))) = (r.batch_norm, t.running_ranges(i)) {
-                batchnorm::forward_eval(
-                    layer.outputs,
-                    y,
-                    &self.params[g],
-                    &self.params[b],
-                    &self.running[m],
-                    &self.running[v],
-                );
+                let (gamma, beta) = (&self.params[g], &self.params[b]);
+                batchnorm::forward_eval(layer.outputs, y, gamma, beta, &self.running[m], &self.running[v]);
             }
-            activation::forward_in_place(layer.activation, layer.outputs, y);
+            tap(Tap::Pre(i), y);
+            if softmax || layer.activation != Activation::Softmax {
+                activation::forward_in_place(layer.activation, layer.outputs, y);
+            }
+            tap(Tap::Out(i), y);
             core::mem::swap(&mut cur, &mut next);
         }
         let out: &'w [f32] = cur;

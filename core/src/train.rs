@@ -229,14 +229,7 @@ impl<'a> Trainer<'a> {
             let len = batch * n;
             let shape = Shape { batch, inputs: t.fan_in(i), outputs: n };
             let (before, here) = self.buf.workspace.split_at_mut(r.z.start);
-            let x: &[f32] = if i == 0 {
-                input
-            } else {
-                match saved_ranges(t, max_batch, i - 1) {
-                    Some(prev) => &before[prev.output][..batch * shape.inputs],
-                    None => break,
-                }
-            };
+            let Some(x) = layer_input(t, max_batch, i, batch, input, before) else { break };
             let mut here = &mut here[..r.end - r.z.start];
             let z = &mut take(&mut here, r.z.len())[..len];
             let a = &mut take(&mut here, r.a.len())[..len];
@@ -385,14 +378,7 @@ impl<'a> Trainer<'a> {
                 let (_, inv_std) = saved[r.stats].split_at(n);
                 batchnorm::backward(n, dz, &saved[r.x_hat][..batch * n], inv_std, &params[g], dgamma, dbeta);
             }
-            let x: &[f32] = if i == 0 {
-                input
-            } else {
-                match saved_ranges(t, max_batch, i - 1) {
-                    Some(prev) => &saved[prev.output][..batch * shape.inputs],
-                    None => break,
-                }
-            };
+            let Some(x) = layer_input(t, max_batch, i, batch, input, saved) else { break };
             kernels.dense_backward_params(shape, x, dz, grads_w, grads_b);
             if i > 0 {
                 let Some(prev) = saved_ranges(t, max_batch, i - 1) else {
@@ -500,6 +486,23 @@ fn saved_ranges(t: &Topology, max_batch: usize, i: usize) -> Option<SavedRanges>
         if layer.batch_norm { (range(full), range(2 * layer.outputs)) } else { (range(0), range(0)) };
     let (mask, output) = if layer.has_dropout() { (range(full), range(full)) } else { (range(0), a.clone()) };
     Some(SavedRanges { z, a, x_hat, stats, mask, output, end: next })
+}
+
+/// What layer `i` reads: the batch `input` for the first layer, else the previous layer's
+/// output as saved in the training workspace `saved`.
+fn layer_input<'a>(
+    t: &Topology,
+    max_batch: usize,
+    i: usize,
+    batch: usize,
+    input: &'a [f32],
+    saved: &'a [f32],
+) -> Option<&'a [f32]> {
+    if i == 0 {
+        return Some(input);
+    }
+    let prev = saved_ranges(t, max_batch, i - 1)?;
+    saved.get(prev.output)?.get(..batch * t.fan_in(i))
 }
 
 /// Splits the first `n` elements off `buf` (fewer if it is shorter: never panics).

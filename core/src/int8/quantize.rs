@@ -2,10 +2,9 @@
 //! hosts (and float-capable firmware). Nothing here is on the integer inference path.
 
 use crate::activation;
-use crate::batchnorm;
 use crate::error::{check_len, Buffer, Error};
 use crate::format::{self, DType, InputTransform, Writer};
-use crate::kernels::{Kernels, Shape};
+use crate::kernels::Kernels;
 use crate::model::Model;
 use crate::topology::{Activation, Topology, MAX_LAYERS};
 
@@ -134,41 +133,9 @@ pub fn observe<K: Kernels + ?Sized>(
     input: &[f32],
     batch: usize,
     workspace: &mut [f32],
-    mut f: impl FnMut(Tap, &[f32]),
+    f: impl FnMut(Tap, &[f32]),
 ) -> Result<(), Error> {
-    let t = model.topology();
-    if batch == 0 {
-        return Err(Error::EmptyBatch);
-    }
-    check_len(Buffer::Input, batch.saturating_mul(t.input()), input.len())?;
-    let need = t.infer_workspace_len(batch);
-    if workspace.len() < need {
-        return Err(Error::BufferLength {
-            buffer: Buffer::Workspace,
-            expected: need,
-            actual: workspace.len(),
-        });
-    }
-    f(Tap::Input, input);
-    let (params, running) = (model.params(), model.running());
-    let (mut cur, mut next) = workspace[..need].split_at_mut(need / 2);
-    for (i, layer) in t.layers().iter().enumerate() {
-        let Some(r) = t.param_ranges(i) else { break };
-        let shape = Shape { batch, inputs: t.fan_in(i), outputs: layer.outputs };
-        let src: &[f32] = if i == 0 { input } else { &cur[..batch * shape.inputs] };
-        let y = &mut next[..batch * layer.outputs];
-        kernels.dense_forward(shape, src, &params[r.weights], &params[r.bias], y);
-        if let (Some((g, b)), Some((m, v))) = (r.batch_norm, t.running_ranges(i)) {
-            batchnorm::forward_eval(layer.outputs, y, &params[g], &params[b], &running[m], &running[v]);
-        }
-        f(Tap::Pre(i), y);
-        if layer.activation != Activation::Softmax {
-            activation::forward_in_place(layer.activation, layer.outputs, y);
-        }
-        f(Tap::Out(i), y);
-        core::mem::swap(&mut cur, &mut next);
-    }
-    Ok(())
+    model.run(kernels, input, batch, workspace, false, f).map(|_| ())
 }
 
 /// Widens `ranges` with the activations of the f32 model on `batch` samples (network inputs,
