@@ -5,6 +5,7 @@ pub mod cli;
 pub mod data;
 pub mod digit_image;
 pub mod kernels;
+pub mod kernels_int8;
 pub mod model_io;
 pub mod plot;
 pub mod quant;
