@@ -1,0 +1,185 @@
+//! Criterion benches of the CPU paths, in samples per second:
+//!
+//! - `f32_inference`: the tutorial model 784-256-10 (`mlp::Model::forward`) with
+//!   `mlp::Portable` and `host::kernels::Gemm`, at batch 1 and 10,000 (the MNIST test set).
+//! - `int8_inference`: the same model quantized to int8 (`mlp::int8::forward`) with
+//!   `mlp::int8::PortableInt8` and `host::kernels_int8::Int8Fast` (each vector path the CPU
+//!   has), at batch 1 and 10,000 (input already quantized).
+//! - `training`: one `mlp::Trainer::step` (Adam, cross-entropy) at batch 256, Portable and Gemm.
+//! - `epoch`: one epoch of the tutorial recipe through `host::train::train` (Gemm, batch 256,
+//!   60,000 samples, no evaluation).
+//!
+//! `cargo bench -p benches` (synthetic data) or `MNIST_DIR=../shared/data/mnist cargo bench
+//! -p benches`; one group: `cargo bench -p benches -- int8_inference`. `Gemm` runs on
+//! `matrixmultiply`'s threads (`MATMUL_NUM_THREADS`) and `Int8Fast` on scoped threads for
+//! large products; `Portable` and `PortableInt8` are single-threaded.
+
+use std::hint::black_box;
+use std::ops::ControlFlow;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use benches::{
+    he_params, labels, quantize_int8, raw_u8, scaled_f32, tutorial_topology, BenchData, TEST_SAMPLES,
+};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
+use host::kernels::Gemm;
+use host::kernels_int8::{Int8Fast, Int8Path};
+use host::train::{RunData, RunOptions, TrainSettings};
+use mlp::int8::{self, Int8Kernels, Int8Model, PortableInt8};
+use mlp::{Kernels, Loss, Model, Optimizer, Portable, Rng, Targets, TrainBuffers, TrainConfig, Trainer};
+
+/// Batch sizes of the inference groups: one sample (latency) and the MNIST test set.
+const INFER_BATCHES: [usize; 2] = [1, TEST_SAMPLES];
+/// Batch size of the training step (the tutorial's).
+const TRAIN_BATCH: usize = 256;
+/// Calibration samples for the int8 model.
+const CALIBRATION: usize = 1000;
+
+fn data() -> &'static BenchData {
+    static DATA: OnceLock<BenchData> = OnceLock::new();
+    DATA.get_or_init(|| BenchData::load().expect("loading the bench data"))
+}
+
+fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, warm_up: u64, measure: u64) {
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(warm_up))
+        .measurement_time(Duration::from_secs(measure));
+}
+
+/// The 10,000-sample batches take up to 0.8 s an iteration on one core: flat sampling and
+/// enough time for criterion's minimum of 10 samples.
+fn big_batch(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, batch: usize, measure: u64) {
+    if batch > 1 {
+        group.sampling_mode(SamplingMode::Flat).measurement_time(Duration::from_secs(measure));
+    }
+}
+
+fn f32_inference(c: &mut Criterion) {
+    let t = tutorial_topology();
+    let params = he_params(&t);
+    let model = Model::new(&t, &params, &[]).expect("model");
+    let input = scaled_f32(&data().test, TEST_SAMPLES);
+    let mut group = c.benchmark_group("f32_inference");
+    configure(&mut group, 1, 3);
+    let variants: [(&str, &dyn Kernels); 2] = [("portable", &Portable), ("gemm", &Gemm)];
+    for batch in INFER_BATCHES {
+        big_batch(&mut group, batch, 5);
+        group.throughput(Throughput::Elements(batch as u64));
+        let x = &input[..batch * t.input()];
+        let mut ws = vec![0.0; t.infer_workspace_len(batch)];
+        for (name, kernels) in variants {
+            group.bench_function(BenchmarkId::new(name, batch), |b| {
+                b.iter(|| {
+                    let out = model.forward(kernels, black_box(x), batch, &mut ws).expect("forward");
+                    black_box(out[0]);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn int8_inference(c: &mut Criterion) {
+    let t = tutorial_topology();
+    let params = he_params(&t);
+    let file = quantize_int8(&t, &params, &scaled_f32(&data().train, CALIBRATION)).expect("quantize");
+    let q = Int8Model::parse(&file).expect("parse the int8 model");
+    let raw = raw_u8(&data().test, TEST_SAMPLES);
+    let mut input = vec![0i8; raw.len()];
+    q.quantize_u8(&raw, &mut input).expect("quantize the input");
+    let mut group = c.benchmark_group("int8_inference");
+    configure(&mut group, 1, 3);
+    // Core's portable loops, then host::kernels_int8::Int8Fast on every vector path this CPU
+    // has (fastest first: the first one is what `Int8Fast::new()` picks).
+    let mut variants: Vec<(String, Box<dyn Int8Kernels>)> = vec![("portable".into(), Box::new(PortableInt8))];
+    for path in Int8Path::ALL.into_iter().filter(|&p| p != Int8Path::Portable) {
+        if let Some(k) = Int8Fast::with_path(path) {
+            variants.push((format!("fast_{path:?}").to_lowercase(), Box::new(k)));
+        }
+    }
+    for batch in INFER_BATCHES {
+        big_batch(&mut group, batch, 9);
+        group.throughput(Throughput::Elements(batch as u64));
+        let x = &input[..batch * t.input()];
+        let mut act = vec![0i8; q.act_workspace_len(batch)];
+        let mut acc = vec![0i32; q.acc_workspace_len(batch)];
+        for (name, kernels) in &variants {
+            group.bench_function(BenchmarkId::new(name.as_str(), batch), |b| {
+                b.iter(|| {
+                    let out = int8::forward(kernels.as_ref(), &q, black_box(x), batch, &mut act, &mut acc)
+                        .expect("forward");
+                    black_box(out[0]);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn training(c: &mut Criterion) {
+    let t = tutorial_topology();
+    let x = scaled_f32(&data().train, TRAIN_BATCH);
+    let y = labels(&data().train, TRAIN_BATCH);
+    let optimizer = Optimizer::adam();
+    let mut group = c.benchmark_group("training");
+    configure(&mut group, 1, 4);
+    group.throughput(Throughput::Elements(TRAIN_BATCH as u64));
+    let variants: [(&str, &dyn Kernels); 2] = [("portable", &Portable), ("gemm", &Gemm)];
+    for (name, kernels) in variants {
+        let mut params = he_params(&t);
+        let mut grads = vec![0.0; t.param_len()];
+        let mut state = vec![0.0; optimizer.state_len(t.param_len())];
+        let mut ws = vec![0.0; t.train_workspace_len(TRAIN_BATCH)];
+        let config = TrainConfig::new(Loss::CrossEntropy, optimizer, TRAIN_BATCH);
+        let mut trainer = Trainer::new(
+            &t,
+            config,
+            TrainBuffers {
+                params: &mut params,
+                grads: &mut grads,
+                running: &mut [],
+                optimizer_state: &mut state,
+                workspace: &mut ws,
+            },
+        )
+        .expect("trainer");
+        let mut rng = Rng::new(777);
+        group.bench_function(BenchmarkId::new(name, TRAIN_BATCH), |b| {
+            b.iter(|| {
+                let stats =
+                    trainer.step(kernels, black_box(&x), Targets::Labels(&y), 1e-3, &mut rng).expect("step");
+                black_box(stats.loss);
+            })
+        });
+    }
+    group.finish();
+}
+
+fn epoch(c: &mut Criterion) {
+    let d = data();
+    let settings = TrainSettings { epochs: 1, ..TrainSettings::tutorial() };
+    // No test set: the bench times the training epoch alone, not the evaluation after it.
+    let run = RunData::new(d.train.clone(), None, &settings).expect("run data");
+    let what = if d.synthetic { "synthetic" } else { "mnist" };
+    let mut group = c.benchmark_group("epoch");
+    configure(&mut group, 1, 8);
+    group.sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Elements(run.train.len() as u64));
+    group.bench_function(BenchmarkId::new("tutorial_gemm", what), |b| {
+        b.iter(|| {
+            let trained = host::train::train(&settings, &run, None, &RunOptions::default(), &mut |_| {
+                ControlFlow::Continue(())
+            })
+            .expect("train");
+            black_box(trained.steps);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, f32_inference, int8_inference, training, epoch);
+criterion_main!(benches);
