@@ -78,13 +78,13 @@ mod kernels;
 mod quantize;
 mod view;
 
-pub use infer::{argmax, forward};
+pub use infer::{argmax, forward, forward_layers};
 pub use kernels::{Int8Kernels, PortableInt8};
 pub use quantize::{
     calibrate, dequantize, encoded_len, observe, quantize, quantize_multiplier, quantize_values, scratch_len,
     MinMax, Ranges, Tap,
 };
-pub use view::{I32s, Int8Layer, Int8Model};
+pub use view::{I32s, Int8Layer, Int8LayerParts, Int8Model};
 
 use crate::topology::Activation;
 

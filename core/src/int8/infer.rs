@@ -21,12 +21,38 @@ pub fn forward<'w>(
     act: &'w mut [i8],
     acc: &mut [i32],
 ) -> Result<&'w [i8], Error> {
-    let t = model.topology();
+    forward_layers(kernels, model.layers(), model.input_zero_point(), input, batch, act, acc)
+}
+
+/// [`forward`] on a list of layers with no model file behind them (firmware that embeds
+/// the layers as `static` arrays, built with [`Int8Layer::from_parts`]), or on the first
+/// layers of a model (their int8 features). `input_zero_point` is the zero point of `input`.
+///
+/// `act`: at least `2 × batch ×` the widest layer's outputs; `acc`: at least `batch ×` that
+/// width ([`layout::act_len`](super::layout::act_len) and
+/// [`layout::acc_len`](super::layout::acc_len)). Errors: no layers, a layer whose inputs are
+/// not the previous layer's outputs, an empty batch, buffer lengths.
+pub fn forward_layers<'w>(
+    kernels: &dyn Int8Kernels,
+    layers: &[Int8Layer<'_>],
+    input_zero_point: i32,
+    input: &[i8],
+    batch: usize,
+    act: &'w mut [i8],
+    acc: &mut [i32],
+) -> Result<&'w [i8], Error> {
+    let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
+        return Err(Error::NoLayers);
+    };
+    if layers.windows(2).any(|w| w[1].inputs() != w[0].outputs()) {
+        return Err(Error::CorruptPayload { what: "a layer's inputs are not the previous layer's outputs" });
+    }
     if batch == 0 {
         return Err(Error::EmptyBatch);
     }
-    check_len(Buffer::Input, batch.saturating_mul(t.input()), input.len())?;
-    let need = model.act_workspace_len(batch);
+    check_len(Buffer::Input, batch.saturating_mul(first.inputs()), input.len())?;
+    let width = layers.iter().map(|l| l.outputs()).max().unwrap_or(0);
+    let need = width.saturating_mul(batch).saturating_mul(2);
     if act.len() < need {
         return Err(Error::BufferLength {
             buffer: Buffer::Int8Activations,
@@ -34,7 +60,7 @@ pub fn forward<'w>(
             actual: act.len(),
         });
     }
-    let need_acc = model.acc_workspace_len(batch);
+    let need_acc = width.saturating_mul(batch);
     if acc.len() < need_acc {
         return Err(Error::BufferLength {
             buffer: Buffer::Int32Accumulators,
@@ -43,8 +69,8 @@ pub fn forward<'w>(
         });
     }
     let (mut cur, mut next) = act[..need].split_at_mut(need / 2);
-    let mut z_in = model.input_zero_point();
-    for (i, layer) in model.layers().iter().enumerate() {
+    let mut z_in = input_zero_point;
+    for (i, layer) in layers.iter().enumerate() {
         let shape = Shape { batch, inputs: layer.inputs(), outputs: layer.outputs() };
         let out_len = batch * shape.outputs;
         let src: &[i8] = if i == 0 { input } else { &cur[..batch * shape.inputs] };
@@ -55,7 +81,7 @@ pub fn forward<'w>(
         core::mem::swap(&mut cur, &mut next);
     }
     let out: &'w [i8] = cur;
-    Ok(&out[..batch * t.output()])
+    Ok(&out[..batch * last.outputs()])
 }
 
 /// Adds the bias, requantizes each accumulator with its channel's multiplier and shift, and

@@ -133,6 +133,105 @@ impl<'a> Int8Layer<'a> {
     }
 }
 
+/// One int8 layer as separate arrays: what `host export --format rust` writes as `static`s.
+/// [`Int8Layer::from_parts`] checks it and borrows it (no parsing, no copy); run a list of
+/// such layers with [`forward_layers`](super::forward_layers).
+///
+/// Scales are IEEE bits (the integer path never reads them). Fields mean what the int8
+/// payload table of [`crate::format`] says.
+#[derive(Clone, Copy, Debug)]
+pub struct Int8LayerParts<'a> {
+    /// Inputs per sample (`m`).
+    pub inputs: usize,
+    /// Output units (`n`).
+    pub outputs: usize,
+    /// The activation (a clamp, or a table for sigmoid, tanh, leaky ReLU, ELU, GELU).
+    pub activation: Activation,
+    /// IEEE bits of the output scale.
+    pub out_scale_bits: u32,
+    /// Output zero point, in `[-128, 127]`.
+    pub out_zero_point: i32,
+    /// IEEE bits of the pre-activation scale (the output scale without a table).
+    pub pre_scale_bits: u32,
+    /// Pre-activation zero point (the output zero point without a table).
+    pub pre_zero_point: i32,
+    /// IEEE bits of the `n` weight scales.
+    pub weight_scale_bits: &'a [u32],
+    /// `n` int32 biases.
+    pub bias: &'a [i32],
+    /// `n` Q31 requantization multipliers (0 or in `[2^30, 2^31)`).
+    pub multipliers: &'a [i32],
+    /// `n` shifts in `[-31, 30]`.
+    pub shifts: &'a [i32],
+    /// `n × m` weights, row-major, in `[-127, 127]`.
+    pub weights: &'a [i8],
+    /// The activation table, present exactly when the activation needs one.
+    pub table: Option<&'a [i8; 256]>,
+}
+
+#[cfg(target_endian = "little")]
+impl<'a> Int8Layer<'a> {
+    /// Checks a layer given as separate arrays and borrows them: the same checks the model
+    /// file parser makes (lengths, zero points, scales, multipliers, shifts, weights, table),
+    /// without decoding bytes. Little-endian targets only (Cortex-M, x86, AArch64), where the
+    /// arrays already have the model file's byte order.
+    pub fn from_parts(p: Int8LayerParts<'a>) -> Result<Self, Error> {
+        let corrupt = |what| Err(Error::CorruptPayload { what });
+        for width in [p.inputs, p.outputs] {
+            if width == 0 || width > crate::topology::MAX_WIDTH {
+                return corrupt("a layer width is 0 or above MAX_WIDTH");
+            }
+        }
+        let n = p.outputs;
+        if [p.weight_scale_bits.len(), p.bias.len(), p.multipliers.len(), p.shifts.len()] != [n; 4] {
+            return corrupt(
+                "weight scales, bias, multipliers and shifts must each have one value per output",
+            );
+        }
+        if p.weights.len() != n.saturating_mul(p.inputs) {
+            return corrupt("the weights are not outputs × inputs values");
+        }
+        scale_bits(p.out_scale_bits, "an output scale is not finite and positive")?;
+        scale_bits(p.pre_scale_bits, "a pre-activation scale is not finite and positive")?;
+        zero_point(p.out_zero_point)?;
+        zero_point(p.pre_zero_point)?;
+        let has_table = uses_table(p.activation);
+        if has_table != p.table.is_some() {
+            return corrupt("a layer has an activation table exactly when its activation needs one");
+        }
+        if !has_table && (p.pre_scale_bits != p.out_scale_bits || p.pre_zero_point != p.out_zero_point) {
+            return corrupt("a layer without a table has different pre-activation and output quantization");
+        }
+        for &bits in p.weight_scale_bits {
+            scale_bits(bits, "a weight scale is not finite and positive")?;
+        }
+        if p.multipliers.iter().any(|&v| v != 0 && v < (1 << 30)) {
+            return corrupt("a multiplier neither 0 nor in [2^30, 2^31)");
+        }
+        if p.shifts.iter().any(|v| !(-31..=30).contains(v)) {
+            return corrupt("a shift outside [-31, 30]");
+        }
+        if p.weights.contains(&i8::MIN) {
+            return corrupt("a weight of -128 (symmetric weights are in [-127, 127])");
+        }
+        Ok(Int8Layer {
+            inputs: p.inputs,
+            outputs: n,
+            activation: p.activation,
+            out_scale_bits: p.out_scale_bits,
+            out_zero_point: p.out_zero_point,
+            pre_scale_bits: p.pre_scale_bits,
+            pre_zero_point: p.pre_zero_point,
+            weight_scales: bytemuck::cast_slice(p.weight_scale_bits),
+            bias: I32s { bytes: bytemuck::cast_slice(p.bias) },
+            multipliers: I32s { bytes: bytemuck::cast_slice(p.multipliers) },
+            shifts: I32s { bytes: bytemuck::cast_slice(p.shifts) },
+            weights: p.weights,
+            table: p.table,
+        })
+    }
+}
+
 /// An int8 model borrowed from model file bytes (flash, `include_bytes!`, any alignment),
 /// validated once by [`parse`](Self::parse). Run it with [`forward`](super::forward).
 #[derive(Clone, Debug)]
