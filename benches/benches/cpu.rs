@@ -25,7 +25,7 @@ use benches::{
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use host::kernels::Gemm;
+use host::kernels::{Fast, Gemm};
 use host::kernels_int8::{Int8Fast, Int8Path};
 use host::train::{RunData, RunOptions, TrainSettings};
 use mlp::int8::{self, Int8Kernels, Int8Model, PortableInt8};
@@ -65,7 +65,8 @@ fn f32_inference(c: &mut Criterion) {
     let input = scaled_f32(&data().test, TEST_SAMPLES);
     let mut group = c.benchmark_group("f32_inference");
     configure(&mut group, 1, 3);
-    let variants: [(&str, &dyn Kernels); 2] = [("portable", &Portable), ("gemm", &Gemm)];
+    let fast = Fast::new();
+    let variants: [(&str, &dyn Kernels); 3] = [("portable", &Portable), ("gemm", &Gemm), ("fast", &fast)];
     for batch in INFER_BATCHES {
         big_batch(&mut group, batch, 5);
         group.throughput(Throughput::Elements(batch as u64));
@@ -128,7 +129,8 @@ fn training(c: &mut Criterion) {
     let mut group = c.benchmark_group("training");
     configure(&mut group, 1, 4);
     group.throughput(Throughput::Elements(TRAIN_BATCH as u64));
-    let variants: [(&str, &dyn Kernels); 2] = [("portable", &Portable), ("gemm", &Gemm)];
+    let fast = Fast::new();
+    let variants: [(&str, &dyn Kernels); 3] = [("portable", &Portable), ("gemm", &Gemm), ("fast", &fast)];
     for (name, kernels) in variants {
         let mut params = he_params(&t);
         let mut grads = vec![0.0; t.param_len()];

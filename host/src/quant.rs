@@ -6,7 +6,7 @@ use mlp::int8::{self, Int8Model, MinMax, Ranges, Tap};
 use mlp::{Activation, DType, ModelFile, MAX_LAYERS};
 
 use crate::data::{DataLoader, Dataset, Features, LoaderOptions, Normalization};
-use crate::kernels::Gemm;
+use crate::kernels::Fast;
 use crate::kernels_int8::Int8Fast;
 use crate::model_io::SavedModel;
 use crate::train::{evaluate_with, Evaluation, EVAL_BATCH};
@@ -57,8 +57,8 @@ pub fn calibrate(model: &SavedModel, data: &Dataset, samples: usize, method: Cal
         let inputs = &mut x[..b * t.input()];
         model.input.apply(inputs);
         match method {
-            Calibration::MinMax => int8::calibrate(&Gemm, &m, inputs, b, &mut ws, &mut ranges)?,
-            Calibration::Percentile(_) => int8::observe(&Gemm, &m, inputs, b, &mut ws, |tap, v| {
+            Calibration::MinMax => int8::calibrate(&Fast::new(), &m, inputs, b, &mut ws, &mut ranges)?,
+            Calibration::Percentile(_) => int8::observe(&Fast::new(), &m, inputs, b, &mut ws, |tap, v| {
                 let k = match tap {
                     Tap::Input => 0,
                     Tap::Pre(i) => 1 + i,

@@ -15,7 +15,7 @@ use mlp::{
 use serde::{Deserialize, Serialize};
 
 use crate::data::{DataLoader, Dataset, Features, LoaderOptions, Normalization};
-use crate::kernels::Gemm;
+use crate::kernels::Fast;
 use crate::model_io::{write_atomic, InputPipeline, SavedModel};
 use crate::schedule::Schedule;
 
@@ -309,7 +309,7 @@ pub fn evaluate(model: &SavedModel, data: &Dataset) -> Result<Evaluation> {
         x.clear();
         x.extend_from_slice(raw);
         model.input.apply(&mut x);
-        Ok(m.forward(&Gemm, &x, n, &mut ws)?.to_vec())
+        Ok(m.forward(&Fast::new(), &x, n, &mut ws)?.to_vec())
     })
 }
 
@@ -615,13 +615,14 @@ pub fn train(
                 },
             )?;
             trainer.set_steps(steps);
+            let kernels = Fast::new();
             let mut batch_index = 0;
             while let Some(n) = loader.next_batch(&mut x, &mut y) {
                 batch_index += 1;
                 let inputs = &mut x[..n * train.input_len()];
                 pipeline.apply(inputs);
                 lr = settings.schedule.lr(base_lr, trainer.steps(), total_steps, per_epoch);
-                let stats = match trainer.step(&Gemm, inputs, Targets::Labels(&y[..n]), lr, &mut rng) {
+                let stats = match trainer.step(&kernels, inputs, Targets::Labels(&y[..n]), lr, &mut rng) {
                     Err(CoreError::NonFinite { what }) => bail!(
                         "training diverged at epoch {}, batch {batch_index}: {what} is NaN or infinite; \
                          lower the learning rate (--lr {}) or clip gradients (--grad-clip 1.0)",
@@ -707,5 +708,5 @@ pub fn predict_proba(model: &SavedModel, raw: &[f32]) -> Result<Vec<f32>> {
     let mut x = raw.to_vec();
     model.input.apply(&mut x);
     let mut ws = vec![0.0; m.topology().infer_workspace_len(batch)];
-    Ok(m.forward(&Gemm, &x, batch, &mut ws)?.to_vec())
+    Ok(m.forward(&Fast::new(), &x, batch, &mut ws)?.to_vec())
 }
