@@ -3,7 +3,6 @@
 use crate::error::{check_len, Buffer, Error};
 use crate::kernels::Shape;
 
-use super::fixed::requantize;
 use super::kernels::Int8Kernels;
 use super::view::{Int8Layer, Int8Model};
 
@@ -75,34 +74,12 @@ pub fn forward_layers<'w>(
         let out_len = batch * shape.outputs;
         let src: &[i8] = if i == 0 { input } else { &cur[..batch * shape.inputs] };
         let a = &mut acc[..out_len];
-        kernels.dense_i8(shape, src, -z_in, layer.weights(), a);
-        requantize_layer(layer, a, &mut next[..out_len]);
+        kernels.dense_requantize(shape, src, -z_in, layer, a, &mut next[..out_len]);
         z_in = layer.out_zero_point();
         core::mem::swap(&mut cur, &mut next);
     }
     let out: &'w [i8] = cur;
     Ok(&out[..batch * last.outputs()])
-}
-
-/// Adds the bias, requantizes each accumulator with its channel's multiplier and shift, and
-/// applies the activation (clamp or table).
-fn requantize_layer(layer: &Int8Layer<'_>, acc: &[i32], y: &mut [i8]) {
-    let n = layer.outputs();
-    let (lo, hi) = layer.clamp_range();
-    let table = layer.table();
-    let zp = if table.is_some() { layer.pre_zero_point() } else { layer.out_zero_point() };
-    let (bias, mult, shift) = (layer.bias(), layer.multipliers(), layer.shifts());
-    for (ar, yr) in acc.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-        let params = bias.iter().zip(mult.iter()).zip(shift.iter());
-        for ((y, &a), ((b, m), s)) in yr.iter_mut().zip(ar).zip(params) {
-            let q = requantize(a.wrapping_add(b), m, s, zp, lo, hi);
-            *y = match table {
-                // q + 128 as an index in 0..=255.
-                Some(t) => t[(q as u8 ^ 0x80) as usize],
-                None => q,
-            };
-        }
-    }
 }
 
 /// The index of the largest value (the first one on ties): the predicted class from int8
