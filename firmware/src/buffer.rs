@@ -1,0 +1,19 @@
+//! Zeroed `static` buffers in `.bss`, each handed out once as `&'static mut` (like
+//! `cortex_m::singleton!`, but never built on the stack first, so big buffers cost no stack).
+
+/// `buffer!(T; N)`: `Some(&'static mut [T; N])` the first time this line runs, `None` after.
+/// `T` must be a number type (the buffer starts as zeros).
+#[macro_export]
+macro_rules! buffer {
+    ($t:ty; $n:expr) => {{
+        static mut BUF: [$t; $n] = [0 as $t; $n];
+        static TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+        if TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel) {
+            None
+        } else {
+            // SAFETY: TAKEN is set once and never cleared, so this is the only reference
+            // ever made to BUF, and nothing else names BUF (it is local to this block).
+            Some(unsafe { &mut *core::ptr::addr_of_mut!(BUF) })
+        }
+    }};
+}

@@ -1,0 +1,164 @@
+//! The Cortex-M example of `mlp`: an MNIST model exported by `host export` runs on a
+//! Cortex-M4 (QEMU's MPS2 AN386, or a board), checked bit for bit against the host.
+//!
+//! One program, three builds:
+//! - default: the int8 model (`generated/model.rs`) classifies the embedded test images with
+//!   the SMLAD kernel ([`dsp::Smlad`]) and with core's portable kernel, checks both against
+//!   each other and against the host's outputs, and measures instructions per inference and
+//!   per multiply-accumulate;
+//! - `--features f32`: the same with the f32 model (`generated/model_f32.rs`);
+//! - `--features train`: trains a fresh classifier head on the device with core's f32
+//!   [`mlp::Trainer`], on the int8 model's hidden features of the embedded training images.
+//!
+//! Every build prints through semihosting, paints the stack to report its high-water mark,
+//! and exits QEMU with status 0 only if its checks pass.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::debug;
+
+mod buffer;
+#[cfg(not(feature = "lean"))]
+mod clock;
+#[cfg(not(feature = "f32"))]
+mod dsp;
+#[cfg(feature = "f32")]
+mod infer_f32;
+#[cfg(not(any(feature = "f32", feature = "train", feature = "lean")))]
+mod infer_int8;
+#[cfg(not(feature = "f32"))]
+mod int8_model;
+#[cfg(all(feature = "lean", not(any(feature = "f32", feature = "train"))))]
+mod lean;
+mod out;
+mod stack;
+#[cfg(all(feature = "train", not(feature = "f32")))]
+mod train;
+
+/// The exported model: `static` arrays and `const` topology, written by `host export`.
+#[allow(clippy::all, clippy::pedantic, dead_code, missing_docs)]
+#[cfg(not(feature = "f32"))]
+mod model {
+    include!(concat!(env!("CARGO_MANIFEST_DIR"), "/generated/model.rs"));
+}
+#[allow(clippy::all, clippy::pedantic, dead_code, missing_docs)]
+#[cfg(not(feature = "f32"))]
+mod images {
+    include!(concat!(env!("CARGO_MANIFEST_DIR"), "/generated/model_images.rs"));
+}
+#[allow(clippy::all, clippy::pedantic, dead_code, missing_docs)]
+#[cfg(feature = "f32")]
+mod model {
+    include!(concat!(env!("CARGO_MANIFEST_DIR"), "/generated/model_f32.rs"));
+}
+#[allow(clippy::all, clippy::pedantic, dead_code, missing_docs)]
+#[cfg(feature = "f32")]
+mod images {
+    include!(concat!(env!("CARGO_MANIFEST_DIR"), "/generated/model_f32_images.rs"));
+}
+
+/// Why a run failed: a core error or a failed check.
+#[derive(Debug)]
+pub enum Fail {
+    /// core refused an input.
+    Core(mlp::Error),
+    /// A check or a setup step failed.
+    Check(&'static str),
+}
+
+impl From<mlp::Error> for Fail {
+    fn from(e: mlp::Error) -> Self {
+        Fail::Core(e)
+    }
+}
+
+impl Fail {
+    /// Prints the failure: core's own message in the builds that format floats anyway; the
+    /// int8 builds (no float formatting: it would double their code) name the integer-only
+    /// errors they can meet and print a generic line for the rest.
+    pub fn print(&self) {
+        match self {
+            #[cfg(any(feature = "f32", feature = "train"))]
+            Fail::Core(e) => cortex_m_semihosting::hprint!("{}", e),
+            #[cfg(not(any(feature = "f32", feature = "train")))]
+            Fail::Core(e) => match e {
+                mlp::Error::BufferLength { expected, actual, .. } => {
+                    out::s("a buffer has length ");
+                    out::int(*actual as i32);
+                    out::s(" where core needs ");
+                    out::int(*expected as i32);
+                }
+                mlp::Error::CorruptPayload { what } => {
+                    out::s("the exported model is inconsistent: ");
+                    out::s(what);
+                }
+                _ => out::s("core refused the model or a buffer (an mlp::Error)"),
+            },
+            Fail::Check(s) => out::s(s),
+        }
+    }
+}
+
+#[entry]
+fn main() -> ! {
+    // First, before anything else uses the stack below us.
+    stack::paint();
+    #[cfg(not(feature = "lean"))]
+    let clock = clock::Clock::start();
+    #[cfg(not(any(feature = "f32", feature = "train", feature = "lean")))]
+    let result = infer_int8::run(&clock);
+    #[cfg(all(feature = "lean", not(any(feature = "f32", feature = "train"))))]
+    let result = lean::run();
+    #[cfg(feature = "f32")]
+    let result = infer_f32::run(&clock);
+    #[cfg(all(feature = "train", not(feature = "f32")))]
+    let result = train::run(&clock);
+    out::s("stack high-water mark: ");
+    out::int(stack::high_water() as i32);
+    out::s(" bytes (painted, measured at exit)\n");
+    match result {
+        Ok(()) => {
+            out::s("PASS\n");
+            debug::exit(debug::EXIT_SUCCESS);
+        }
+        Err(e) => {
+            out::s("FAIL: ");
+            e.print();
+            out::s("\n");
+            debug::exit(debug::EXIT_FAILURE);
+        }
+    }
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+/// Prints the panic and exits QEMU with a failure status (core never panics on input; this
+/// is for bugs). The lean build prints no message, to stay free of `core::fmt`.
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    #[cfg(not(feature = "lean"))]
+    cortex_m_semihosting::hprintln!("panicked: {}", info);
+    #[cfg(feature = "lean")]
+    let _ = info;
+    out::s("FAIL: panic\n");
+    loop {
+        debug::exit(debug::EXIT_FAILURE);
+    }
+}
+
+/// `x/y` with two decimals, without floating point (for the integer-only builds).
+#[cfg(not(feature = "lean"))]
+pub struct Ratio(pub u64, pub u64);
+
+#[cfg(not(feature = "lean"))]
+impl core::fmt::Display for Ratio {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.1 == 0 {
+            return f.write_str("n/a");
+        }
+        let hundredths = (self.0 * 100 + self.1 / 2) / self.1;
+        write!(f, "{}.{:02}", hundredths / 100, hundredths % 100)
+    }
+}
