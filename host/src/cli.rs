@@ -1,4 +1,4 @@
-//! The `host` command line: train, eval, predict, inspect, compare, download.
+//! The `host` command line: train, eval, predict, inspect, compare, quantize, export, download.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -54,6 +54,10 @@ pub enum Command {
         after_help = "Examples:\n  host quantize model.mlp --out model-q8.mlp\n  host quantize model.mlp --out model-q8.mlp --calibration 2000 --percentile 99.99"
     )]
     Quantize(QuantizeArgs),
+    /// Export a model for firmware: Rust source (static arrays), a .bin model file or a C
+    /// header, quantized to int8 by default; optionally with MNIST images and the host's outputs.
+    #[command(after_help = crate::export::EXAMPLES)]
+    Export(crate::export::ExportArgs),
     /// Download MNIST (with SHA-256 checks) into a folder.
     #[command(after_help = "Examples:\n  host download\n  host download --dir /data/mnist")]
     Download(DownloadArgs),
@@ -364,6 +368,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Compare(a) => cmd_compare(a),
         Command::Quantize(a) => cmd_quantize(a),
         Command::Download(a) => cmd_download(a),
+        Command::Export(a) => crate::export::run(a),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod data;
 pub mod digit_image;
+pub mod export;
 pub mod kernels;
 pub mod kernels_int8;
 pub mod model_io;
