@@ -1,41 +1,67 @@
 //! A fast host implementation of core's int8 kernel seam, [`mlp::int8::Int8Kernels`].
 //!
-//! [`Int8Fast`] computes `acc[b][o] = Σ_j (x[b][j] + input_offset) · w[o][j]` (wrapping i32)
-//! bit-identically to [`PortableInt8`]: the trait defines the sum modulo 2^32, so any
-//! summation order gives the same bits. Three paths, chosen once at run time with
-//! `is_x86_feature_detected!` (or forced with [`Int8Fast::with_path`]):
+//! [`Int8Fast`] computes whole layers ([`Int8Kernels::dense_requantize`]: product, bias,
+//! requantization, activation) and bare products ([`Int8Kernels::dense_i8`]) bit-identically
+//! to core's [`PortableInt8`]: the product is defined modulo 2^32, so any summation order
+//! gives the same bits, and the vector requantization reproduces `mlp::int8::fixed` exactly.
+//! Paths, chosen once at run time with `is_x86_feature_detected!` (or forced with
+//! [`Int8Fast::with_path`]):
 //!
 //! - [`Int8Path::Avx512Vnni`]: `vpdpbusd` (u8 × i8 → i32 sums of four). The signed input is
-//!   biased to `u = x + 128` (an xor with `0x80`), so
-//!   `Σ_j (x_j + off) · w_j = Σ_j u_j · w_j + (off - 128) · Σ_j w_j`; the row sums `Σ_j w_j`
-//!   are recomputed on every call (`outputs × inputs` additions, small next to the product).
-//!   Ragged lengths use masked (fault-suppressing) loads.
-//! - [`Int8Path::Avx2`]: both operands sign-extended to i16 (`vpmovsxbw`) and multiplied with
-//!   `vpmaddwd`, which is exact for int8 values (unlike the saturating `vpmaddubsw`);
-//!   `Σ_j (x_j + off) · w_j = Σ_j x_j · w_j + off · Σ_j w_j`. Ragged lengths get a scalar tail.
+//!   biased to `u = x ^ 0x80 = x + 128`, so `Σ_j (x_j + off) · w_j = Σ_j u_j · w_j +
+//!   (off - 128) · Σ_j w_j`. When `off == 128` (input zero point -128: inputs scaled to
+//!   [0, 1] like MNIST pixels, every ReLU layer's output) there is nothing to correct;
+//!   otherwise the row sums are computed with `vpdpbusd` against ones and folded into the
+//!   bias. Inputs with `u == 0` (`x == -128`: blank pixels, ReLU zeros) add nothing and are
+//!   skipped, exactly. A layer runs one of three strategies ([`Int8Strategy`]):
+//!   - *GEMV* (batches below [`GEMV_MAX_BATCH`]): one sample at a time against the row-major
+//!     weights, 16 output rows at a time, skipping all-zero 64-byte chunks of `u`, one
+//!     transposing reduction per 16 outputs, then the requantization epilogue.
+//!   - *sparse* (larger batches): the weights are repacked once per call into the VNNI "B"
+//!     layout (per input quad, the quad's 4 weights of 16 consecutive outputs in one 64-byte
+//!     line). Per sample the quads whose four `u` are all 0 are dropped (a compare and a
+//!     `vpcompressd` per 64 inputs); per chunk of 64 outputs (50 KB of weights for 784
+//!     inputs, about L1, reused by a block of samples) the sample's active quads are
+//!     broadcast and `vpdpbusd`-ed into 4 accumulators; the epilogue requantizes them in
+//!     registers. MNIST images have about 57 of 196 quads active.
+//!   - *dense* (blocks of samples with more than 80% of their quads active): the same layout,
+//!     every quad, 4 samples per weight load.
+//! - [`Int8Path::Avx2`]: `u` zero-extended and weights sign-extended to i16, multiplied with
+//!   `vpmaddwd` (exact for these ranges, unlike the saturating `vpmaddubsw`), in register
+//!   tiles; the same correction; the requantization epilogue on 8 lanes.
 //! - [`Int8Path::Portable`]: core's [`PortableInt8`] (also the only path off x86-64).
 //!
-//! Both vector paths compute register tiles of several batch rows × several output rows, so
-//! each loaded input vector is reused across outputs and each weight vector across samples.
-//! Large products (at least [`PARALLEL_MACS`] multiply-adds) are split by batch rows over
-//! scoped threads; every output is computed by exactly one thread, so the result does not
-//! depend on the thread count.
+//! Activation tables (sigmoid, tanh, ...) are looked up with scalar code after the vector
+//! requantization. Large layers (at least [`PARALLEL_MACS`] multiply-adds) are split by batch
+//! rows over rayon's threads; every output is computed by exactly one thread, so results do
+//! not depend on the thread count. Scratch (packed weights, constants) lives in a
+//! thread-local buffer that grows once.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use mlp::int8::{Int8Kernels, PortableInt8};
+use mlp::int8::{Int8Kernels, Int8Layer, PortableInt8};
 use mlp::Shape;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// Products with at least this many multiply-adds (`batch × inputs × outputs`) are split over
 /// threads; smaller ones run on the calling thread.
 pub const PARALLEL_MACS: usize = 1 << 22;
+
+/// With [`Int8Strategy::Auto`], batches below this run the GEMV strategy (no repacking of
+/// the weights); larger ones the packed sparse / dense one.
+pub const GEMV_MAX_BATCH: usize = 16;
 
 /// An implementation path of [`Int8Fast`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Int8Path {
     /// AVX-512 VNNI `vpdpbusd` (needs `avx512f`, `avx512bw` and `avx512vnni`).
     Avx512Vnni,
-    /// AVX2 `vpmovsxbw` + `vpmaddwd`.
+    /// AVX2 `vpmovzxbw` / `vpmovsxbw` + `vpmaddwd`.
     Avx2,
     /// Core's [`PortableInt8`] plain loops.
     Portable,
@@ -50,13 +76,9 @@ impl Int8Path {
         match self {
             Int8Path::Portable => true,
             #[cfg(target_arch = "x86_64")]
-            Int8Path::Avx512Vnni => {
-                std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512bw")
-                    && std::arch::is_x86_feature_detected!("avx512vnni")
-            }
+            Int8Path::Avx512Vnni => avx512::Vnni::detect().is_some(),
             #[cfg(target_arch = "x86_64")]
-            Int8Path::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            Int8Path::Avx2 => avx2::Avx2::detect().is_some(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -71,13 +93,31 @@ impl Int8Path {
     }
 }
 
+/// How the AVX-512 VNNI path runs a layer ([`Int8Kernels::dense_requantize`]); the other
+/// paths ignore it. Every strategy gives the same bytes; forcing one is for tests and benches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Int8Strategy {
+    /// GEMV below [`GEMV_MAX_BATCH`] samples, else packed, sparse or dense per block of
+    /// samples by their density.
+    #[default]
+    Auto,
+    /// One sample at a time against the row-major weights.
+    Gemv,
+    /// Packed weights, every block of samples through the sparse kernel.
+    Sparse,
+    /// Packed weights, every block of samples through the dense kernel (4 samples at a time,
+    /// the rest of a block sparse).
+    Dense,
+}
+
 /// The fast int8 kernels (see the [module docs](self)). Construct with [`Int8Fast::new`] (the
-/// best detected path) or [`Int8Fast::with_path`]; the path is fixed for the value's lifetime,
-/// which is what makes the `unsafe` dispatch to the vector code sound.
+/// best detected path) or [`Int8Fast::with_path`]; the path is checked against the CPU when
+/// the value is built and fixed for its lifetime.
 #[derive(Clone, Copy, Debug)]
 pub struct Int8Fast {
     path: Int8Path,
     threads: usize,
+    strategy: Int8Strategy,
 }
 
 impl Default for Int8Fast {
@@ -89,17 +129,22 @@ impl Default for Int8Fast {
 impl Int8Fast {
     /// The fastest path this CPU supports, threads up to the available parallelism (at most 8).
     pub fn new() -> Self {
-        Self { path: Int8Path::best(), threads: default_threads() }
+        Self { path: Int8Path::best(), threads: default_threads(), strategy: Int8Strategy::Auto }
     }
 
     /// A specific path, or `None` when this CPU lacks the instructions it needs.
     pub fn with_path(path: Int8Path) -> Option<Self> {
-        path.is_available().then(|| Self { path, threads: default_threads() })
+        path.is_available().then(|| Self { path, threads: default_threads(), strategy: Int8Strategy::Auto })
     }
 
     /// The same kernels with at most `threads` threads per product (`0` is read as `1`).
     pub fn with_threads(self, threads: usize) -> Self {
         Self { threads: threads.max(1), ..self }
+    }
+
+    /// The same kernels with a forced layer strategy (AVX-512 VNNI path only).
+    pub fn with_strategy(self, strategy: Int8Strategy) -> Self {
+        Self { strategy, ..self }
     }
 
     /// The path in use.
@@ -111,11 +156,134 @@ impl Int8Fast {
     pub fn threads(&self) -> usize {
         self.threads
     }
+
+    /// The layer strategy.
+    pub fn strategy(&self) -> Int8Strategy {
+        self.strategy
+    }
 }
 
 fn default_threads() -> usize {
     static THREADS: OnceLock<usize> = OnceLock::new();
     *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(8))
+}
+
+/// 64 bytes, 64-byte aligned: one vector of packed weights or biased inputs.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Line([u32; 16]);
+
+/// Requantization constants of 16 consecutive outputs (zero past the layer's outputs).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(64))]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct ParamBlock {
+    /// Bias plus the input correction `(off - 128) · Σ_j w[o][j]` (wrapping).
+    bias: [i32; 16],
+    /// Q31 multiplier.
+    mult: [i32; 16],
+    /// `max(shift, 0)` (shift clamped to `[-31, 30]` as `fixed` does).
+    left: [i32; 16],
+    /// `max(-shift, 0)`.
+    right: [i32; 16],
+    /// `2^right - 1`.
+    mask: [i32; 16],
+    /// `mask >> 1`.
+    half: [i32; 16],
+}
+
+/// A layer's clamp `[lo, hi]` and requantization zero point, as `lo - zp`, `hi - zp`, `zp`.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Clamp {
+    lo_minus_zp: i32,
+    hi_minus_zp: i32,
+    zp: i32,
+}
+
+/// Fills `out` with the layer's constants, the bias corrected by `factor · sums[o]` when
+/// given, and returns its clamp.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn build_params(layer: &Int8Layer<'_>, corr: Option<(&[i32], i32)>, out: &mut Vec<ParamBlock>) -> Clamp {
+    let n = layer.outputs();
+    out.clear();
+    out.resize(n.div_ceil(16), ParamBlock::default());
+    let params = layer.bias().iter().zip(layer.multipliers().iter()).zip(layer.shifts().iter());
+    for (o, ((b, m), s)) in params.enumerate().take(n) {
+        let p = &mut out[o / 16];
+        let l = o % 16;
+        let c = corr.map_or(0, |(sums, f)| sums[o].wrapping_mul(f));
+        let s = s.clamp(-31, 30);
+        let right = (-s).max(0);
+        p.bias[l] = b.wrapping_add(c);
+        p.mult[l] = m;
+        p.left[l] = s.max(0);
+        p.right[l] = right;
+        p.mask[l] = ((1i64 << right) - 1) as i32;
+        p.half[l] = p.mask[l] >> 1;
+    }
+    let (lo, hi) = layer.clamp_range();
+    let zp = if layer.table().is_some() { layer.pre_zero_point() } else { layer.out_zero_point() };
+    // lo, hi and zp are in [-128, 127] for parsed layers; saturate anyway.
+    Clamp { lo_minus_zp: lo.saturating_sub(zp), hi_minus_zp: hi.saturating_sub(zp), zp }
+}
+
+/// Per-thread scratch of the calling thread: packed weights, constants, row sums.
+#[derive(Default)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Scratch {
+    packed: Vec<Line>,
+    params: Vec<ParamBlock>,
+    sums: Vec<i32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch (a fresh one if it is in use further up the stack).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut f = Some(f);
+    let r = SCRATCH.with(|s| s.try_borrow_mut().ok().map(|mut s| (f.take().expect("called once"))(&mut s)));
+    match (r, f) {
+        (Some(r), _) => r,
+        (None, Some(f)) => f(&mut Scratch::default()),
+        (None, None) => unreachable!("the closure runs at most once"),
+    }
+}
+
+/// Splits `rows` rows of `x` (`k` wide) and `y` (`n` wide) into up to `threads` contiguous
+/// parts of whole multiples of `align` rows and runs `f` on each, in parallel when
+/// `macs >= PARALLEL_MACS`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[allow(clippy::too_many_arguments)]
+fn split_rows<T: Send, F>(
+    threads: usize,
+    macs: usize,
+    align: usize,
+    rows: usize,
+    k: usize,
+    x: &[i8],
+    n: usize,
+    y: &mut [T],
+    f: F,
+) where
+    F: Fn(&[i8], &mut [T]) + Sync,
+{
+    let threads = threads.min(rows.div_ceil(align)).max(1);
+    if threads <= 1 || macs < PARALLEL_MACS {
+        f(x, y);
+        return;
+    }
+    let part = rows.div_ceil(threads).div_ceil(align) * align;
+    let f = &f;
+    rayon::scope(|s| {
+        for (xc, yc) in x.chunks(part * k).zip(y.chunks_mut(part * n)) {
+            s.spawn(move |_| f(xc, yc));
+        }
+    });
 }
 
 impl Int8Kernels for Int8Fast {
@@ -132,75 +300,201 @@ impl Int8Kernels for Int8Fast {
         let (x, w, acc) = (&x[..batch * inputs], &w[..outputs * inputs], &mut acc[..batch * outputs]);
         match self.path {
             #[cfg(target_arch = "x86_64")]
-            Int8Path::Avx512Vnni => {
+            Int8Path::Avx512Vnni | Int8Path::Avx2 => with_scratch(|s| {
                 // u = x + 128, so Σ (x + off)·w = Σ u·w + (off - 128)·Σ w.
-                let corr = row_corrections(w, inputs, input_offset.wrapping_sub(128));
-                run::<_, 4, 4>(&x86::Vnni(()), self.threads, shape, x, w, &corr, acc);
-            }
-            #[cfg(target_arch = "x86_64")]
-            Int8Path::Avx2 => {
-                let corr = row_corrections(w, inputs, input_offset);
-                run::<_, 2, 4>(&x86::Avx2(()), self.threads, shape, x, w, &corr, acc);
-            }
+                let factor = input_offset.wrapping_sub(128);
+                s.sums.resize(outputs, 0);
+                let sums = &mut s.sums[..outputs];
+                let vnni = avx512::Vnni::detect().filter(|_| self.path == Int8Path::Avx512Vnni);
+                let avx = avx2::Avx2::detect();
+                if factor != 0 {
+                    match (vnni, avx) {
+                        (Some(v), _) => avx512::row_sums(v, w, inputs, sums),
+                        (None, Some(a)) => avx2::row_sums(a, w, inputs, sums),
+                        (None, None) => unreachable!("Int8Fast paths are checked against the CPU"),
+                    }
+                    for v in sums.iter_mut() {
+                        *v = v.wrapping_mul(factor);
+                    }
+                }
+                let corr = (factor != 0).then_some(&*sums);
+                let macs = batch.saturating_mul(inputs).saturating_mul(outputs);
+                match (vnni, avx) {
+                    (Some(v), _) => {
+                        split_rows(self.threads, macs, 4, batch, inputs, x, outputs, acc, |xc, ac| {
+                            tiles::<4, 4>(
+                                &|x, w, k| avx512::block::<4, 4>(v, x, w, k),
+                                &|x, w, k| avx512::block::<4, 1>(v, x, w, k),
+                                &|x, w, k| avx512::block::<1, 4>(v, x, w, k),
+                                &|x, w, k| avx512::block::<1, 1>(v, x, w, k),
+                                xc.len() / inputs,
+                                inputs,
+                                outputs,
+                                xc,
+                                w,
+                                corr,
+                                ac,
+                            )
+                        })
+                    }
+                    (None, Some(a)) => {
+                        split_rows(self.threads, macs, 2, batch, inputs, x, outputs, acc, |xc, ac| {
+                            tiles::<2, 4>(
+                                &|x, w, k| avx2::block::<2, 4>(a, x, w, k),
+                                &|x, w, k| avx2::block::<2, 1>(a, x, w, k),
+                                &|x, w, k| avx2::block::<1, 4>(a, x, w, k),
+                                &|x, w, k| avx2::block::<1, 1>(a, x, w, k),
+                                xc.len() / inputs,
+                                inputs,
+                                outputs,
+                                xc,
+                                w,
+                                corr,
+                                ac,
+                            )
+                        })
+                    }
+                    (None, None) => unreachable!("Int8Fast paths are checked against the CPU"),
+                }
+            }),
             _ => PortableInt8.dense_i8(shape, x, input_offset, w, acc),
         }
     }
-}
 
-/// `factor · Σ_j w[o][j]` per output row (wrapping).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn row_corrections(w: &[i8], inputs: usize, factor: i32) -> Vec<i32> {
-    w.chunks_exact(inputs)
-        .map(|row| row.iter().fold(0i32, |s, &v| s.wrapping_add(v as i32)).wrapping_mul(factor))
-        .collect()
-}
-
-/// A register-tile micro kernel: the raw dot products of `MB` consecutive rows of `x` with
-/// `NO` consecutive rows of `w` (all `k` long), before the per-output correction.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-trait Micro: Sync {
-    fn block<const MB: usize, const NO: usize>(&self, x: &[i8], w: &[i8], k: usize) -> [[i32; NO]; MB];
-}
-
-/// Splits the batch over up to `threads` threads (for large products) and runs [`tiles`].
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn run<M: Micro, const MB: usize, const NO: usize>(
-    m: &M,
-    threads: usize,
-    s: Shape,
-    x: &[i8],
-    w: &[i8],
-    corr: &[i32],
-    acc: &mut [i32],
-) {
-    let macs = s.batch.saturating_mul(s.inputs).saturating_mul(s.outputs);
-    let threads = threads.min(s.batch.div_ceil(MB));
-    if threads <= 1 || macs < PARALLEL_MACS {
-        tiles::<M, MB, NO>(m, s.batch, s.inputs, s.outputs, x, w, corr, acc);
-        return;
-    }
-    // Whole tiles per thread, so the split adds no ragged rows.
-    let rows = s.batch.div_ceil(threads).div_ceil(MB) * MB;
-    std::thread::scope(|scope| {
-        for (xc, ac) in x.chunks(rows * s.inputs).zip(acc.chunks_mut(rows * s.outputs)) {
-            let b = xc.len() / s.inputs;
-            scope.spawn(move || tiles::<M, MB, NO>(m, b, s.inputs, s.outputs, xc, w, corr, ac));
+    fn dense_requantize(
+        &self,
+        shape: Shape,
+        x: &[i8],
+        input_offset: i32,
+        layer: &Int8Layer<'_>,
+        acc: &mut [i32],
+        y: &mut [i8],
+    ) {
+        let Shape { batch, inputs, outputs } = shape;
+        let simple = self.path == Int8Path::Portable
+            || inputs == 0
+            || outputs == 0
+            || batch == 0
+            || layer.inputs() != inputs
+            || layer.outputs() != outputs;
+        if simple {
+            // Core's definition, on whatever this kernel's dense_i8 is.
+            self.dense_i8(shape, x, input_offset, layer.weights(), acc);
+            PortableInt8::requantize(layer, acc, y);
+            return;
         }
-    });
+        assert!(
+            x.len() >= batch * inputs && acc.len() >= batch * outputs && y.len() >= batch * outputs,
+            "dense_requantize operand too short"
+        );
+        let (x, y) = (&x[..batch * inputs], &mut y[..batch * outputs]);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let acc = &mut acc[..batch * outputs];
+            let w = layer.weights();
+            let factor = input_offset.wrapping_sub(128);
+            let macs = batch.saturating_mul(inputs).saturating_mul(outputs);
+            let vnni = avx512::Vnni::detect().filter(|_| self.path == Int8Path::Avx512Vnni);
+            let avx = avx2::Avx2::detect();
+            with_scratch(|s| match (vnni, avx) {
+                (Some(v), _) => {
+                    if factor != 0 {
+                        s.sums.resize(outputs, 0);
+                        avx512::row_sums(v, w, inputs, &mut s.sums[..outputs]);
+                    }
+                    let corr = (factor != 0).then(|| (&s.sums[..outputs], factor));
+                    let clamp = build_params(layer, corr, &mut s.params);
+                    let l = avx512::Layer { inputs, outputs, params: &s.params, clamp, table: layer.table() };
+                    let gemv = match self.strategy {
+                        Int8Strategy::Auto => batch < GEMV_MAX_BATCH,
+                        Int8Strategy::Gemv => true,
+                        Int8Strategy::Sparse | Int8Strategy::Dense => false,
+                    };
+                    if gemv {
+                        split_rows(self.threads, macs, 1, batch, inputs, x, outputs, y, |xc, yc| {
+                            avx512::gemv_layer(v, &l, xc, w, yc)
+                        });
+                    } else {
+                        let p = avx512::Packed::new(inputs, outputs);
+                        avx512::pack(&p, w, &mut s.packed);
+                        let wq = &s.packed[..];
+                        let dense = match self.strategy {
+                            Int8Strategy::Sparse => Some(false),
+                            Int8Strategy::Dense => Some(true),
+                            _ => None,
+                        };
+                        split_rows(
+                            self.threads,
+                            macs,
+                            avx512::BLOCK,
+                            batch,
+                            inputs,
+                            x,
+                            outputs,
+                            y,
+                            |xc, yc| avx512::packed_layer(v, &l, &p, wq, xc, yc, dense),
+                        );
+                    }
+                }
+                (None, Some(a)) => {
+                    if factor != 0 {
+                        s.sums.resize(outputs, 0);
+                        avx2::row_sums(a, w, inputs, &mut s.sums[..outputs]);
+                    }
+                    let corr = (factor != 0).then(|| (&s.sums[..outputs], factor));
+                    let clamp = build_params(layer, corr, &mut s.params);
+                    let params = &s.params[..];
+                    split_rows(self.threads, macs, 2, batch, inputs, x, outputs, acc, |xc, ac| {
+                        let b = xc.len() / inputs;
+                        tiles::<2, 4>(
+                            &|x, w, k| avx2::block::<2, 4>(a, x, w, k),
+                            &|x, w, k| avx2::block::<2, 1>(a, x, w, k),
+                            &|x, w, k| avx2::block::<1, 4>(a, x, w, k),
+                            &|x, w, k| avx2::block::<1, 1>(a, x, w, k),
+                            b,
+                            inputs,
+                            outputs,
+                            xc,
+                            w,
+                            None,
+                            ac,
+                        )
+                    });
+                    avx2::requantize_rows(a, acc, outputs, params, &clamp, y);
+                    if let Some(t) = layer.table() {
+                        for v in y.iter_mut() {
+                            *v = t[(*v as u8 ^ 0x80) as usize];
+                        }
+                    }
+                }
+                (None, None) => unreachable!("Int8Fast paths are checked against the CPU"),
+            });
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self.dense_i8(shape, x, input_offset, layer.weights(), acc);
+            PortableInt8::requantize(layer, acc, y);
+        }
+    }
 }
 
-/// Covers the `batch × outputs` result with `MB × NO` tiles, then `MB × 1`, `1 × NO` and
-/// `1 × 1` tiles for the ragged edges, and adds the per-output correction.
-#[allow(clippy::too_many_arguments)]
+/// Covers the `batch × outputs` result with `MB × NO` tiles (`full`), then `MB × 1`
+/// (`col`), `1 × NO` (`row`) and `1 × 1` (`one`) tiles for the ragged edges, and adds the
+/// per-output correction when there is one. Each micro kernel returns the raw dot products of
+/// its rows of `x` (`k` long) with its rows of `w`.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn tiles<M: Micro, const MB: usize, const NO: usize>(
-    m: &M,
+fn tiles<const MB: usize, const NO: usize>(
+    full: &dyn Fn(&[i8], &[i8], usize) -> [[i32; NO]; MB],
+    col: &dyn Fn(&[i8], &[i8], usize) -> [[i32; 1]; MB],
+    row: &dyn Fn(&[i8], &[i8], usize) -> [[i32; NO]; 1],
+    one: &dyn Fn(&[i8], &[i8], usize) -> [[i32; 1]; 1],
     batch: usize,
     k: usize,
     outputs: usize,
     x: &[i8],
     w: &[i8],
-    corr: &[i32],
+    corr: Option<&[i32]>,
     acc: &mut [i32],
 ) {
     fn store<const R: usize, const C: usize>(
@@ -209,179 +503,38 @@ fn tiles<M: Micro, const MB: usize, const NO: usize>(
         b: usize,
         o: usize,
         t: [[i32; C]; R],
-        corr: &[i32],
+        corr: Option<&[i32]>,
     ) {
         for (r, row) in t.iter().enumerate() {
             let dst = &mut acc[(b + r) * outputs + o..][..C];
-            for ((d, &v), &c) in dst.iter_mut().zip(row).zip(&corr[o..o + C]) {
-                *d = v.wrapping_add(c);
+            match corr {
+                Some(corr) => {
+                    for ((d, &v), &c) in dst.iter_mut().zip(row).zip(&corr[o..o + C]) {
+                        *d = v.wrapping_add(c);
+                    }
+                }
+                None => dst.copy_from_slice(row),
             }
         }
     }
     let full_b = batch / MB * MB;
     let full_o = outputs / NO * NO;
     let mut b = 0;
-    while b < full_b {
-        let xb = &x[b * k..(b + MB) * k];
-        let mut o = 0;
-        while o < full_o {
-            let t = m.block::<MB, NO>(xb, &w[o * k..(o + NO) * k], k);
-            store(acc, outputs, b, o, t, corr);
-            o += NO;
-        }
-        while o < outputs {
-            let t = m.block::<MB, 1>(xb, &w[o * k..(o + 1) * k], k);
-            store(acc, outputs, b, o, t, corr);
-            o += 1;
-        }
-        b += MB;
-    }
     while b < batch {
-        let xb = &x[b * k..(b + 1) * k];
+        let mb = if b < full_b { MB } else { 1 };
+        let xb = &x[b * k..(b + mb) * k];
         let mut o = 0;
-        while o < full_o {
-            let t = m.block::<1, NO>(xb, &w[o * k..(o + NO) * k], k);
-            store(acc, outputs, b, o, t, corr);
-            o += NO;
-        }
         while o < outputs {
-            let t = m.block::<1, 1>(xb, &w[o * k..(o + 1) * k], k);
-            store(acc, outputs, b, o, t, corr);
-            o += 1;
-        }
-        b += 1;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    use super::Micro;
-
-    /// The AVX-512 VNNI micro kernel. Only [`super::Int8Fast`] builds one (the private field),
-    /// and only on its `Avx512Vnni` path, which [`super::Int8Fast::with_path`] / `new` select
-    /// only after detecting `avx512f`, `avx512bw` and `avx512vnni`.
-    pub(super) struct Vnni(pub(super) ());
-
-    /// The AVX2 micro kernel, built only on the `Avx2` path (after detecting `avx2`).
-    pub(super) struct Avx2(pub(super) ());
-
-    impl Micro for Vnni {
-        #[inline]
-        fn block<const MB: usize, const NO: usize>(&self, x: &[i8], w: &[i8], k: usize) -> [[i32; NO]; MB] {
-            assert!(x.len() == MB * k && w.len() == NO * k);
-            // SAFETY: a `Vnni` exists only on the `Avx512Vnni` path, chosen only after
-            // `is_x86_feature_detected!` confirmed avx512f, avx512bw and avx512vnni; the
-            // assertion above gives the slice lengths `vnni_block` relies on.
-            unsafe { vnni_block::<MB, NO>(x, w, k) }
-        }
-    }
-
-    impl Micro for Avx2 {
-        #[inline]
-        fn block<const MB: usize, const NO: usize>(&self, x: &[i8], w: &[i8], k: usize) -> [[i32; NO]; MB] {
-            assert!(x.len() == MB * k && w.len() == NO * k);
-            // SAFETY: an `Avx2` exists only on the `Avx2` path, chosen only after
-            // `is_x86_feature_detected!("avx2")`; the assertion gives the slice lengths.
-            unsafe { avx2_block::<MB, NO>(x, w, k) }
-        }
-    }
-
-    /// Σ_j (x[r][j] ^ 0x80 as u8) · w[c][j] for each of `MB` rows of `x` and `NO` rows of `w`.
-    /// Callers guarantee `x.len() == MB * k` and `w.len() == NO * k`.
-    // The AVX-512 intrinsics and the `avx512vnni` target feature are stable since Rust 1.89,
-    // the workspace's rust-version.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn vnni_block<const MB: usize, const NO: usize>(x: &[i8], w: &[i8], k: usize) -> [[i32; NO]; MB] {
-        debug_assert!(x.len() == MB * k && w.len() == NO * k);
-        let flip = _mm512_set1_epi8(i8::MIN);
-        // acc[c][r]: output row c, batch row r.
-        let mut acc = [[_mm512_setzero_si512(); MB]; NO];
-        let (xp, wp) = (x.as_ptr(), w.as_ptr());
-        let mut j = 0;
-        while j + 64 <= k {
-            let mut xv = [flip; MB];
-            for (r, v) in xv.iter_mut().enumerate() {
-                // SAFETY: j + 64 <= k, so bytes r·k + j .. r·k + j + 64 lie in row r < MB of x
-                // (x.len() == MB·k); loadu has no alignment requirement.
-                *v = _mm512_xor_si512(unsafe { _mm512_loadu_si512(xp.add(r * k + j).cast()) }, flip);
+            let no = if o < full_o { NO } else { 1 };
+            let wo = &w[o * k..(o + no) * k];
+            match (mb == MB, no == NO) {
+                (true, true) => store(acc, outputs, b, o, full(xb, wo, k), corr),
+                (true, false) => store(acc, outputs, b, o, col(xb, wo, k), corr),
+                (false, true) => store(acc, outputs, b, o, row(xb, wo, k), corr),
+                (false, false) => store(acc, outputs, b, o, one(xb, wo, k), corr),
             }
-            for (c, ac) in acc.iter_mut().enumerate() {
-                // SAFETY: as above, for row c < NO of w (w.len() == NO·k).
-                let wv = unsafe { _mm512_loadu_si512(wp.add(c * k + j).cast()) };
-                for (a, &xr) in ac.iter_mut().zip(&xv) {
-                    *a = _mm512_dpbusd_epi32(*a, xr, wv);
-                }
-            }
-            j += 64;
+            o += no;
         }
-        if j < k {
-            // The last k - j (< 64) bytes; masked-off lanes are neither read nor faulted on
-            // and load as 0, so their weights are 0 and they add nothing.
-            let mask: __mmask64 = u64::MAX >> (64 - (k - j));
-            let mut xv = [flip; MB];
-            for (r, v) in xv.iter_mut().enumerate() {
-                // SAFETY: the mask enables only lanes j .. k of row r, all inside x; masked
-                // loads suppress faults on disabled lanes.
-                *v = _mm512_xor_si512(unsafe { _mm512_maskz_loadu_epi8(mask, xp.add(r * k + j)) }, flip);
-            }
-            for (c, ac) in acc.iter_mut().enumerate() {
-                // SAFETY: as above, for lanes j .. k of row c of w.
-                let wv = unsafe { _mm512_maskz_loadu_epi8(mask, wp.add(c * k + j)) };
-                for (a, &xr) in ac.iter_mut().zip(&xv) {
-                    *a = _mm512_dpbusd_epi32(*a, xr, wv);
-                }
-            }
-        }
-        let mut out = [[0i32; NO]; MB];
-        for (c, ac) in acc.iter().enumerate() {
-            for (o, &a) in out.iter_mut().zip(ac) {
-                o[c] = _mm512_reduce_add_epi32(a);
-            }
-        }
-        out
-    }
-
-    /// Σ_j x[r][j] · w[c][j] for each of `MB` rows of `x` and `NO` rows of `w` (wrapping).
-    /// Callers guarantee `x.len() == MB * k` and `w.len() == NO * k`.
-    #[target_feature(enable = "avx2")]
-    fn avx2_block<const MB: usize, const NO: usize>(x: &[i8], w: &[i8], k: usize) -> [[i32; NO]; MB] {
-        debug_assert!(x.len() == MB * k && w.len() == NO * k);
-        // acc[c][r]: output row c, batch row r.
-        let mut acc = [[_mm256_setzero_si256(); MB]; NO];
-        let (xp, wp) = (x.as_ptr(), w.as_ptr());
-        let mut j = 0;
-        while j + 16 <= k {
-            let mut xv = [_mm256_setzero_si256(); MB];
-            for (r, v) in xv.iter_mut().enumerate() {
-                // SAFETY: j + 16 <= k, so bytes r·k + j .. r·k + j + 16 lie in row r < MB of x
-                // (x.len() == MB·k); loadu has no alignment requirement.
-                *v = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(xp.add(r * k + j).cast()) });
-            }
-            for (c, ac) in acc.iter_mut().enumerate() {
-                // SAFETY: as above, for row c < NO of w (w.len() == NO·k).
-                let wv = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(wp.add(c * k + j).cast()) });
-                for (a, &xr) in ac.iter_mut().zip(&xv) {
-                    // Products of int8 values fit i16·i16 → i32 exactly; pairs sum in i32.
-                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xr, wv));
-                }
-            }
-            j += 16;
-        }
-        let mut out = [[0i32; NO]; MB];
-        for (c, ac) in acc.iter().enumerate() {
-            for (r, (o, &v)) in out.iter_mut().zip(ac).enumerate() {
-                let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-                let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-                let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-                let mut t = _mm_cvtsi128_si32(s);
-                for (&xv, &wv) in x[r * k + j..(r + 1) * k].iter().zip(&w[c * k + j..(c + 1) * k]) {
-                    t = t.wrapping_add(xv as i32 * wv as i32);
-                }
-                o[c] = t;
-            }
-        }
-        out
+        b += mb;
     }
 }
