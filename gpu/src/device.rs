@@ -151,8 +151,10 @@ impl Gpu {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| GpuError::driver("creating a stream", e))?;
         let name = ctx.name().map_err(|e| GpuError::driver("reading the device name", e))?;
-        let cc = ctx.compute_capability().map_err(|e| GpuError::driver("reading the compute capability", e))?;
-        let blas = CudaBlas::new(stream.clone()).map_err(|e| GpuError::Blas(format!("creating a handle: {e}")))?;
+        let cc =
+            ctx.compute_capability().map_err(|e| GpuError::driver("reading the compute capability", e))?;
+        let blas =
+            CudaBlas::new(stream.clone()).map_err(|e| GpuError::Blas(format!("creating a handle: {e}")))?;
         // SAFETY: `alloc` leaves the memory uninitialized, which is fine for a workspace
         // cuBLAS writes before it reads.
         let workspace = unsafe { stream.alloc::<u8>(CUBLAS_WORKSPACE_BYTES) }
@@ -244,7 +246,12 @@ impl Gpu {
     }
 
     /// Launches `func` with `args`, which must match the kernel's parameter list exactly.
-    pub(crate) fn launch(&self, func: &CudaFunction, cfg: LaunchConfig, args: &[Arg]) -> Result<(), GpuError> {
+    pub(crate) fn launch(
+        &self,
+        func: &CudaFunction,
+        cfg: LaunchConfig,
+        args: &[Arg],
+    ) -> Result<(), GpuError> {
         let stream = &self.inner.stream;
         let mut b = stream.launch_builder(func);
         for a in args {
@@ -450,7 +457,10 @@ mod tests {
             assert!(matches!(e, GpuError::NoDevice(_)), "{code:?}");
             assert!(e.to_string().contains(needle), "{e}");
         }
-        assert!(matches!(no_device_or_driver(DriverError(R::CUDA_ERROR_OUT_OF_MEMORY)), GpuError::Driver { .. }));
+        assert!(matches!(
+            no_device_or_driver(DriverError(R::CUDA_ERROR_OUT_OF_MEMORY)),
+            GpuError::Driver { .. }
+        ));
     }
 
     #[test]
@@ -470,7 +480,10 @@ mod tests {
     #[test]
     fn the_kernel_source_defines_every_kernel() {
         for name in KERNEL_NAMES {
-            assert!(KERNEL_SOURCE.contains(&format!("__global__ void {name}(")), "{name} is not in kernels.cu");
+            assert!(
+                KERNEL_SOURCE.contains(&format!("__global__ void {name}(")),
+                "{name} is not in kernels.cu"
+            );
         }
     }
 }

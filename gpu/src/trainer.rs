@@ -387,7 +387,8 @@ impl GpuTrainer {
             )));
         }
         let s = gpu.stream().clone();
-        let alloc = |len: usize| s.alloc_zeros::<f32>(len.max(1)).map_err(|e| GpuError::driver("allocating", e));
+        let alloc =
+            |len: usize| s.alloc_zeros::<f32>(len.max(1)).map_err(|e| GpuError::driver("allocating", e));
         let upload = |v: &[f32]| -> Result<CudaSlice<f32>, GpuError> {
             if v.is_empty() {
                 alloc(1)
@@ -427,7 +428,8 @@ impl GpuTrainer {
             });
         }
         let zeros_i32 = |len: usize| s.alloc_zeros::<i32>(len).map_err(|e| GpuError::driver("allocating", e));
-        let zeros_u32 = |len: usize| s.alloc_zeros::<u32>(len.max(1)).map_err(|e| GpuError::driver("allocating", e));
+        let zeros_u32 =
+            |len: usize| s.alloc_zeros::<u32>(len.max(1)).map_err(|e| GpuError::driver("allocating", e));
         let ones = s.clone_htod(&vec![1.0f32; max_batch]).map_err(|e| GpuError::driver("uploading", e))?;
         let per_step = PerStep {
             capacity: 1,
@@ -563,7 +565,13 @@ impl GpuTrainer {
 
     /// Uploads a step's inputs: the sample order, per-step hyperparameters and dropout bits
     /// for `batches` (the batch sizes of the steps to come), and resets the step counter.
-    fn prepare(&mut self, order: &[u32], batches: &[usize], lrs: &[f32], rng: &mut Rng) -> Result<(), GpuError> {
+    fn prepare(
+        &mut self,
+        order: &[u32],
+        batches: &[usize],
+        lrs: &[f32],
+        rng: &mut Rng,
+    ) -> Result<(), GpuError> {
         let mut hp = Vec::with_capacity(batches.len() * HP_STRIDE);
         for (k, &lr) in lrs.iter().enumerate() {
             if !(lr.is_finite() && lr >= 0.0) {
@@ -623,7 +631,13 @@ impl GpuTrainer {
         c: u64,
         ldc: usize,
     ) -> Result<(), GpuError> {
-        let op = |t: bool| if t { blas_sys::cublasOperation_t::CUBLAS_OP_T } else { blas_sys::cublasOperation_t::CUBLAS_OP_N };
+        let op = |t: bool| {
+            if t {
+                blas_sys::cublasOperation_t::CUBLAS_OP_T
+            } else {
+                blas_sys::cublasOperation_t::CUBLAS_OP_N
+            }
+        };
         let (alpha, beta) = (1.0f32, 0.0f32);
         // SAFETY: the handle is valid for the life of `self.gpu`; a, b, c are device
         // addresses of live allocations that hold the column-major shapes described by
@@ -651,17 +665,41 @@ impl GpuTrainer {
     }
 
     /// `Y[batch×n] = X[batch×k] · W[n×k]ᵀ` (row-major): column-major `Yᵀ = op_T(W) · Xᵀ`.
-    fn forward_product(&self, x: u64, w: u64, y: u64, batch: usize, k: usize, n: usize) -> Result<(), GpuError> {
+    fn forward_product(
+        &self,
+        x: u64,
+        w: u64,
+        y: u64,
+        batch: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<(), GpuError> {
         self.sgemm(true, false, n, batch, k, w, k, x, k, y, n)
     }
 
     /// `dX[batch×k] = dY[batch×n] · W[n×k]`: column-major `dXᵀ = Wᵀ · dYᵀ`.
-    fn input_grad_product(&self, dy: u64, w: u64, dx: u64, batch: usize, k: usize, n: usize) -> Result<(), GpuError> {
+    fn input_grad_product(
+        &self,
+        dy: u64,
+        w: u64,
+        dx: u64,
+        batch: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<(), GpuError> {
         self.sgemm(false, false, k, batch, n, w, k, dy, n, dx, k)
     }
 
     /// `dW[n×k] = dY[batch×n]ᵀ · X[batch×k]`: column-major `dWᵀ = Xᵀ · op_T(dYᵀ)`.
-    fn weight_grad_product(&self, x: u64, dy: u64, dw: u64, batch: usize, k: usize, n: usize) -> Result<(), GpuError> {
+    fn weight_grad_product(
+        &self,
+        x: u64,
+        dy: u64,
+        dw: u64,
+        batch: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<(), GpuError> {
         self.sgemm(false, true, k, n, batch, x, k, dy, n, dw, k)
     }
 
@@ -695,7 +733,8 @@ impl GpuTrainer {
     fn enqueue_step(&self, data: &DeviceDataset, n: usize, stride: usize) -> Result<(), GpuError> {
         let k = &self.gpu.inner.kernels;
         let g = &self.gpu;
-        let (params, grads, running) = (self.ptr(&self.params), self.ptr(&self.grads), self.ptr(&self.running));
+        let (params, grads, running) =
+            (self.ptr(&self.params), self.ptr(&self.grads), self.ptr(&self.running));
         let ctr = self.ptr(&self.ctr);
         let input = self.topology.input();
         let masks = self.ptr(&self.per_step.masks);
@@ -892,7 +931,11 @@ impl GpuTrainer {
             let partials = self.ptr(&self.partials);
             g.launch(
                 &k.sum_squares,
-                LaunchConfig { grid_dim: (NORM_BLOCKS as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 },
+                LaunchConfig {
+                    grid_dim: (NORM_BLOCKS as u32, 1, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                },
                 &[Arg::P(grads), Arg::I(self.param_len as i32), Arg::P(partials)],
             )?;
             g.launch(
@@ -1031,7 +1074,10 @@ impl GpuTrainer {
 
     fn read_one(&self, s: &CudaSlice<f32>) -> Result<f32, GpuError> {
         let mut v = [0.0f32];
-        self.gpu.stream().memcpy_dtoh(&s.slice(0..1), &mut v[..]).map_err(|e| GpuError::driver("downloading", e))?;
+        self.gpu
+            .stream()
+            .memcpy_dtoh(&s.slice(0..1), &mut v[..])
+            .map_err(|e| GpuError::driver("downloading", e))?;
         Ok(v[0])
     }
 
@@ -1161,7 +1207,9 @@ impl GpuTrainer {
                 chunk_correct: s.alloc_zeros(chunks).map_err(err)?,
             });
         }
-        let Some(e) = self.eval.as_ref() else { return Err(GpuError::Invalid("no evaluation buffers".into())) };
+        let Some(e) = self.eval.as_ref() else {
+            return Err(GpuError::Invalid("no evaluation buffers".into()));
+        };
         let k = &self.gpu.inner.kernels;
         let g = &self.gpu;
         let params = self.ptr(&self.params);
@@ -1292,7 +1340,12 @@ impl GpuTrainer {
 
     /// Copies parameters, batch-norm running statistics and optimizer state back into core's
     /// flat layout (the buffers `mlp::Trainer` and the model file use).
-    pub fn download(&self, params: &mut [f32], running: &mut [f32], optimizer_state: &mut [f32]) -> Result<(), GpuError> {
+    pub fn download(
+        &self,
+        params: &mut [f32],
+        running: &mut [f32],
+        optimizer_state: &mut [f32],
+    ) -> Result<(), GpuError> {
         let lens = [
             (mlp::Buffer::Params, self.param_len, params.len()),
             (mlp::Buffer::Running, self.running_len, running.len()),
@@ -1386,7 +1439,10 @@ mod tests {
             ("OPT_ADAMAX", optimizer_code(Optimizer::adamax()).0),
             ("HP_STRIDE", HP_STRIDE as i32),
         ] {
-            assert!(src.contains(&format!("#define {name} {code}\n")), "kernels.cu lacks #define {name} {code}");
+            assert!(
+                src.contains(&format!("#define {name} {code}\n")),
+                "kernels.cu lacks #define {name} {code}"
+            );
         }
     }
 }

@@ -71,6 +71,7 @@ const TRAIN_EXAMPLES: &str = "Examples:
   host train --hidden 512,256 --batch-norm --schedule cosine --metrics run.json
   host train --csv iris.csv --label species --hidden 16 --epochs 200 --normalization per-feature
   host train --resume model.mlp.ckpt --epochs 20
+  host train --recipe tutorial --device gpu     # on an NVIDIA GPU (CUDA 13)
 
 MNIST comes from --data DIR, else $MNIST_DIR, else ./data/mnist, else it is downloaded there.";
 
@@ -156,6 +157,13 @@ pub struct TrainArgs {
     /// Threads for the matrix products (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where to train: the CPU, or an NVIDIA GPU through CUDA (the GPU path has not yet been
+    /// run on hardware; see README.md, "GPU").
+    #[arg(long, value_enum, default_value_t = train::DeviceArg::Cpu)]
+    pub device: train::DeviceArg,
+    /// With --device gpu: let cuBLAS use TF32 tensor cores for the products.
+    #[arg(long)]
+    pub tf32: bool,
     /// Where to save the trained model.
     #[arg(long, default_value = "model.mlp")]
     pub out: PathBuf,
@@ -520,6 +528,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         None => a.settings(),
     };
     settings.validate()?;
+    let device = train::Device::open(a.device, a.tf32)?;
     let (train_set, test_set) = load_data(&a.data)?;
     let data = RunData::new(train_set, test_set, &settings)?;
     let (inputs, classes) = (data.train.input_len(), data.train.num_classes());
@@ -546,6 +555,9 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             describe(&settings, inputs, classes)
         ),
     }
+    if let Some(d) = device.describe() {
+        println!("Device: {d}");
+    }
     let checkpoint = a.checkpoint.clone().unwrap_or_else(|| {
         let mut p = a.out.clone().into_os_string();
         p.push(".ckpt");
@@ -553,7 +565,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     });
     let options = RunOptions { progress: !a.quiet, checkpoint: Some(checkpoint.clone()) };
     let epochs = settings.epochs;
-    let trained = train::train(&settings, &data, resume, &options, &mut |m| {
+    let trained = train::train_on(&device, &settings, &data, resume, &options, &mut |m| {
         print_epoch(m, epochs);
         ControlFlow::Continue(())
     })?;

@@ -19,6 +19,9 @@ use crate::kernels::Fast;
 use crate::model_io::{write_atomic, InputPipeline, SavedModel};
 use crate::schedule::Schedule;
 
+mod device;
+pub use device::{Device, DeviceArg};
+
 /// Hidden-layer activation, as named on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -524,6 +527,20 @@ pub fn train(
     options: &RunOptions,
     on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
 ) -> Result<Trained> {
+    train_on(&Device::Cpu, settings, data, resume, options, on_epoch)
+}
+
+/// [`train`] on `device`: on a GPU the same batches (the loader's order), learning rates and
+/// dropout masks, with the steps, the loss and the per-epoch evaluation on the device; the
+/// same checkpoints and model.
+pub fn train_on(
+    device: &Device,
+    settings: &TrainSettings,
+    data: &RunData,
+    resume: Option<Checkpoint>,
+    options: &RunOptions,
+    on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
+) -> Result<Trained> {
     settings.validate()?;
     let train = &data.train;
     if train.is_empty() {
@@ -592,6 +609,9 @@ pub fn train(
         grad_clip: settings.grad_clip,
     };
     let base_lr = settings.learning_rate();
+    // --device gpu: the model, optimizer state and data move to the GPU once (None: CPU).
+    let start = gpu::Start { params: &params, running: &running, optimizer_state: &state, steps };
+    let mut gpu_run = device::GpuRun::start(device, &topology, config, start, &pipeline, data)?;
 
     for epoch in start_epoch..settings.epochs {
         loader.set_epoch(epoch as u64);
@@ -602,7 +622,11 @@ pub fn train(
         let started = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = base_lr;
-        {
+        if let Some(run) = gpu_run.as_mut() {
+            (loss_sum, correct, seen, lr) =
+                run.epoch(&loader, epoch, settings, base_lr, total_steps, per_epoch, &mut rng)?;
+            steps = run.steps();
+        } else {
             let mut trainer = Trainer::new(
                 &topology,
                 config,
@@ -644,14 +668,22 @@ pub fn train(
         }
         let seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
+        if let Some(run) = gpu_run.as_ref() {
+            run.download(&mut params, &mut running, &mut state)?;
+        }
         let model = SavedModel {
             topology: topology.clone(),
             params: params.clone(),
             running: running.clone(),
             input: pipeline.clone(),
         };
-        let val = data.val.as_ref().map(|d| evaluate(&model, d)).transpose()?;
-        let test = data.test.as_ref().map(|d| evaluate(&model, d)).transpose()?;
+        let (val, test) = match gpu_run.as_mut() {
+            Some(run) => run.evaluate()?,
+            None => (
+                data.val.as_ref().map(|d| evaluate(&model, d)).transpose()?,
+                data.test.as_ref().map(|d| evaluate(&model, d)).transpose()?,
+            ),
+        };
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / seen.max(1) as f64,
