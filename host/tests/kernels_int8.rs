@@ -419,7 +419,7 @@ fn mnist_shaped_layers_match_portable_at_every_batch_size() {
     let mut rng = Rng::new(13);
     let hidden = OwnedLayer::random(&mut rng, 784, 256);
     let out = OwnedLayer::random(&mut rng, 256, 10);
-    assert!(GEMV_MAX_BATCH < 40);
+    const { assert!(GEMV_MAX_BATCH < 40) };
     for batch in 1..=40 {
         let blanks = if batch % 3 == 0 { 0 } else { 800 };
         let x = inputs_with_blanks(&mut rng, batch * 784, blanks);
