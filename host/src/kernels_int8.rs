@@ -44,6 +44,8 @@ use mlp::int8::{Int8Kernels, Int8Layer, PortableInt8};
 use mlp::Shape;
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -97,8 +99,8 @@ impl Int8Path {
 /// paths ignore it. Every strategy gives the same bytes; forcing one is for tests and benches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Int8Strategy {
-    /// GEMV below [`GEMV_MAX_BATCH`] samples, else packed, sparse or dense per block of
-    /// samples by their density.
+    /// GEMV below [`GEMV_MAX_BATCH`] samples, else packed: AMX tiles where available,
+    /// otherwise sparse or dense per block of samples by their density.
     #[default]
     Auto,
     /// One sample at a time against the row-major weights.
@@ -108,6 +110,8 @@ pub enum Int8Strategy {
     /// Packed weights, every block of samples through the dense kernel (4 samples at a time,
     /// the rest of a block sparse).
     Dense,
+    /// Packed weights and AMX-INT8 tiles where the CPU and OS allow them (else as `Auto`).
+    Amx,
 }
 
 /// The fast int8 kernels (see the [module docs](self)). Construct with [`Int8Fast::new`] (the
@@ -408,7 +412,7 @@ impl Int8Kernels for Int8Fast {
                     let gemv = match self.strategy {
                         Int8Strategy::Auto => batch < GEMV_MAX_BATCH,
                         Int8Strategy::Gemv => true,
-                        Int8Strategy::Sparse | Int8Strategy::Dense => false,
+                        Int8Strategy::Sparse | Int8Strategy::Dense | Int8Strategy::Amx => false,
                     };
                     if gemv {
                         split_rows(self.threads, macs, 1, batch, inputs, x, outputs, y, |xc, yc| {
@@ -418,10 +422,11 @@ impl Int8Kernels for Int8Fast {
                         let p = avx512::Packed::new(inputs, outputs);
                         avx512::pack(&p, w, &mut s.packed);
                         let wq = &s.packed[..];
-                        let dense = match self.strategy {
-                            Int8Strategy::Sparse => Some(false),
-                            Int8Strategy::Dense => Some(true),
-                            _ => None,
+                        let kernel = match (self.strategy, amx::Amx::detect()) {
+                            (Int8Strategy::Sparse, _) => avx512::Kernel::Sparse,
+                            (Int8Strategy::Dense, _) => avx512::Kernel::Dense,
+                            (_, Some(a)) => avx512::Kernel::Amx(a),
+                            (_, None) => avx512::Kernel::Auto,
                         };
                         split_rows(
                             self.threads,
@@ -432,7 +437,7 @@ impl Int8Kernels for Int8Fast {
                             x,
                             outputs,
                             y,
-                            |xc, yc| avx512::packed_layer(v, &l, &p, wq, xc, yc, dense),
+                            |xc, yc| avx512::packed_layer(v, &l, &p, wq, xc, yc, kernel),
                         );
                     }
                 }

@@ -217,7 +217,13 @@ fn forward_on_quantized_model_matches_portable() {
 
 /// Every path the CPU has, each with every strategy.
 fn layer_kernels() -> Vec<Int8Fast> {
-    let strategies = [Int8Strategy::Auto, Int8Strategy::Gemv, Int8Strategy::Sparse, Int8Strategy::Dense];
+    let strategies = [
+        Int8Strategy::Auto,
+        Int8Strategy::Gemv,
+        Int8Strategy::Sparse,
+        Int8Strategy::Dense,
+        Int8Strategy::Amx,
+    ];
     kernels().into_iter().flat_map(|k| strategies.map(|s| k.with_strategy(s))).collect()
 }
 

@@ -10,6 +10,7 @@
 
 use std::arch::x86_64::*;
 
+use super::amx::{Amx, Tiles};
 use super::{Clamp, Line, ParamBlock};
 
 /// 16-lane vectors of outputs per chunk of the packed layout (64 outputs): one chunk's
@@ -69,6 +70,12 @@ impl Packed {
     /// First line of chunk `c` (earlier chunks are full).
     fn chunk_base(&self, c: usize) -> usize {
         c * self.nqp * NV
+    }
+
+    /// Output vector `gv`: its line for quad 0, and the lines between consecutive quads.
+    fn vector(&self, gv: usize) -> (usize, usize) {
+        let (c, v) = (gv / NV, gv % NV);
+        (self.chunk_base(c) + v, self.nvc(c))
     }
 }
 
@@ -309,9 +316,22 @@ struct Prep {
     count: [usize; BLOCK],
 }
 
+/// How the packed path multiplies a block of samples.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Kernel {
+    /// Sparse or dense by the block's density.
+    Auto,
+    /// Every sample through the sparse kernel.
+    Sparse,
+    /// 4 samples at a time through the dense kernel.
+    Dense,
+    /// AMX tiles (32 samples × 32 outputs), skipping 64-input chunks blank in every sample.
+    Amx(Amx),
+}
+
 /// Large batches: the packed weights `wq` (see [`Packed`]), blocks of [`BLOCK`] samples, per
 /// chunk of 64 outputs the sparse kernel (each sample's active quads only) or, for dense
-/// blocks, the dense one (4 samples per weight load), then the epilogue.
+/// blocks, the dense one (4 samples per weight load), or AMX tiles; then the epilogue.
 pub(super) fn packed_layer(
     _: Vnni,
     l: &Layer<'_>,
@@ -319,14 +339,81 @@ pub(super) fn packed_layer(
     wq: &[Line],
     x: &[i8],
     y: &mut [i8],
-    dense: Option<bool>,
+    kernel: Kernel,
 ) {
     // SAFETY: the `Vnni` token exists only after run-time detection of avx512f/bw/vnni.
-    unsafe { packed_layer_impl(l, p, wq, x, y, dense) }
+    unsafe { packed_layer_impl(l, p, wq, x, y, kernel) }
+}
+
+/// The AMX variant of the packed path: per block, `u` rows and the 64-input chunks that are
+/// not blank in every sample; per pair of output vectors, the tile product and the epilogue.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn packed_layer_amx(amx: Amx, l: &Layer<'_>, p: &Packed, wq: &[Line], x: &[i8], y: &mut [i8]) {
+    assert!(wq.len() == p.lines() && p.inputs == l.inputs && p.outputs == l.outputs);
+    assert!(l.params.len() >= p.nvec);
+    let ul = p.nqp / 16;
+    let mut u = vec![Line([0; 16]); BLOCK * ul];
+    let mut any = vec![false; ul];
+    let mut kcs: Vec<u32> = Vec::with_capacity(ul);
+    let mut c = Box::new([[0i32; 256]; 4]);
+    let cv = clamp_v(&l.clamp);
+    let flip = _mm512_set1_epi8(i8::MIN);
+    let tiles = Tiles::configure(amx);
+    const { assert!(BLOCK == 32) };
+    for (xb, yb) in x.chunks(BLOCK * l.inputs).zip(y.chunks_mut(BLOCK * l.outputs)) {
+        let rows = xb.len() / l.inputs;
+        any.fill(false);
+        for (xr, ur) in xb.chunks_exact(l.inputs).zip(u.chunks_exact_mut(ul)) {
+            for (cl, (line, a)) in ur.iter_mut().zip(any.iter_mut()).enumerate() {
+                let j = cl * 64;
+                let m = byte_mask(l.inputs - j);
+                // SAFETY: the mask enables lanes j .. min(j + 64, inputs) only, inside the
+                // row; masked loads suppress faults on disabled lanes.
+                let xv = unsafe { _mm512_maskz_loadu_epi8(m, xr.as_ptr().add(j)) };
+                let uv = _mm512_maskz_mov_epi8(m, _mm512_xor_si512(xv, flip));
+                // SAFETY: a line is 64 bytes, aligned to 64.
+                unsafe { _mm512_store_si512(line.0.as_mut_ptr().cast(), uv) };
+                *a |= _mm512_test_epi8_mask(uv, uv) != 0;
+            }
+        }
+        // Rows past `rows` in a short last block keep older contents; their results are
+        // never stored.
+        kcs.clear();
+        kcs.extend((0..ul as u32).filter(|&k| any[k as usize]));
+        for gv in (0..p.nvec).step_by(2) {
+            let b = [Some(p.vector(gv)), (gv + 1 < p.nvec).then(|| p.vector(gv + 1))];
+            tiles.zero();
+            tiles.product_32x32(&u, ul, wq, b, &kcs, &mut c);
+            for (i, yr) in yb.chunks_exact_mut(l.outputs).enumerate().take(rows) {
+                let (g, m) = (i / 16, i % 16);
+                for j in 0..2 {
+                    let o0 = (gv + j) * 16;
+                    if o0 >= l.outputs {
+                        break;
+                    }
+                    let row: &[i32; 16] = c[g * 2 + j][m * 16..][..16].try_into().expect("16 lanes");
+                    let yo = &mut yr[o0..];
+                    let n = yo.len().min(16);
+                    store_i8(requant16(load_params(row), &l.params[gv + j], &cv), yo, n);
+                }
+            }
+        }
+        if l.table.is_some() {
+            for yr in yb.chunks_exact_mut(l.outputs) {
+                apply_table(yr, l.table);
+            }
+        }
+    }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-fn packed_layer_impl(l: &Layer<'_>, p: &Packed, wq: &[Line], x: &[i8], y: &mut [i8], dense: Option<bool>) {
+fn packed_layer_impl(l: &Layer<'_>, p: &Packed, wq: &[Line], x: &[i8], y: &mut [i8], kernel: Kernel) {
+    let dense = match kernel {
+        Kernel::Amx(amx) => return packed_layer_amx(amx, l, p, wq, x, y),
+        Kernel::Auto => None,
+        Kernel::Sparse => Some(false),
+        Kernel::Dense => Some(true),
+    };
     assert!(wq.len() == p.lines() && p.inputs == l.inputs && p.outputs == l.outputs);
     assert!(l.params.len() >= p.nvec);
     let ul = p.nqp / 16;
