@@ -174,9 +174,8 @@ pub fn export(a: &ExportArgs) -> Result<ExportReport> {
         }
         (Exported::F32(m), Format::C) => (c_f32(m, &source)?.into_bytes(), describe_f32(m, 0)),
     };
-    write_atomic(&a.out, &text_or_bytes)?;
-    lines.push(format!("Wrote {} ({} bytes): {summary}", a.out.display(), text_or_bytes.len()));
-    if wants_images {
+    // Images are checked and computed before anything is written: a failed export leaves no file.
+    let images = if wants_images {
         let (train, test) = load("--images / --train-images")?;
         let topology = match &model {
             Exported::Int8(b) => ModelFile::parse(b)?.topology().clone(),
@@ -203,7 +202,13 @@ pub fn export(a: &ExportArgs) -> Result<ExportReport> {
                 train.len()
             );
         }
-        let set = ImageSet::new(&model, &test, a.images, &train, a.train_images)?;
+        Some((ImageSet::new(&model, &test, a.images, &train, a.train_images)?, test.name().to_string()))
+    } else {
+        None
+    };
+    write_atomic(&a.out, &text_or_bytes)?;
+    lines.push(format!("Wrote {} ({} bytes): {summary}", a.out.display(), text_or_bytes.len()));
+    if let Some((set, test_name)) = images {
         let path = a.images_out.clone().unwrap_or_else(|| default_images_path(&a.out, a.format));
         let text = match a.format {
             Format::C => set.c(&source),
@@ -216,7 +221,7 @@ pub fn export(a: &ExportArgs) -> Result<ExportReport> {
             "Wrote {}: {} test images of {} with the host's {} outputs (correct {} of {}), {} training images",
             path.display(),
             a.images,
-            test.name(),
+            test_name,
             set.dtype_name(),
             set.correct(),
             a.images,
