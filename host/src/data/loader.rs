@@ -474,6 +474,24 @@ impl<'a> DataLoader<'a> {
                     self.options.normalization.apply_u8(&v[i * d..(i + 1) * d], out);
                 }
             }
+            (Features::U8(v), Normalization::None) => {
+                // The same values as the table (u8 → f32 is exact), but vectorizable. Rows are
+                // scattered over the dataset: fetch a few ahead so the copy does not wait on
+                // memory for each one.
+                const AHEAD: usize = 4;
+                for &i in batch.iter().take(AHEAD) {
+                    prefetch_row(v, i as usize * d, d);
+                }
+                for (k, (out, &i)) in rows.enumerate() {
+                    if let Some(&next) = batch.get(k + AHEAD) {
+                        prefetch_row(v, next as usize * d, d);
+                    }
+                    let i = i as usize;
+                    for (o, &x) in out.iter_mut().zip(&v[i * d..(i + 1) * d]) {
+                        *o = f32::from(x);
+                    }
+                }
+            }
             (Features::U8(v), _) => {
                 for (out, &i) in rows {
                     let i = i as usize;
@@ -517,6 +535,23 @@ impl<'a> DataLoader<'a> {
     }
 }
 
+/// Asks the CPU to bring `data[start..start + len]` into cache (a hint: no effect on results).
+#[inline]
+fn prefetch_row(data: &[u8], start: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for at in (start..(start + len).min(data.len())).step_by(64) {
+        // SAFETY: `at < data.len()`, so the address is inside the slice; a prefetch never
+        // faults or changes memory, and SSE is part of the x86-64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                data.as_ptr().add(at).cast(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, start, len);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,3 +586,4 @@ mod tests {
         assert_eq!(b, (0..100).collect::<Vec<_>>());
     }
 }
+

@@ -22,8 +22,6 @@ use rayon::prelude::*;
 
 /// Lanes per chunk: one AVX-512 vector.
 pub const LANES: usize = 16;
-/// Chunks of outputs kept in registers at once: 16 × 16 = 256 outputs.
-const BLOCK_CHUNKS: usize = 16;
 /// Rows of the batch handed to one thread task at a time.
 const ROWS_PER_TASK: usize = 64;
 
@@ -111,7 +109,7 @@ fn padded(outputs: usize) -> usize {
 pub fn forward(isa: Isa, inputs: usize, outputs: usize, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
     let stride = padded(outputs);
     with_scratch(&FLOATS, inputs * stride, |wt| {
-        transpose_into(w, outputs, inputs, wt, stride);
+        transpose_into(isa, w, outputs, inputs, wt, stride);
         let wt = &*wt;
         y.par_chunks_mut(ROWS_PER_TASK * outputs).zip(x.par_chunks(ROWS_PER_TASK * inputs)).for_each(
             |(yc, xc)| {
@@ -151,7 +149,7 @@ pub fn backward_params(
                 dispatch_params(isa, x, inputs, t * cols, dyp, stride, rows, idx)
             })
         });
-        transpose_into(dwt, inputs, stride, dw, inputs);
+        transpose_into(isa, dwt, inputs, stride, dw, inputs);
         // `transpose_into` wrote stride ≥ outputs rows: the first `outputs` are dW.
     });
     dbias.fill(0.0);
@@ -165,14 +163,22 @@ pub fn backward_params(
 /// Writes the transpose of `src` (`rows × cols`, row-major) into `dst` with row stride
 /// `dst_stride`: `dst[c][r] = src[r][c]` for `c < cols`; columns `rows..dst_stride` of `dst`
 /// are zeroed. Blocked so both sides stay in cache; split over threads by rows of `dst`.
-fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], dst_stride: usize) {
+fn transpose_into(isa: Isa, src: &[f32], rows: usize, cols: usize, dst: &mut [f32], dst_stride: usize) {
     const B: usize = 16;
+    assert!(src.len() >= rows * cols && dst_stride >= rows);
     let dst_rows = cols.min(dst.len() / dst_stride.max(1));
     let dst = &mut dst[..dst_rows * dst_stride];
     dst.par_chunks_mut(B * dst_stride).enumerate().for_each(|(cb, block)| {
         let c0 = cb * B;
         let cn = block.len() / dst_stride;
-        for r0 in (0..rows).step_by(B) {
+        let mut r0 = 0;
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 && cols < 1 << 24 {
+            // SAFETY: `Isa::Avx512` is only used after `is_available` confirmed AVX-512F;
+            // the bounds it needs are checked inside.
+            r0 = unsafe { x86::transpose_rows_avx512(src, rows, cols, c0, block, dst_stride) };
+        }
+        for r0 in (r0..rows).step_by(B) {
             let rn = B.min(rows - r0);
             for c in 0..cn {
                 let d = &mut block[c * dst_stride + r0..][..rn];
@@ -207,7 +213,7 @@ fn dispatch_forward(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 and FMA.
         Isa::Avx2Fma => unsafe { x86::forward_avx2(x, inputs, wt, stride, bias, outputs, y, idx) },
-        _ => forward_rows::<false>(x, inputs, wt, stride, bias, outputs, y, idx, nonzeros_scalar),
+        _ => forward_rows::<Baseline4>(x, inputs, wt, stride, bias, outputs, y, idx, nonzeros_scalar),
     }
 }
 
@@ -229,7 +235,7 @@ fn dispatch_params(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 and FMA.
         Isa::Avx2Fma => unsafe { x86::params_avx2(x, inputs, j0, dy, stride, dwt, idx) },
-        _ => params_cols::<false>(x, inputs, j0, dy, stride, dwt, idx, nonzeros_scalar),
+        _ => params_cols::<Baseline4>(x, inputs, j0, dy, stride, dwt, idx, nonzeros_scalar),
     }
 }
 
@@ -249,33 +255,153 @@ fn nonzeros_scalar(row: &[f32], base: u32, idx: &mut [u32]) -> usize {
     n
 }
 
-#[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA {
-        a.mul_add(b, c)
-    } else {
-        c + a * b
+/// The few vector operations the loops need, for one instruction set. Every method is
+/// `unsafe`: it may only run on a CPU with that instruction set, which the callers ensure by
+/// calling the loops from `#[target_feature]` functions chosen by [`Isa`].
+trait Simd {
+    /// A vector of `LANES` f32s.
+    type V: Copy;
+    /// Lanes per vector.
+    const LANES: usize;
+    /// Vectors of outputs kept in registers at once.
+    const BLOCK: usize;
+    /// # Safety
+    /// The CPU has this instruction set.
+    unsafe fn zero() -> Self::V;
+    /// # Safety
+    /// As for `zero`, and `p` points to `LANES` readable f32s.
+    unsafe fn load(p: *const f32) -> Self::V;
+    /// # Safety
+    /// As for `zero`, and `p` points to `LANES` writable f32s.
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// # Safety
+    /// As for `zero`.
+    unsafe fn splat(v: f32) -> Self::V;
+    /// `a · b + c`.
+    /// # Safety
+    /// As for `zero`.
+    unsafe fn madd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+}
+
+/// Four lanes of plain arithmetic, which LLVM maps onto SSE2: the baseline.
+struct Baseline4;
+
+impl Simd for Baseline4 {
+    type V = [f32; 4];
+    const LANES: usize = 4;
+    const BLOCK: usize = 12;
+    #[inline(always)]
+    unsafe fn zero() -> [f32; 4] {
+        [0.0; 4]
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> [f32; 4] {
+        // SAFETY: the caller guarantees 4 readable f32s at `p`.
+        unsafe { p.cast::<[f32; 4]>().read_unaligned() }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: [f32; 4]) {
+        // SAFETY: the caller guarantees 4 writable f32s at `p`.
+        unsafe { p.cast::<[f32; 4]>().write_unaligned(v) }
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> [f32; 4] {
+        [v; 4]
+    }
+    #[inline(always)]
+    unsafe fn madd(a: [f32; 4], b: [f32; 4], c: [f32; 4]) -> [f32; 4] {
+        core::array::from_fn(|l| c[l] + a[l] * b[l])
     }
 }
 
-/// Calls `$f::<C>(args)` for a chunk count `C` in `1..=16` known only at run time.
-macro_rules! by_chunks {
-    ($n:expr, $f:ident::<$fma:ident>($($arg:expr),*)) => {
+/// Runs `$body` with `$c` bound to a chunk count in `1..=16` known only at run time, as a
+/// constant (so the accumulator arrays have a fixed size and live in registers).
+macro_rules! with_chunks {
+    ($n:expr, $c:ident => $body:expr) => {
         match $n {
-            1 => $f::<$fma, 1>($($arg),*), 2 => $f::<$fma, 2>($($arg),*), 3 => $f::<$fma, 3>($($arg),*),
-            4 => $f::<$fma, 4>($($arg),*), 5 => $f::<$fma, 5>($($arg),*), 6 => $f::<$fma, 6>($($arg),*),
-            7 => $f::<$fma, 7>($($arg),*), 8 => $f::<$fma, 8>($($arg),*), 9 => $f::<$fma, 9>($($arg),*),
-            10 => $f::<$fma, 10>($($arg),*), 11 => $f::<$fma, 11>($($arg),*), 12 => $f::<$fma, 12>($($arg),*),
-            13 => $f::<$fma, 13>($($arg),*), 14 => $f::<$fma, 14>($($arg),*), 15 => $f::<$fma, 15>($($arg),*),
-            _ => $f::<$fma, 16>($($arg),*),
+            1 => {
+                const $c: usize = 1;
+                $body
+            }
+            2 => {
+                const $c: usize = 2;
+                $body
+            }
+            3 => {
+                const $c: usize = 3;
+                $body
+            }
+            4 => {
+                const $c: usize = 4;
+                $body
+            }
+            5 => {
+                const $c: usize = 5;
+                $body
+            }
+            6 => {
+                const $c: usize = 6;
+                $body
+            }
+            7 => {
+                const $c: usize = 7;
+                $body
+            }
+            8 => {
+                const $c: usize = 8;
+                $body
+            }
+            9 => {
+                const $c: usize = 9;
+                $body
+            }
+            10 => {
+                const $c: usize = 10;
+                $body
+            }
+            11 => {
+                const $c: usize = 11;
+                $body
+            }
+            12 => {
+                const $c: usize = 12;
+                $body
+            }
+            13 => {
+                const $c: usize = 13;
+                $body
+            }
+            14 => {
+                const $c: usize = 14;
+                $body
+            }
+            15 => {
+                const $c: usize = 15;
+                $body
+            }
+            _ => {
+                const $c: usize = 16;
+                $body
+            }
         }
     };
 }
 
-/// The forward product for rows of `x`, each a list of nonzeros times rows of `Wt`.
+/// Bytes of `Wt` or `dWt` rows worked on at a time: they stay in the L1 data cache
+/// (32 KiB on most x86 cores, 48 KiB on recent ones) while every row of the batch visits them.
+const L1_BYTES: usize = 32 * 1024;
+
+/// Rows of a `stride`-wide `Wt` or `dWt` that fit in [`L1_BYTES`] (at least one).
+fn rows_in_l1(stride: usize) -> usize {
+    (L1_BYTES / (stride * 4).max(1)).max(1)
+}
+
+/// The forward product for the rows of `x`: `y = bias`, then for each block of inputs small
+/// enough for `Wt`'s rows to stay in L1, each row of the batch adds its nonzero inputs times
+/// their `Wt` rows.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn forward_rows<const FMA: bool>(
+fn forward_rows<S: Simd>(
     x: &[f32],
     inputs: usize,
     wt: &[f32],
@@ -286,50 +412,82 @@ fn forward_rows<const FMA: bool>(
     idx: &mut [u32],
     nonzeros: Nonzeros,
 ) {
-    for (xr, yr) in x.chunks_exact(inputs).zip(y.chunks_exact_mut(outputs)) {
-        let n = nonzeros(xr, 0, idx);
-        let nz = &idx[..n];
-        let mut o0 = 0;
-        while o0 < outputs {
-            let chunks = (outputs - o0).div_ceil(LANES).min(BLOCK_CHUNKS);
-            by_chunks!(chunks, forward_block::<FMA>(xr, nz, wt, stride, o0, bias, yr));
-            o0 += chunks * LANES;
+    assert!(
+        wt.len() >= inputs * stride && stride >= outputs.div_ceil(LANES) * LANES && bias.len() >= outputs
+    );
+    for yr in y.chunks_exact_mut(outputs) {
+        yr.copy_from_slice(&bias[..outputs]);
+    }
+    let jb = rows_in_l1(stride);
+    for j0 in (0..inputs).step_by(jb) {
+        let j1 = inputs.min(j0 + jb);
+        for (xr, yr) in x.chunks_exact(inputs).zip(y.chunks_exact_mut(outputs)) {
+            let n = nonzeros(&xr[j0..j1], j0 as u32, idx);
+            if n == 0 {
+                continue;
+            }
+            let nz = &idx[..n];
+            let mut o0 = 0;
+            while o0 < outputs {
+                let chunks = (outputs - o0).div_ceil(S::LANES).min(S::BLOCK);
+                with_chunks!(chunks, C => forward_block::<S, C>(xr, nz, wt, stride, o0, yr));
+                o0 += chunks * S::LANES;
+            }
         }
     }
 }
 
-/// Outputs `o0 .. o0 + 16·C` of one row: bias plus the nonzero inputs times their `Wt` rows.
+/// Adds the nonzero inputs `nz` of one row times their `Wt` rows to outputs
+/// `o0 .. o0 + C·LANES` of the row.
 #[inline(always)]
-fn forward_block<const FMA: bool, const C: usize>(
+fn forward_block<S: Simd, const C: usize>(
     xr: &[f32],
     nz: &[u32],
     wt: &[f32],
     stride: usize,
     o0: usize,
-    bias: &[f32],
     yr: &mut [f32],
 ) {
-    let mut acc = [[0.0f32; LANES]; C];
-    for &j in nz {
-        let j = j as usize;
-        let v = xr[j];
-        let w = &wt[j * stride + o0..][..C * LANES];
-        for (a, wc) in acc.iter_mut().zip(w.chunks_exact(LANES)) {
-            for (a, &w) in a.iter_mut().zip(wc) {
-                *a = madd::<FMA>(w, v, *a);
+    let n = (yr.len() - o0).min(C * S::LANES);
+    let mut tail = [0.0f32; 256];
+    // Whole chunks work on `y` in place; a ragged last block goes through `tail`.
+    let out: &mut [f32] = if n == C * S::LANES {
+        &mut yr[o0..o0 + n]
+    } else {
+        tail[..n].copy_from_slice(&yr[o0..o0 + n]);
+        &mut tail
+    };
+    // SAFETY: the caller's Isa guarantees the instruction set. Reads of
+    // `Wt` cover `j · stride + o0 .. + C·LANES`, inside `wt` because j < inputs (indices come
+    // from a row of `inputs` values), o0 + C·LANES ≤ the padded stride, and
+    // wt.len() ≥ inputs · stride (asserted in `forward_rows`); `out` holds ≥ C·LANES values.
+    unsafe {
+        let mut acc = [S::zero(); C];
+        for (c, a) in acc.iter_mut().enumerate() {
+            *a = S::load(out.as_ptr().add(c * S::LANES));
+        }
+        for &j in nz {
+            let j = j as usize;
+            let v = S::splat(*xr.get_unchecked(j));
+            let w = wt.as_ptr().add(j * stride + o0);
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a = S::madd(S::load(w.add(c * S::LANES)), v, *a);
             }
         }
+        for (c, a) in acc.iter().enumerate() {
+            S::store(out.as_mut_ptr().add(c * S::LANES), *a);
+        }
     }
-    let n = (yr.len() - o0).min(C * LANES);
-    for (k, (y, &b)) in yr[o0..o0 + n].iter_mut().zip(&bias[o0..o0 + n]).enumerate() {
-        *y = acc[k / LANES][k % LANES] + b;
+    if n < C * S::LANES {
+        yr[o0..o0 + n].copy_from_slice(&tail[..n]);
     }
 }
 
-/// Rows `j0 ..` of `dWt` (as many as `dwt` holds): `dWt[j] = Σ_b x[b][j] · dY[b]`.
+/// Rows `j0 ..` of `dWt` (as many as `dwt` holds): `dWt[j] = Σ_b x[b][j] · dY[b]`, a block of
+/// rows small enough to stay in L1 at a time.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn params_cols<const FMA: bool>(
+fn params_cols<S: Simd>(
     x: &[f32],
     inputs: usize,
     j0: usize,
@@ -341,22 +499,30 @@ fn params_cols<const FMA: bool>(
 ) {
     dwt.fill(0.0);
     let cols = dwt.len() / stride;
-    let outputs = stride;
-    for (xr, dyr) in x.chunks_exact(inputs).zip(dy.chunks_exact(stride)) {
-        let n = nonzeros(&xr[j0..j0 + cols], 0, idx);
-        let nz = &idx[..n];
-        let mut o0 = 0;
-        while o0 < outputs {
-            let chunks = ((outputs - o0) / LANES).min(BLOCK_CHUNKS);
-            by_chunks!(chunks, params_block::<FMA>(&xr[j0..j0 + cols], nz, dyr, o0, stride, dwt));
-            o0 += chunks * LANES;
+    assert!(stride.is_multiple_of(LANES) && j0 + cols <= inputs && dwt.len() == cols * stride);
+    let jb = rows_in_l1(stride);
+    for (bi, block) in dwt.chunks_mut(jb * stride).enumerate() {
+        let (start, rows) = (j0 + bi * jb, block.len() / stride);
+        for (xr, dyr) in x.chunks_exact(inputs).zip(dy.chunks_exact(stride)) {
+            let xr = &xr[start..start + rows];
+            let n = nonzeros(xr, 0, idx);
+            if n == 0 {
+                continue;
+            }
+            let nz = &idx[..n];
+            let mut o0 = 0;
+            while o0 < stride {
+                let chunks = ((stride - o0) / S::LANES).min(S::BLOCK);
+                with_chunks!(chunks, C => params_block::<S, C>(xr, nz, dyr, o0, stride, block));
+                o0 += chunks * S::LANES;
+            }
         }
     }
 }
 
-/// Adds `x[j] · dY[o0 .. o0 + 16·C]` to row `j` of `dWt` for each nonzero `x[j]`.
+/// Adds `x[j] · dY[o0 .. o0 + C·LANES]` to row `j` of `dWt` for each nonzero `x[j]`.
 #[inline(always)]
-fn params_block<const FMA: bool, const C: usize>(
+fn params_block<S: Simd, const C: usize>(
     xr: &[f32],
     nz: &[u32],
     dyr: &[f32],
@@ -364,17 +530,23 @@ fn params_block<const FMA: bool, const C: usize>(
     stride: usize,
     dwt: &mut [f32],
 ) {
-    let mut g = [[0.0f32; LANES]; C];
-    for (g, d) in g.iter_mut().zip(dyr[o0..o0 + C * LANES].chunks_exact(LANES)) {
-        g.copy_from_slice(d);
-    }
-    for &j in nz {
-        let j = j as usize;
-        let v = xr[j];
-        let row = &mut dwt[j * stride + o0..][..C * LANES];
-        for (g, r) in g.iter().zip(row.chunks_exact_mut(LANES)) {
-            for (r, &g) in r.iter_mut().zip(g) {
-                *r = madd::<FMA>(g, v, *r);
+    assert!(o0 + C * S::LANES <= dyr.len());
+    // SAFETY: the caller's Isa guarantees the instruction set; `dY` reads
+    // are inside `dyr` (asserted); `dWt` accesses cover `j · stride + o0 .. + C·LANES` with
+    // j < rows = dwt.len() / stride (indices come from a row of `rows` values) and
+    // o0 + C·LANES ≤ stride (the caller's loop), so they stay inside `dwt`.
+    unsafe {
+        let mut g = [S::zero(); C];
+        for (c, g) in g.iter_mut().enumerate() {
+            *g = S::load(dyr.as_ptr().add(o0 + c * S::LANES));
+        }
+        for &j in nz {
+            let j = j as usize;
+            let v = S::splat(*xr.get_unchecked(j));
+            let row = dwt.as_mut_ptr().add(j * stride + o0);
+            for (c, g) in g.iter().enumerate() {
+                let p = row.add(c * S::LANES);
+                S::store(p, S::madd(*g, v, S::load(p)));
             }
         }
     }
@@ -384,7 +556,125 @@ fn params_block<const FMA: bool, const C: usize>(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{forward_rows, nonzeros_scalar, params_cols, LANES};
+    use super::{forward_rows, nonzeros_scalar, params_cols, Simd, LANES};
+
+    struct Avx512;
+
+    impl Simd for Avx512 {
+        type V = __m512;
+        const LANES: usize = 16;
+        const BLOCK: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            // SAFETY: the caller guarantees AVX-512F.
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m512 {
+            // SAFETY: the caller guarantees AVX-512F and 16 readable f32s.
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m512) {
+            // SAFETY: the caller guarantees AVX-512F and 16 writable f32s.
+            unsafe { _mm512_storeu_ps(p, v) }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> __m512 {
+            // SAFETY: the caller guarantees AVX-512F.
+            unsafe { _mm512_set1_ps(v) }
+        }
+        #[inline(always)]
+        unsafe fn madd(a: __m512, b: __m512, c: __m512) -> __m512 {
+            // SAFETY: the caller guarantees AVX-512F.
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+    }
+
+    struct Avx2;
+
+    impl Simd for Avx2 {
+        type V = __m256;
+        const LANES: usize = 8;
+        const BLOCK: usize = 12;
+        #[inline(always)]
+        unsafe fn zero() -> __m256 {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m256 {
+            // SAFETY: the caller guarantees AVX2 and 8 readable f32s.
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m256) {
+            // SAFETY: the caller guarantees AVX2 and 8 writable f32s.
+            unsafe { _mm256_storeu_ps(p, v) }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> __m256 {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { _mm256_set1_ps(v) }
+        }
+        #[inline(always)]
+        unsafe fn madd(a: __m256, b: __m256, c: __m256) -> __m256 {
+            // SAFETY: the caller guarantees FMA.
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+    }
+
+    /// Columns `c0 .. c0 + block.len() / dst_stride` of `src` (`rows × cols`) into the rows of
+    /// `block` (`dst[c][r] = src[r][c0 + c]`), 16 source rows at a time with one gather per
+    /// column. Returns the first source row it did not do (the last `rows % 16` are left to
+    /// the caller).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn transpose_rows_avx512(
+        src: &[f32],
+        rows: usize,
+        cols: usize,
+        c0: usize,
+        block: &mut [f32],
+        dst_stride: usize,
+    ) -> usize {
+        let cn = block.len() / dst_stride;
+        let full = rows / LANES * LANES;
+        assert!(cols < 1 << 24 && c0 + cn <= cols && src.len() >= rows * cols && dst_stride >= rows);
+        let c = cols as i32;
+        let index = _mm512_setr_epi32(
+            0,
+            c,
+            2 * c,
+            3 * c,
+            4 * c,
+            5 * c,
+            6 * c,
+            7 * c,
+            8 * c,
+            9 * c,
+            10 * c,
+            11 * c,
+            12 * c,
+            13 * c,
+            14 * c,
+            15 * c,
+        );
+        for r0 in (0..full).step_by(LANES) {
+            for k in 0..cn {
+                // SAFETY: the gather reads src[(r0 + r) · cols + c0 + k] for r < 16: r0 + 15 <
+                // rows and c0 + k < cols, so every index is < rows · cols ≤ src.len(), and the
+                // byte offsets (< 2^24 · 16 · 4) fit the i32 indices. The store writes
+                // block[k · dst_stride + r0 .. + 16], inside `block` because r0 + 16 ≤ rows ≤
+                // dst_stride and k < cn.
+                unsafe {
+                    let base = src.as_ptr().add(r0 * cols + c0 + k);
+                    let v = _mm512_i32gather_ps::<4>(index, base.cast());
+                    _mm512_storeu_ps(block.as_mut_ptr().add(k * dst_stride + r0), v);
+                }
+            }
+        }
+        full
+    }
 
     /// [`super::nonzeros_scalar`] with AVX-512: a compare mask and a compress per 16 values.
     #[target_feature(enable = "avx512f")]
@@ -433,7 +723,7 @@ mod x86 {
         y: &mut [f32],
         idx: &mut [u32],
     ) {
-        forward_rows::<true>(x, inputs, wt, stride, bias, outputs, y, idx, nonzeros_avx512_safe)
+        forward_rows::<Avx512>(x, inputs, wt, stride, bias, outputs, y, idx, nonzeros_avx512_safe)
     }
 
     /// [`super::forward_rows`] compiled for AVX2 + FMA.
@@ -449,7 +739,7 @@ mod x86 {
         y: &mut [f32],
         idx: &mut [u32],
     ) {
-        forward_rows::<true>(x, inputs, wt, stride, bias, outputs, y, idx, nonzeros_scalar)
+        forward_rows::<Avx2>(x, inputs, wt, stride, bias, outputs, y, idx, nonzeros_scalar)
     }
 
     /// [`super::params_cols`] compiled for AVX-512.
@@ -463,7 +753,7 @@ mod x86 {
         dwt: &mut [f32],
         idx: &mut [u32],
     ) {
-        params_cols::<true>(x, inputs, j0, dy, stride, dwt, idx, nonzeros_avx512_safe)
+        params_cols::<Avx512>(x, inputs, j0, dy, stride, dwt, idx, nonzeros_avx512_safe)
     }
 
     /// [`super::params_cols`] compiled for AVX2 + FMA.
@@ -477,6 +767,6 @@ mod x86 {
         dwt: &mut [f32],
         idx: &mut [u32],
     ) {
-        params_cols::<true>(x, inputs, j0, dy, stride, dwt, idx, nonzeros_scalar)
+        params_cols::<Avx2>(x, inputs, j0, dy, stride, dwt, idx, nonzeros_scalar)
     }
 }
