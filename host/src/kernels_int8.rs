@@ -56,7 +56,7 @@ pub const PARALLEL_MACS: usize = 1 << 22;
 
 /// With [`Int8Strategy::Auto`], batches below this run the GEMV strategy (no repacking of
 /// the weights); larger ones the packed sparse / dense one.
-pub const GEMV_MAX_BATCH: usize = 16;
+pub const GEMV_MAX_BATCH: usize = 5;
 
 /// An implementation path of [`Int8Fast`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -420,8 +420,8 @@ impl Int8Kernels for Int8Fast {
                         });
                     } else {
                         let p = avx512::Packed::new(inputs, outputs);
-                        avx512::pack(&p, w, &mut s.packed);
-                        let wq = &s.packed[..];
+                        avx512::pack(v, &p, w, &mut s.packed);
+                        let wq = &s.packed[..p.lines()];
                         let kernel = match (self.strategy, amx::Amx::detect()) {
                             (Int8Strategy::Sparse, _) => avx512::Kernel::Sparse,
                             (Int8Strategy::Dense, _) => avx512::Kernel::Dense,

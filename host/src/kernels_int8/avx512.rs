@@ -80,25 +80,63 @@ impl Packed {
 }
 
 /// Packs row-major `w` (`outputs × inputs`) into `out` (resized to `p.lines()`).
-pub(super) fn pack(p: &Packed, w: &[i8], out: &mut Vec<Line>) {
-    out.clear();
-    out.resize(p.lines(), Line([0; 16]));
-    let full = p.inputs / 4;
-    for (o, row) in w.chunks_exact(p.inputs).take(p.outputs).enumerate() {
-        let (vec, lane) = (o / 16, o % 16);
-        let (c, v) = (vec / NV, vec % NV);
-        let nvc = p.nvc(c);
-        let chunk = &mut out[p.chunk_base(c)..][..p.nqp * nvc];
-        for (k, q) in row.chunks_exact(4).enumerate() {
-            chunk[k * nvc + v].0[lane] = u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
-        }
-        let tail = &row[full * 4..];
-        if !tail.is_empty() {
-            let mut b = [0u8; 4];
-            for (d, &s) in b.iter_mut().zip(tail) {
-                *d = s as u8;
+pub(super) fn pack(_: Vnni, p: &Packed, w: &[i8], out: &mut Vec<Line>) {
+    assert!(w.len() >= p.outputs * p.inputs);
+    if out.len() < p.lines() {
+        out.resize(p.lines(), Line([0; 16]));
+    }
+    // SAFETY: the `Vnni` token exists only after run-time detection of avx512f/bw/vnni.
+    unsafe { pack_impl(p, w, &mut out[..p.lines()]) }
+}
+
+/// Per 16 outputs × 64 inputs: 16 row loads (masked at the ragged edges, zero past them), a
+/// 16 × 16 dword transpose, 16 line stores. Writes every line of `out`.
+#[target_feature(enable = "avx512f,avx512bw")]
+fn pack_impl(p: &Packed, w: &[i8], out: &mut [Line]) {
+    for gv in 0..p.nvec {
+        let (base, stride) = p.vector(gv);
+        let nr = (p.outputs - gv * 16).min(16);
+        for kb in 0..p.nqp / 16 {
+            let j = kb * 64;
+            let m = byte_mask(p.inputs - j);
+            let mut r = [_mm512_setzero_si512(); 16];
+            for (i, v) in r.iter_mut().enumerate().take(nr) {
+                // SAFETY: row gv·16 + i < outputs, lanes j .. min(j + 64, inputs) of it, all
+                // inside `w` (outputs × inputs, asserted by the caller); masked loads suppress
+                // faults on disabled lanes.
+                *v = unsafe { _mm512_maskz_loadu_epi8(m, w.as_ptr().add((gv * 16 + i) * p.inputs + j)) };
             }
-            chunk[full * nvc + v].0[lane] = u32::from_le_bytes(b);
+            // Rows a, b, c, d = 4g .. 4g + 4: per 128-bit lane B, vq[g][e] holds dword 4B + e
+            // of the four rows.
+            let mut vq = [[_mm512_setzero_si512(); 4]; 4];
+            for (g, vg) in vq.iter_mut().enumerate() {
+                let [a, b, c, d] = [r[4 * g], r[4 * g + 1], r[4 * g + 2], r[4 * g + 3]];
+                let (ab_lo, ab_hi) = (_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+                let (cd_lo, cd_hi) = (_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+                vg[0] = _mm512_unpacklo_epi64(ab_lo, cd_lo);
+                vg[1] = _mm512_unpackhi_epi64(ab_lo, cd_lo);
+                vg[2] = _mm512_unpacklo_epi64(ab_hi, cd_hi);
+                vg[3] = _mm512_unpackhi_epi64(ab_hi, cd_hi);
+            }
+            for e in 0..4 {
+                let [v0, v1, v2, v3] = [vq[0][e], vq[1][e], vq[2][e], vq[3][e]];
+                let x0 = _mm512_shuffle_i32x4::<0b01_00_01_00>(v0, v1);
+                let x1 = _mm512_shuffle_i32x4::<0b11_10_11_10>(v0, v1);
+                let x2 = _mm512_shuffle_i32x4::<0b01_00_01_00>(v2, v3);
+                let x3 = _mm512_shuffle_i32x4::<0b11_10_11_10>(v2, v3);
+                let lines = [
+                    _mm512_shuffle_i32x4::<0b10_00_10_00>(x0, x2),
+                    _mm512_shuffle_i32x4::<0b11_01_11_01>(x0, x2),
+                    _mm512_shuffle_i32x4::<0b10_00_10_00>(x1, x3),
+                    _mm512_shuffle_i32x4::<0b11_01_11_01>(x1, x3),
+                ];
+                for (bl, &v) in lines.iter().enumerate() {
+                    // Quad k = 16kb + 4B + e of this vector's 16 outputs.
+                    let line = &mut out[base + (kb * 16 + 4 * bl + e) * stride];
+                    // SAFETY: a line is 64 bytes, aligned to 64 (bounds-checked index).
+                    unsafe { _mm512_store_si512(line.0.as_mut_ptr().cast(), v) };
+                }
+            }
         }
     }
 }
