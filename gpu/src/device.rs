@@ -55,21 +55,59 @@ pub struct GpuOptions {
     pub tf32: bool,
 }
 
+/// A loaded kernel with its parameter list, read from [`KERNEL_SOURCE`]: every launch is
+/// checked against it, so a mismatched argument list is an error, never a bad launch.
+pub(crate) struct Kernel {
+    func: CudaFunction,
+    name: &'static str,
+    params: Vec<ArgKind>,
+}
+
 /// The loaded kernels.
 pub(crate) struct Kernels {
-    pub gather: CudaFunction,
-    pub bias_act: CudaFunction,
-    pub act_backward: CudaFunction,
-    pub bn_train: CudaFunction,
-    pub bn_backward: CudaFunction,
-    pub bn_eval: CudaFunction,
-    pub loss_train: CudaFunction,
-    pub loss_eval: CudaFunction,
-    pub finish_loss: CudaFunction,
-    pub sum_squares: CudaFunction,
-    pub clip_coef: CudaFunction,
-    pub optimizer_update: CudaFunction,
-    pub advance: CudaFunction,
+    pub gather: Kernel,
+    pub bias_act: Kernel,
+    pub act_backward: Kernel,
+    pub bn_train: Kernel,
+    pub bn_backward: Kernel,
+    pub bn_eval: Kernel,
+    pub loss_train: Kernel,
+    pub loss_eval: Kernel,
+    pub finish_loss: Kernel,
+    pub sum_squares: Kernel,
+    pub clip_coef: Kernel,
+    pub optimizer_update: Kernel,
+    pub advance: Kernel,
+}
+
+/// The C type of a kernel parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ArgKind {
+    Pointer,
+    Int,
+    Float,
+}
+
+/// The parameter kinds of `extern "C" __global__ void name(...)` in `src`, or `None` if it
+/// is not there or has a parameter type other than a pointer, `int` or `float`.
+pub(crate) fn kernel_params(src: &str, name: &str) -> Option<Vec<ArgKind>> {
+    let start = src.find(&format!("__global__ void {name}("))? + "__global__ void (".len() + name.len();
+    let end = start + src[start..].find(')')?;
+    src[start..end]
+        .split(',')
+        .map(|p| {
+            let p = p.trim();
+            if p.contains('*') {
+                Some(ArgKind::Pointer)
+            } else if p.starts_with("int ") {
+                Some(ArgKind::Int)
+            } else if p.starts_with("float ") {
+                Some(ArgKind::Float)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 pub(crate) struct Inner {
@@ -110,6 +148,16 @@ pub(crate) enum Arg {
     I(i32),
     /// `float`.
     F(f32),
+}
+
+impl Arg {
+    fn kind(&self) -> ArgKind {
+        match self {
+            Arg::P(_) => ArgKind::Pointer,
+            Arg::I(_) => ArgKind::Int,
+            Arg::F(_) => ArgKind::Float,
+        }
+    }
 }
 
 impl Gpu {
@@ -179,8 +227,14 @@ impl Gpu {
         drop(guard);
         let ptx = ptx_for(cc)?;
         let module = ctx.load_module(ptx).map_err(|e| GpuError::driver("loading the compiled kernels", e))?;
-        let f = |name: &str| {
-            module.load_function(name).map_err(|e| GpuError::driver("finding a kernel in the module", e))
+        let f = |name: &'static str| -> Result<Kernel, GpuError> {
+            let func = module
+                .load_function(name)
+                .map_err(|e| GpuError::driver("finding a kernel in the module", e))?;
+            let params = kernel_params(KERNEL_SOURCE, name).ok_or_else(|| {
+                GpuError::Invalid(format!("internal error: no parameter list for kernel {name}"))
+            })?;
+            Ok(Kernel { func, name, params })
         };
         let kernels = Kernels {
             gather: f("gather")?,
@@ -245,15 +299,17 @@ impl Gpu {
         &self.inner.stream
     }
 
-    /// Launches `func` with `args`, which must match the kernel's parameter list exactly.
-    pub(crate) fn launch(
-        &self,
-        func: &CudaFunction,
-        cfg: LaunchConfig,
-        args: &[Arg],
-    ) -> Result<(), GpuError> {
+    /// Launches `kernel` with `args`, which must match its parameter list exactly (checked).
+    pub(crate) fn launch(&self, kernel: &Kernel, cfg: LaunchConfig, args: &[Arg]) -> Result<(), GpuError> {
+        let kinds: Vec<ArgKind> = args.iter().map(Arg::kind).collect();
+        if kinds != kernel.params {
+            return Err(GpuError::Invalid(format!(
+                "internal error: kernel {} takes {:?} but was given {:?}",
+                kernel.name, kernel.params, kinds
+            )));
+        }
         let stream = &self.inner.stream;
-        let mut b = stream.launch_builder(func);
+        let mut b = stream.launch_builder(&kernel.func);
         for a in args {
             match a {
                 Arg::P(p) => b.arg(p),
@@ -478,12 +534,29 @@ mod tests {
     }
 
     #[test]
-    fn the_kernel_source_defines_every_kernel() {
+    fn the_kernel_source_defines_every_kernel_with_a_checkable_parameter_list() {
         for name in KERNEL_NAMES {
-            assert!(
-                KERNEL_SOURCE.contains(&format!("__global__ void {name}(")),
-                "{name} is not in kernels.cu"
-            );
+            let params = kernel_params(KERNEL_SOURCE, name);
+            assert!(params.as_ref().is_some_and(|p| !p.is_empty()), "{name}: {params:?}");
+        }
+        use ArgKind::*;
+        assert_eq!(kernel_params(KERNEL_SOURCE, "advance"), Some(vec![Pointer]));
+        assert_eq!(kernel_params(KERNEL_SOURCE, "sum_squares"), Some(vec![Pointer, Int, Pointer]));
+    }
+
+    /// NVRTC needs no GPU: with libnvrtc (CUDA 13) on the loader path this compiles the
+    /// kernels exactly as `Gpu::new` does, e.g. with pip's `nvidia-cuda-nvrtc` wheel:
+    /// `LD_LIBRARY_PATH=$VENV/lib/python3.11/site-packages/nvidia/cu13/lib cargo test -p gpu -- --ignored nvrtc`.
+    #[test]
+    #[ignore = "needs libnvrtc (CUDA 13)"]
+    fn kernels_compile_with_nvrtc() {
+        assert!(SystemLibraries.nvrtc(), "libnvrtc is not on the loader path");
+        for cc in [(9, 0), (8, 0)] {
+            let ptx = compile(cc).unwrap_or_else(|e| panic!("{e}"));
+            let text = ptx.to_src();
+            for name in KERNEL_NAMES {
+                assert!(text.contains(&format!(".entry {name}(")), "{name} missing from the PTX for {cc:?}");
+            }
         }
     }
 }
