@@ -65,24 +65,17 @@ fn classifier(hidden: Activation) -> Vec<LayerSpec> {
 
 fn close(what: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) -> Result<(), String> {
     assert_eq!(gpu.len(), cpu.len());
-    let mut worst = (0usize, 0.0f32);
-    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
-        let excess = (g - c).abs() - (atol + rtol * c.abs());
-        if !(excess <= worst.1) || !g.is_finite() {
-            worst = (i, excess.max(f32::MIN_POSITIVE));
-            if !g.is_finite() {
-                break;
-            }
-        }
+    let off = |(&g, &c): (&f32, &f32)| !g.is_finite() || (g - c).abs() > atol + rtol * c.abs();
+    let count = gpu.iter().zip(cpu).filter(|&p| off(p)).count();
+    match gpu.iter().zip(cpu).position(off) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "{what}: {count} of {} values differ, first at index {i}: gpu {} vs cpu {} (tolerance {atol} + {rtol}·|cpu|)",
+            gpu.len(),
+            gpu[i],
+            cpu[i]
+        )),
     }
-    if worst.1 > 0.0 || !gpu[worst.0].is_finite() {
-        let i = worst.0;
-        return Err(format!(
-            "{what}: index {i} differs: gpu {} vs cpu {} (tolerance {atol} + {rtol}·|cpu|)",
-            gpu[i], cpu[i]
-        ));
-    }
-    Ok(())
 }
 
 /// Runs `steps` steps of batch `batch_size` on both paths; checks loss, correct count and
