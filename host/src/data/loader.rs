@@ -586,4 +586,3 @@ mod tests {
         assert_eq!(b, (0..100).collect::<Vec<_>>());
     }
 }
-
