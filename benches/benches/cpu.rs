@@ -1,17 +1,22 @@
 //! Criterion benches of the CPU paths, in samples per second:
 //!
 //! - `f32_inference`: the tutorial model 784-256-10 (`mlp::Model::forward`) with
-//!   `mlp::Portable` and `host::kernels::Gemm`, at batch 1 and 10,000 (the MNIST test set).
+//!   `mlp::Portable`, `host::kernels::Gemm` (matrixmultiply's SGEMM alone) and
+//!   `host::kernels::Fast` (what the host uses: GEMV, zero-skipping or SGEMM per product), at
+//!   batch 1 and 10,000 (the MNIST test set).
 //! - `int8_inference`: the same model quantized to int8 (`mlp::int8::forward`) with
 //!   `mlp::int8::PortableInt8` and `host::kernels_int8::Int8Fast` (each vector path the CPU
-//!   has), at batch 1 and 10,000 (input already quantized).
-//! - `training`: one `mlp::Trainer::step` (Adam, cross-entropy) at batch 256, Portable and Gemm.
-//! - `epoch`: one epoch of the tutorial recipe through `host::train::train` (Gemm, batch 256,
+//!   has; on AVX-512 also the packed sparse VNNI kernel alone, `fast_avx512vnni_sparse`, what
+//!   CPUs without AMX run at 10,000), at batch 1 and 10,000 (input already quantized).
+//! - `training`: one `mlp::Trainer::step` (Adam, cross-entropy) at batch 256, Portable, Gemm
+//!   and Fast.
+//! - `epoch`: one epoch of the tutorial recipe through `host::train::train` (Fast, batch 256,
 //!   60,000 samples, no evaluation).
 //!
 //! `cargo bench -p benches` (synthetic data) or `MNIST_DIR=../shared/data/mnist cargo bench
 //! -p benches`; one group: `cargo bench -p benches -- int8_inference`. `Gemm` runs on
-//! `matrixmultiply`'s threads (`MATMUL_NUM_THREADS`) and `Int8Fast` on scoped threads for
+//! `matrixmultiply`'s threads (`MATMUL_NUM_THREADS`), `Fast` on those and rayon's
+//! (`RAYON_NUM_THREADS`), and `Int8Fast` on rayon's threads for
 //! large products; `Portable` and `PortableInt8` are single-threaded.
 
 use std::hint::black_box;
@@ -26,7 +31,7 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use host::kernels::{Fast, Gemm};
-use host::kernels_int8::{Int8Fast, Int8Path};
+use host::kernels_int8::{Int8Fast, Int8Path, Int8Strategy};
 use host::train::{RunData, RunOptions, TrainSettings};
 use mlp::int8::{self, Int8Kernels, Int8Model, PortableInt8};
 use mlp::{Kernels, Loss, Model, Optimizer, Portable, Rng, Targets, TrainBuffers, TrainConfig, Trainer};
@@ -95,11 +100,21 @@ fn int8_inference(c: &mut Criterion) {
     let mut group = c.benchmark_group("int8_inference");
     configure(&mut group, 1, 3);
     // Core's portable loops, then host::kernels_int8::Int8Fast on every vector path this CPU
-    // has (fastest first: the first one is what `Int8Fast::new()` picks).
-    let mut variants: Vec<(String, Box<dyn Int8Kernels>)> = vec![("portable".into(), Box::new(PortableInt8))];
+    // has (fastest first: the first one is what `Int8Fast::new()` picks: GEMV for small
+    // batches, packed AMX tiles for large ones where the CPU and OS allow AMX-INT8), and the
+    // packed sparse VNNI kernel alone (large batches only: it repacks the weights).
+    let mut variants: Vec<(String, Box<dyn Int8Kernels>, bool)> =
+        vec![("portable".into(), Box::new(PortableInt8), false)];
     for path in Int8Path::ALL.into_iter().filter(|&p| p != Int8Path::Portable) {
         if let Some(k) = Int8Fast::with_path(path) {
-            variants.push((format!("fast_{path:?}").to_lowercase(), Box::new(k)));
+            variants.push((format!("fast_{path:?}").to_lowercase(), Box::new(k), false));
+            if path == Int8Path::Avx512Vnni {
+                variants.push((
+                    "fast_avx512vnni_sparse".into(),
+                    Box::new(k.with_strategy(Int8Strategy::Sparse)),
+                    true,
+                ));
+            }
         }
     }
     for batch in INFER_BATCHES {
@@ -108,7 +123,7 @@ fn int8_inference(c: &mut Criterion) {
         let x = &input[..batch * t.input()];
         let mut act = vec![0i8; q.act_workspace_len(batch)];
         let mut acc = vec![0i32; q.acc_workspace_len(batch)];
-        for (name, kernels) in &variants {
+        for (name, kernels, _) in variants.iter().filter(|v| batch > 1 || !v.2) {
             group.bench_function(BenchmarkId::new(name.as_str(), batch), |b| {
                 b.iter(|| {
                     let out = int8::forward(kernels.as_ref(), &q, black_box(x), batch, &mut act, &mut acc)
