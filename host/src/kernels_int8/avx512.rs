@@ -10,6 +10,8 @@
 
 use std::arch::x86_64::*;
 
+use mlp::int8::Int8Layer;
+
 use super::amx::{Amx, Tiles};
 use super::{Clamp, Line, ParamBlock};
 
@@ -236,14 +238,15 @@ fn byte_mask(len: usize) -> __mmask64 {
     u64::MAX >> (64 - len.clamp(1, 64))
 }
 
-/// Biases one row of `x` into `u` (`inputs.div_ceil(64)` lines, zero past the inputs) and
-/// lists the indices of its 64-byte lines that are not all zero.
+/// Biases one row of `x` into `u` (`inputs.div_ceil(64)` lines, zero past the inputs), lists
+/// the indices of its 64-byte lines that are not all zero in `active` (as long as `u`), and
+/// returns how many there are.
 #[target_feature(enable = "avx512f,avx512bw")]
-fn bias_row(x: &[i8], u: &mut [Line], active: &mut Vec<u32>) {
+fn bias_row(x: &[i8], u: &mut [Line], active: &mut [u32]) -> usize {
     let inputs = x.len();
-    assert!(u.len() == inputs.div_ceil(64));
-    active.clear();
+    assert!(u.len() == inputs.div_ceil(64) && active.len() == u.len());
     let flip = _mm512_set1_epi8(i8::MIN);
+    let mut n = 0;
     for (c, line) in u.iter_mut().enumerate() {
         let j = c * 64;
         let m = byte_mask(inputs - j);
@@ -253,10 +256,10 @@ fn bias_row(x: &[i8], u: &mut [Line], active: &mut Vec<u32>) {
         let uv = _mm512_maskz_mov_epi8(m, _mm512_xor_si512(xv, flip));
         // SAFETY: a line is 64 bytes, aligned to 64.
         unsafe { _mm512_store_si512(line.0.as_mut_ptr().cast(), uv) };
-        if _mm512_test_epi8_mask(uv, uv) != 0 {
-            active.push(c as u32);
-        }
+        active[n] = c as u32;
+        n += (_mm512_test_epi8_mask(uv, uv) != 0) as usize;
     }
+    n
 }
 
 /// Raw `Σ_j u_j · w[r0 + r][j]` for `r < nr` (≤ 16) over the listed 64-byte lines of `u`, as
@@ -271,10 +274,15 @@ fn gemv16(u: &[Line], lines: &[u32], w: &[i8], inputs: usize, r0: usize, nr: usi
         let m = byte_mask(inputs - j);
         // SAFETY: `u[c]` is a 64-byte aligned line (bounds-checked index).
         let uv = unsafe { _mm512_load_si512(u[c as usize].0.as_ptr().cast()) };
-        for (r, a) in acc.iter_mut().enumerate().take(nr) {
-            // SAFETY: row r0 + r < r0 + nr lies in `w` (asserted), and the mask enables lanes
-            // j .. min(j + 64, inputs) of it only; masked loads suppress faults elsewhere.
-            let wv = unsafe { _mm512_maskz_loadu_epi8(m, w.as_ptr().add((r0 + r) * inputs + j)) };
+        // All 16 rows (a constant trip count keeps the accumulators in registers); rows
+        // r >= nr load nothing (an all-zero mask) and add 0.
+        for (r, a) in acc.iter_mut().enumerate() {
+            let mr = if r < nr { m } else { 0 };
+            // SAFETY: for r < nr, row r0 + r lies in `w` (asserted) and the mask enables lanes
+            // j .. min(j + 64, inputs) of it only; for r >= nr the mask is empty and nothing
+            // is read. Masked loads suppress faults on disabled lanes; the address is formed
+            // with wrapping arithmetic, never dereferenced outside enabled lanes.
+            let wv = unsafe { _mm512_maskz_loadu_epi8(mr, w.as_ptr().wrapping_add((r0 + r) * inputs + j)) };
             *a = _mm512_dpbusd_epi32(*a, uv, wv);
         }
     }
@@ -330,17 +338,88 @@ pub(super) fn gemv_layer(_: Vnni, l: &Layer<'_>, x: &[i8], w: &[i8], y: &mut [i8
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 fn gemv_layer_impl(l: &Layer<'_>, x: &[i8], w: &[i8], y: &mut [i8]) {
-    let mut u = vec![Line([0; 16]); l.inputs.div_ceil(64)];
-    let mut active = Vec::with_capacity(u.len());
+    // Up to 1,024 inputs on the stack, wider rows on the heap.
+    let lines = l.inputs.div_ceil(64);
+    let (mut stack_u, mut stack_a) = ([Line([0; 16]); 16], [0u32; 16]);
+    let (mut heap_u, mut heap_a) = (Vec::new(), Vec::new());
+    let (u, active): (&mut [Line], &mut [u32]) = if lines <= 16 {
+        (&mut stack_u[..lines], &mut stack_a[..lines])
+    } else {
+        heap_u.resize(lines, Line([0; 16]));
+        heap_a.resize(lines, 0);
+        (&mut heap_u, &mut heap_a)
+    };
     let cv = clamp_v(&l.clamp);
     assert!(l.params.len() * 16 >= l.outputs);
     for (xr, yr) in x.chunks_exact(l.inputs).zip(y.chunks_exact_mut(l.outputs)) {
-        bias_row(xr, &mut u, &mut active);
+        let n = bias_row(xr, u, active);
         for (g, (yo, p)) in yr.chunks_mut(16).zip(l.params).enumerate() {
-            let v = gemv16(&u, &active, w, l.inputs, g * 16, yo.len());
+            let v = gemv16(u, &active[..n], w, l.inputs, g * 16, yo.len());
             store_i8(requant16(v, p, &cv), yo, yo.len());
         }
         apply_table(yr, l.table);
+    }
+}
+
+/// The layer's requantization constants (see [`ParamBlock`]) into `out`, 16 outputs per
+/// vector, the bias corrected by `factor · sums[o]` when given (wrapping); returns the clamp.
+pub(super) fn build_params(
+    _: Vnni,
+    layer: &Int8Layer<'_>,
+    corr: Option<(&[i32], i32)>,
+    out: &mut Vec<ParamBlock>,
+) -> Clamp {
+    let n = layer.outputs();
+    let (b, m, s) = (layer.bias().as_bytes(), layer.multipliers().as_bytes(), layer.shifts().as_bytes());
+    assert!(
+        b.len() >= 4 * n && m.len() >= 4 * n && s.len() >= 4 * n && corr.is_none_or(|(c, _)| c.len() >= n)
+    );
+    out.clear();
+    out.resize(n.div_ceil(16), ParamBlock::default());
+    // SAFETY: the `Vnni` token exists only after run-time detection of avx512f/bw/vnni; the
+    // assertion gives the lengths `build_params_impl` relies on.
+    unsafe { build_params_impl(n, [b, m, s], corr, out) };
+    super::clamp_of(layer)
+}
+
+/// Callers guarantee `raw[i].len() >= 4n`, `corr` sums at least `n` long, `out` `ceil(n / 16)`.
+#[target_feature(enable = "avx512f")]
+fn build_params_impl(n: usize, raw: [&[u8]; 3], corr: Option<(&[i32], i32)>, out: &mut [ParamBlock]) {
+    let one = _mm512_set1_epi32(1);
+    for (g, p) in out.iter_mut().enumerate() {
+        let lanes = (n - 16 * g).min(16);
+        let k: __mmask16 = (u32::MAX >> (32 - lanes)) as u16;
+        // SAFETY: lanes 16g .. 16g + lanes < n of each array (4n bytes, or n sums); masked
+        // loads suppress faults on disabled lanes.
+        let [bias, mult, shift, sums] = unsafe {
+            [
+                _mm512_maskz_loadu_epi32(k, raw[0].as_ptr().add(64 * g).cast()),
+                _mm512_maskz_loadu_epi32(k, raw[1].as_ptr().add(64 * g).cast()),
+                _mm512_maskz_loadu_epi32(k, raw[2].as_ptr().add(64 * g).cast()),
+                match corr {
+                    Some((c, _)) => _mm512_maskz_loadu_epi32(k, c.as_ptr().add(16 * g)),
+                    None => _mm512_setzero_si512(),
+                },
+            ]
+        };
+        let factor = _mm512_set1_epi32(corr.map_or(0, |(_, f)| f));
+        let bias = _mm512_add_epi32(bias, _mm512_mullo_epi32(sums, factor));
+        let shift = _mm512_min_epi32(_mm512_max_epi32(shift, _mm512_set1_epi32(-31)), _mm512_set1_epi32(30));
+        let left = _mm512_max_epi32(shift, _mm512_setzero_si512());
+        let right = _mm512_max_epi32(_mm512_sub_epi32(_mm512_setzero_si512(), shift), _mm512_setzero_si512());
+        let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+        let half = _mm512_srli_epi32::<1>(mask);
+        for (dst, v) in [
+            (&mut p.bias, bias),
+            (&mut p.mult, mult),
+            (&mut p.left, left),
+            (&mut p.right, right),
+            (&mut p.mask, mask),
+            (&mut p.half, half),
+        ] {
+            // SAFETY: each destination is 16 i32s; storeu has no alignment requirement.
+            unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), v) };
+        }
     }
 }
 
