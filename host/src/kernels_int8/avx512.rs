@@ -592,15 +592,12 @@ fn packed_layer_impl(l: &Layer<'_>, p: &Packed, wq: &[Line], x: &[i8], y: &mut [
                         &s.u[(i + 2) * ul..][..ul],
                         &s.u[(i + 3) * ul..][..ul],
                     ];
-                    let accs: [[__m512i; NV]; 4] = match p.nvc(c) {
-                        1 => widen(dense_acc::<1>(us, nq, wc)),
-                        2 => widen(dense_acc::<2>(us, nq, wc)),
-                        3 => widen(dense_acc::<3>(us, nq, wc)),
-                        _ => widen(dense_acc::<4>(us, nq, wc)),
-                    };
-                    for (d, acc) in accs.iter().enumerate() {
-                        let yr = &mut yb[(i + d) * l.outputs..][..l.outputs];
-                        epilogue(acc, params, &cv, &mut yr[o0..]);
+                    let y4 = &mut yb[i * l.outputs..][..4 * l.outputs];
+                    match p.nvc(c) {
+                        1 => epilogue4(&dense_acc::<1>(us, nq, wc), params, &cv, y4, l.outputs, o0),
+                        2 => epilogue4(&dense_acc::<2>(us, nq, wc), params, &cv, y4, l.outputs, o0),
+                        3 => epilogue4(&dense_acc::<3>(us, nq, wc), params, &cv, y4, l.outputs, o0),
+                        _ => epilogue4(&dense_acc::<4>(us, nq, wc), params, &cv, y4, l.outputs, o0),
                     }
                     i += 4;
                 }
@@ -609,14 +606,14 @@ fn packed_layer_impl(l: &Layer<'_>, p: &Packed, wq: &[Line], x: &[i8], y: &mut [
                 let n = s.count[i];
                 let vals = &s.vals[i * p.nqp..][..n];
                 let ks = &s.ks[i * p.nqp..][..n];
-                let acc: [__m512i; NV] = match p.nvc(c) {
-                    1 => widen1(sparse_acc::<1>(vals, ks, wc)),
-                    2 => widen1(sparse_acc::<2>(vals, ks, wc)),
-                    3 => widen1(sparse_acc::<3>(vals, ks, wc)),
-                    _ => widen1(sparse_acc::<4>(vals, ks, wc)),
-                };
-                let yr = &mut yb[i * l.outputs..][..l.outputs];
-                epilogue(&acc, params, &cv, &mut yr[o0..]);
+                let yo = &mut yb[i * l.outputs..][o0..l.outputs];
+                // The accumulators go straight from registers to the epilogue.
+                match p.nvc(c) {
+                    1 => epilogue(&sparse_acc::<1>(vals, ks, wc), params, &cv, yo),
+                    2 => epilogue(&sparse_acc::<2>(vals, ks, wc), params, &cv, yo),
+                    3 => epilogue(&sparse_acc::<3>(vals, ks, wc), params, &cv, yo),
+                    _ => epilogue(&sparse_acc::<4>(vals, ks, wc), params, &cv, yo),
+                }
                 i += 1;
             }
         }
@@ -628,24 +625,28 @@ fn packed_layer_impl(l: &Layer<'_>, p: &Packed, wq: &[Line], x: &[i8], y: &mut [
     }
 }
 
-/// `N` vectors padded to `NV` with zeros (the epilogue stops at the outputs anyway).
+/// Requantizes `N` vectors of 16 outputs into `y` (the chunk's outputs onward).
 #[target_feature(enable = "avx512f")]
-fn widen1<const N: usize>(a: [__m512i; N]) -> [__m512i; NV] {
-    let mut out = [_mm512_setzero_si512(); NV];
-    out[..N].copy_from_slice(&a);
-    out
-}
-
-#[target_feature(enable = "avx512f")]
-fn widen<const N: usize>(a: [[__m512i; N]; 4]) -> [[__m512i; NV]; 4] {
-    [widen1(a[0]), widen1(a[1]), widen1(a[2]), widen1(a[3])]
-}
-
-/// Requantizes up to `NV` vectors of 16 outputs into `y` (the chunk's outputs onward).
-#[target_feature(enable = "avx512f")]
-fn epilogue(acc: &[__m512i; NV], params: &[ParamBlock], cv: &ClampV, y: &mut [i8]) {
+#[inline]
+fn epilogue<const N: usize>(acc: &[__m512i; N], params: &[ParamBlock], cv: &ClampV, y: &mut [i8]) {
     for ((a, p), yo) in acc.iter().zip(params).zip(y.chunks_mut(16)) {
         store_i8(requant16(*a, p, cv), yo, yo.len());
+    }
+}
+
+/// [`epilogue`] for the 4 samples of a dense step: rows of `outputs` in `y`, from `o0`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn epilogue4<const N: usize>(
+    acc: &[[__m512i; N]; 4],
+    params: &[ParamBlock],
+    cv: &ClampV,
+    y: &mut [i8],
+    outputs: usize,
+    o0: usize,
+) {
+    for (a, yr) in acc.iter().zip(y.chunks_exact_mut(outputs)) {
+        epilogue(a, params, cv, &mut yr[o0..]);
     }
 }
 
