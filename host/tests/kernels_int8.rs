@@ -386,6 +386,21 @@ fn layers_match_portable_on_random_shapes_inputs_and_constants() {
 }
 
 #[test]
+fn wide_layers_match_portable() {
+    // More than 1,024 inputs (GEMV scratch on the heap) and more than 64 input chunks of 64.
+    let ks = layer_kernels();
+    let mut rng = Rng::new(15);
+    for (inputs, outputs, batch) in [(1025, 7, 3), (2000, 33, 13), (4161, 17, 40), (1100, 20, 1)] {
+        let owned = OwnedLayer::random(&mut rng, inputs, outputs);
+        let x = inputs_with_blanks(&mut rng, batch * inputs, 900);
+        let off = random_offset(&mut rng);
+        for k in &ks {
+            check_layer(k, &owned.layer(), batch, &x, off);
+        }
+    }
+}
+
+#[test]
 fn requantization_epilogue_matches_portable_on_extreme_accumulators() {
     // Zero weights, so each accumulator is its bias: the epilogue alone, over the whole i32
     // range (wrapping left shifts, saturating high multiplies, every rounding boundary).
