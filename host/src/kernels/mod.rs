@@ -20,8 +20,6 @@
 pub mod gemv;
 pub mod sparse;
 
-use std::cell::RefCell;
-
 use mlp::{Kernels, Portable, Shape};
 
 pub use sparse::Isa;
@@ -75,20 +73,13 @@ impl Fast {
     }
 }
 
-thread_local! {
-    static ACTIVE: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
-}
-
 impl Kernels for Fast {
     fn dense_forward(&self, s: Shape, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
         if s.outputs == 0 {
             return;
         }
         if s.batch < SMALL_BATCH {
-            ACTIVE.with_borrow_mut(|active| {
-                if active.len() < s.inputs / sparse::LANES {
-                    active.resize(s.inputs / sparse::LANES, 0);
-                }
+            sparse::with_indices(s.inputs / sparse::LANES, |active| {
                 let rows = x.chunks_exact(s.inputs.max(1)).take(s.batch);
                 for (xr, yr) in rows.zip(y.chunks_exact_mut(s.outputs)) {
                     gemv::forward(self.isa, xr, w, bias, yr, active);

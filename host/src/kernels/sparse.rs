@@ -76,7 +76,7 @@ pub fn density(x: &[f32], inputs: usize, rows: usize) -> f32 {
 thread_local! {
     /// The caller's transposed operands (`Wt`, `dWt`, padded `dY`).
     static FLOATS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// A thread task's list of nonzero indices.
+    /// A thread's list of nonzero indices (or active chunks, for the GEMV).
     static INDICES: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -98,6 +98,11 @@ fn with_scratch<T: Copy + Default + 'static, R>(
         }
         Err(_) => f(&mut vec![T::default(); n]),
     })
+}
+
+/// Runs `f` on `n` entries of this thread's index scratch (see [`with_scratch`]).
+pub(crate) fn with_indices<R>(n: usize, f: impl FnOnce(&mut [u32]) -> R) -> R {
+    with_scratch(&INDICES, n, f)
 }
 
 /// `outputs` rounded up to whole chunks: the row stride of `Wt` and `dWt`.
