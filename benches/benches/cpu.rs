@@ -4,6 +4,8 @@
 //!   `mlp::Portable`, `host::kernels::Gemm` (matrixmultiply's SGEMM alone) and
 //!   `host::kernels::Fast` (what the host uses: GEMV, zero-skipping or SGEMM per product), at
 //!   batch 1 and 10,000 (the MNIST test set).
+//! - `f32_products`: the first layer's forward and weight gradient alone (784→256, batch 256),
+//!   Gemm vs Fast.
 //! - `int8_inference`: the same model quantized to int8 (`mlp::int8::forward`) with
 //!   `mlp::int8::PortableInt8` and `host::kernels_int8::Int8Fast` (each vector path the CPU
 //!   has; on AVX-512 also the packed sparse VNNI kernel alone, `fast_avx512vnni_sparse`, what
@@ -34,7 +36,9 @@ use host::kernels::{Fast, Gemm};
 use host::kernels_int8::{Int8Fast, Int8Path, Int8Strategy};
 use host::train::{RunData, RunOptions, TrainSettings};
 use mlp::int8::{self, Int8Kernels, Int8Model, PortableInt8};
-use mlp::{Kernels, Loss, Model, Optimizer, Portable, Rng, Targets, TrainBuffers, TrainConfig, Trainer};
+use mlp::{
+    Kernels, Loss, Model, Optimizer, Portable, Rng, Shape, Targets, TrainBuffers, TrainConfig, Trainer,
+};
 
 /// Batch sizes of the inference groups: one sample (latency) and the MNIST test set.
 const INFER_BATCHES: [usize; 2] = [1, TEST_SAMPLES];
@@ -136,6 +140,35 @@ fn int8_inference(c: &mut Criterion) {
     group.finish();
 }
 
+/// The first layer's two big products on their own (784→256, batch 256, MNIST rows): where
+/// `Fast`'s zero-skipping and matrixmultiply's SGEMM differ. Run single-threaded
+/// (`RAYON_NUM_THREADS=1 MATMUL_NUM_THREADS=1`) to compare the kernels rather than threading.
+fn f32_products(c: &mut Criterion) {
+    let (batch, inputs, outputs) = (TRAIN_BATCH, 784, 256);
+    let s = Shape { batch, inputs, outputs };
+    let x = scaled_f32(&data().train, batch);
+    let mut rng = Rng::new(5);
+    let w: Vec<f32> = (0..inputs * outputs).map(|_| rng.uniform_in(-0.1, 0.1)).collect();
+    let dy: Vec<f32> = (0..batch * outputs).map(|_| rng.uniform_in(-0.1, 0.1)).collect();
+    let bias = vec![0.1; outputs];
+    let (mut y, mut dw, mut db) =
+        (vec![0.0; batch * outputs], vec![0.0; inputs * outputs], vec![0.0; outputs]);
+    let mut group = c.benchmark_group("f32_products");
+    configure(&mut group, 1, 3);
+    group.throughput(Throughput::Elements(batch as u64));
+    let fast = Fast::new();
+    let variants: [(&str, &dyn Kernels); 2] = [("gemm", &Gemm), ("fast", &fast)];
+    for (name, kernels) in variants {
+        group.bench_function(BenchmarkId::new("forward", name), |b| {
+            b.iter(|| kernels.dense_forward(s, black_box(&x), &w, &bias, &mut y))
+        });
+        group.bench_function(BenchmarkId::new("weight_gradient", name), |b| {
+            b.iter(|| kernels.dense_backward_params(s, black_box(&x), &dy, &mut dw, &mut db))
+        });
+    }
+    group.finish();
+}
+
 fn training(c: &mut Criterion) {
     let t = tutorial_topology();
     let x = scaled_f32(&data().train, TRAIN_BATCH);
@@ -198,5 +231,5 @@ fn epoch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, f32_inference, int8_inference, training, epoch);
+criterion_group!(benches, f32_inference, f32_products, int8_inference, training, epoch);
 criterion_main!(benches);
