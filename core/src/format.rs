@@ -451,7 +451,9 @@ fn read_f32s(bytes: &[u8], out: &mut [f32], buffer: Buffer) -> Result<(), Error>
     Ok(())
 }
 
-fn activation_code(a: Activation) -> (u8, f32) {
+/// The activation's code in the model file (and its parameter, or 0): the numbering the
+/// format documents, also used by the GPU kernels so there is one table.
+pub fn activation_code(a: Activation) -> (u8, f32) {
     match a {
         Activation::Identity => (0, 0.0),
         Activation::Sigmoid => (1, 0.0),

@@ -249,17 +249,10 @@ impl fmt::Debug for GpuTrainer {
     }
 }
 
+/// The activation's code in kernels.cu: the model file's numbering.
 fn act_code(a: Activation) -> (i32, f32) {
-    match a {
-        Activation::Identity => (0, 0.0),
-        Activation::Sigmoid => (1, 0.0),
-        Activation::Tanh => (2, 0.0),
-        Activation::Relu => (3, 0.0),
-        Activation::LeakyRelu(alpha) => (4, alpha),
-        Activation::Elu(alpha) => (5, alpha),
-        Activation::Gelu => (6, 0.0),
-        Activation::Softmax => (7, 0.0),
-    }
+    let (code, alpha) = mlp::format::activation_code(a);
+    (i32::from(code), alpha)
 }
 
 fn loss_code(l: Loss) -> i32 {
