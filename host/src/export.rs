@@ -285,6 +285,22 @@ fn describe_f32(m: &SavedModel, file_bytes: usize) -> String {
 }
 
 /// Appends `values` as a comma-separated list, `per_line` to a line, indented.
+/// `pub static {NAME}_IMAGES: [[u8; input]; n]` and `{NAME}_LABELS: [u8; n]` as Rust source,
+/// under the doc comment `doc`.
+fn rust_images(out: &mut String, doc: &str, name: &str, input: usize, pixels: &[u8], labels: &[u8]) {
+    let n = labels.len();
+    let _ = write!(out, "/// {doc}\npub static {name}_IMAGES: [[u8; {input}]; {n}] = [");
+    for img in pixels.chunks(input) {
+        out.push_str("\n    [");
+        list(out, img.iter(), 28);
+        out.push_str("    ],");
+    }
+    out.push_str("\n];\n");
+    let _ = write!(out, "pub static {name}_LABELS: [u8; {n}] = [");
+    list(out, labels.iter(), 32);
+    out.push_str("];\n");
+}
+
 fn list<T: std::fmt::Display>(out: &mut String, values: impl IntoIterator<Item = T>, per_line: usize) {
     for (i, v) in values.into_iter().enumerate() {
         if i % per_line == 0 {
@@ -736,20 +752,14 @@ impl ImageSet {
         );
         out.push('\n');
         let _ = writeln!(out, "/// Values per image.\npub const IMAGE_LEN: usize = {};", self.input);
-        let _ = write!(
-            out,
-            "/// Test images (raw u8 pixels) and labels.\npub static TEST_IMAGES: [[u8; {}]; {n}] = [",
-            self.input
+        rust_images(
+            &mut out,
+            "Test images (raw u8 pixels) and labels.",
+            "TEST",
+            self.input,
+            &self.test_pixels,
+            &self.test_labels,
         );
-        for img in self.test_pixels.chunks(self.input) {
-            out.push_str("\n    [");
-            list(&mut out, img.iter(), 28);
-            out.push_str("    ],");
-        }
-        out.push_str("\n];\n");
-        let _ = write!(out, "pub static TEST_LABELS: [u8; {n}] = [");
-        list(&mut out, self.test_labels.iter(), 32);
-        out.push_str("];\n");
         let _ = write!(
             out,
             "/// The host's predicted class per test image.\npub static HOST_PREDICTIONS: [u8; {n}] = ["
@@ -783,20 +793,14 @@ impl ImageSet {
             }
         }
         out.push_str("\n];\n");
-        let _ = write!(
-            out,
-            "/// Training images (raw u8 pixels) and labels, for on-device training.\npub static TRAIN_IMAGES: [[u8; {}]; {m}] = [",
-            self.input
+        rust_images(
+            &mut out,
+            "Training images (raw u8 pixels) and labels, for on-device training.",
+            "TRAIN",
+            self.input,
+            &self.train_pixels,
+            &self.train_labels,
         );
-        for img in self.train_pixels.chunks(self.input) {
-            out.push_str("\n    [");
-            list(&mut out, img.iter(), 28);
-            out.push_str("    ],");
-        }
-        out.push_str("\n];\n");
-        let _ = write!(out, "pub static TRAIN_LABELS: [u8; {m}] = [");
-        list(&mut out, self.train_labels.iter(), 32);
-        out.push_str("];\n");
         out
     }
 
