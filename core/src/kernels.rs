@@ -19,7 +19,50 @@ pub struct Shape {
     pub outputs: usize,
 }
 
-/// The dense products of forward and backward.
+/// The same index range of the flat parameter, gradient and optimizer-state buffers: the
+/// unit of the optimizer's elementwise update (see [`Kernels::update_params`]).
+#[derive(Debug)]
+pub struct ParamChunk<'a> {
+    /// Parameters (updated in place).
+    pub params: &'a mut [f32],
+    /// Their gradients.
+    pub grads: &'a [f32],
+    /// The optimizer's state vectors over the same range (updated in place); a vector the
+    /// optimizer does not keep is empty.
+    pub state: [&'a mut [f32]; 2],
+}
+
+impl<'a> ParamChunk<'a> {
+    /// Elements in the chunk.
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    /// Whether the chunk holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    /// Splits into the elements before `mid` and the rest (`mid` is clamped to the length;
+    /// empty state vectors stay empty on both sides).
+    pub fn split_at(self, mid: usize) -> (ParamChunk<'a>, ParamChunk<'a>) {
+        let mid = mid.min(self.params.len());
+        let (p0, p1) = self.params.split_at_mut(mid);
+        let (g0, g1) = self.grads.split_at(mid.min(self.grads.len()));
+        let [s0, s1] = self.state;
+        let split = |s: &'a mut [f32]| {
+            let at = mid.min(s.len());
+            s.split_at_mut(at)
+        };
+        let ((a0, a1), (b0, b1)) = (split(s0), split(s1));
+        (
+            ParamChunk { params: p0, grads: g0, state: [a0, b0] },
+            ParamChunk { params: p1, grads: g1, state: [a1, b1] },
+        )
+    }
+}
+
+/// The dense products of forward and backward, and the optimizer's elementwise pass.
 pub trait Kernels {
     /// Forward: `y[b][o] = Σ_j x[b][j] · w[o][j] + bias[o]`, i.e. `Y = X Wᵀ + b`.
     ///
@@ -38,6 +81,15 @@ pub trait Kernels {
     /// `x`: `batch × inputs`, `dy`: `batch × outputs`, `dw`: `outputs × inputs` and `dbias`:
     /// `outputs` (both overwritten).
     fn dense_backward_params(&self, shape: Shape, x: &[f32], dy: &[f32], dw: &mut [f32], dbias: &mut [f32]);
+
+    /// Runs the optimizer's update `update` over `chunk`: at once (the default), or split into
+    /// disjoint pieces with [`ParamChunk::split_at`] and run in any order, on any threads.
+    /// Each element's update reads and writes that element alone, so every split gives the
+    /// same bits. A pass over the whole model (with Adam: 4 reads and 3 writes per
+    /// parameter), so on a multi-core host it is worth spreading over the cores.
+    fn update_params(&self, chunk: ParamChunk<'_>, update: &(dyn Fn(ParamChunk<'_>) + Sync)) {
+        update(chunk)
+    }
 }
 
 /// Straightforward loops in the order that keeps memory access contiguous. Correct on every

@@ -22,7 +22,7 @@ pub use error::{Buffer, Error};
 pub use format::{DType, InputTransform, ModelFile};
 pub use init::Init;
 pub use int8::{Int8Kernels, Int8Model, PortableInt8};
-pub use kernels::{Kernels, Portable, Shape};
+pub use kernels::{Kernels, ParamChunk, Portable, Shape};
 pub use loss::{Loss, Targets};
 pub use model::Model;
 pub use optim::Optimizer;

@@ -19,6 +19,7 @@
 //! State vectors are each `param_len` long, stored one after the other, all zero at start.
 
 use crate::error::{check_len, Buffer, Error};
+use crate::kernels::{Kernels, ParamChunk, Portable};
 use crate::math;
 
 /// An optimizer and its hyperparameters (the learning rate is given per step).
@@ -190,6 +191,20 @@ impl Optimizer {
         t: u64,
         lr: f32,
     ) -> Result<(), Error> {
+        self.update_with(&Portable, params, grads, state, t, lr)
+    }
+
+    /// [`Optimizer::update`], with the elementwise pass run through `kernels`'s
+    /// [`Kernels::update_params`] (which may spread it over threads; the result is the same).
+    pub fn update_with<K: Kernels + ?Sized>(
+        &self,
+        kernels: &K,
+        params: &mut [f32],
+        grads: &[f32],
+        state: &mut [f32],
+        t: u64,
+        lr: f32,
+    ) -> Result<(), Error> {
         let n = params.len();
         check_len(Buffer::Grads, n, grads.len())?;
         check_len(Buffer::OptimizerState, self.state_len(n), state.len())?;
@@ -201,6 +216,17 @@ impl Optimizer {
             return Err(Error::InvalidHyperparameter { name: "step (counts from 1)", value: 0.0 });
         }
         let (s0, s1) = state.split_at_mut(if self.state_vectors() == 2 { n } else { state.len() });
+        let scalars = StepScalars::new(self, t, lr);
+        kernels.update_params(ParamChunk { params, grads, state: [s0, s1] }, &|chunk| {
+            self.update_chunk(chunk, &scalars)
+        });
+        Ok(())
+    }
+
+    /// The elementwise update of one chunk (lengths checked by the caller).
+    fn update_chunk(&self, chunk: ParamChunk<'_>, k: &StepScalars) {
+        let ParamChunk { params, grads, state: [s0, s1] } = chunk;
+        let lr = k.lr;
         let l2 = |wd: f32, g: f32, p: f32| g + wd * p;
         match *self {
             Optimizer::Sgd { weight_decay } => {
@@ -243,8 +269,7 @@ impl Optimizer {
             Optimizer::Adam { beta1, beta2, eps, weight_decay }
             | Optimizer::AdamW { beta1, beta2, eps, weight_decay } => {
                 let decoupled = matches!(self, Optimizer::AdamW { .. });
-                let step_size = (lr as f64 / bias_correction(beta1, t)) as f32;
-                let bc2_sqrt = libm::sqrt(bias_correction(beta2, t)) as f32;
+                let (step_size, bc2_sqrt) = (k.step_size, k.bc2_sqrt);
                 for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(s0.iter_mut()).zip(s1.iter_mut()) {
                     let g = if decoupled {
                         *p *= 1.0 - lr * weight_decay;
@@ -258,7 +283,7 @@ impl Optimizer {
                 }
             }
             Optimizer::Adamax { beta1, beta2, eps, weight_decay } => {
-                let step_size = (lr as f64 / bias_correction(beta1, t)) as f32;
+                let step_size = k.step_size;
                 for (((p, &g), m), u) in params.iter_mut().zip(grads).zip(s0.iter_mut()).zip(s1.iter_mut()) {
                     let g = l2(weight_decay, g, *p);
                     *m = beta1 * *m + (1.0 - beta1) * g;
@@ -267,7 +292,31 @@ impl Optimizer {
                 }
             }
         }
-        Ok(())
+    }
+}
+
+/// The per-step scalars of an update, computed once before the elementwise pass.
+struct StepScalars {
+    lr: f32,
+    /// Adam, AdamW, Adamax: `lr / (1 - β₁ᵗ)`.
+    step_size: f32,
+    /// Adam, AdamW: `√(1 - β₂ᵗ)`.
+    bc2_sqrt: f32,
+}
+
+impl StepScalars {
+    fn new(opt: &Optimizer, t: u64, lr: f32) -> Self {
+        let (beta1, beta2) = match *opt {
+            Optimizer::Adam { beta1, beta2, .. }
+            | Optimizer::AdamW { beta1, beta2, .. }
+            | Optimizer::Adamax { beta1, beta2, .. } => (beta1, beta2),
+            _ => return StepScalars { lr, step_size: lr, bc2_sqrt: 1.0 },
+        };
+        StepScalars {
+            lr,
+            step_size: (lr as f64 / bias_correction(beta1, t)) as f32,
+            bc2_sqrt: libm::sqrt(bias_correction(beta2, t)) as f32,
+        }
     }
 }
 

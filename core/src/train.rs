@@ -34,7 +34,7 @@ use core::ops::Range;
 use crate::activation;
 use crate::batchnorm;
 use crate::error::{check_len, Buffer, Error};
-use crate::kernels::{Kernels, Shape};
+use crate::kernels::{Kernels, Portable, Shape};
 use crate::loss::{count_correct, validate_targets, Loss, Targets};
 use crate::model::Model;
 use crate::optim::{clip_grad_norm, Optimizer};
@@ -409,11 +409,18 @@ impl<'a> Trainer<'a> {
     /// Applies one optimizer update with learning rate `lr` (clipping first, if configured).
     /// Returns the gradient norm before clipping when clipping is on.
     pub fn update(&mut self, lr: f32) -> Result<Option<f32>, Error> {
+        self.update_with(&Portable, lr)
+    }
+
+    /// [`Trainer::update`], with the optimizer's elementwise pass run through `kernels`
+    /// ([`Kernels::update_params`]; the same result on every implementation).
+    pub fn update_with<K: Kernels + ?Sized>(&mut self, kernels: &K, lr: f32) -> Result<Option<f32>, Error> {
         let norm = match self.config.grad_clip {
             Some(max) => Some(clip_grad_norm(self.buf.grads, max)?),
             None => None,
         };
-        self.config.optimizer.update(
+        self.config.optimizer.update_with(
+            kernels,
             self.buf.params,
             self.buf.grads,
             self.buf.optimizer_state,
@@ -448,7 +455,7 @@ impl<'a> Trainer<'a> {
         };
         let correct = count_correct(self.outputs()?, t.output(), targets, threshold);
         let loss = self.backward(kernels, input, targets)?;
-        let grad_norm = self.update(lr)?;
+        let grad_norm = self.update_with(kernels, lr)?;
         Ok(StepStats { loss, correct, batch, grad_norm })
     }
 }
