@@ -8,6 +8,36 @@ const FRAC_1_SQRT_2: f32 = core::f32::consts::FRAC_1_SQRT_2;
 /// `1/√(2π)`, the standard normal density at 0.
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
+/// Runs `$body` with `$act` rebound to a value whose variant the compiler sees, for the
+/// activations whose loops then vectorize (ReLU and friends): a `match` on the activation
+/// inside the loop would otherwise stay there, one branch per element.
+macro_rules! with_known {
+    ($act:expr, |$a:ident| $body:expr) => {
+        match $act {
+            Activation::Relu => {
+                let $a = Activation::Relu;
+                $body
+            }
+            Activation::LeakyRelu(alpha) => {
+                let $a = Activation::LeakyRelu(alpha);
+                $body
+            }
+            Activation::Sigmoid => {
+                let $a = Activation::Sigmoid;
+                $body
+            }
+            Activation::Tanh => {
+                let $a = Activation::Tanh;
+                $body
+            }
+            other => {
+                let $a = other;
+                $body
+            }
+        }
+    };
+}
+
 /// Applies `act` to `z`, writing `a`. Rows are `width` long (softmax is per row).
 /// `z` and `a` have the same length, a multiple of `width`.
 pub fn forward(act: Activation, width: usize, z: &[f32], a: &mut [f32]) {
@@ -18,11 +48,11 @@ pub fn forward(act: Activation, width: usize, z: &[f32], a: &mut [f32]) {
                 softmax_row_in_place(row);
             }
         }
-        _ => {
+        _ => with_known!(act, |act| {
             for (a, &z) in a.iter_mut().zip(z) {
                 *a = apply(act, z);
             }
-        }
+        }),
     }
 }
 
@@ -35,11 +65,11 @@ pub fn forward_in_place(act: Activation, width: usize, x: &mut [f32]) {
                 softmax_row_in_place(row);
             }
         }
-        _ => {
+        _ => with_known!(act, |act| {
             for v in x.iter_mut() {
                 *v = apply(act, *v);
             }
-        }
+        }),
     }
 }
 
@@ -89,11 +119,11 @@ pub fn backward_in_place(act: Activation, width: usize, z: &[f32], a: &[f32], d:
                 }
             }
         }
-        _ => {
+        _ => with_known!(act, |act| {
             for ((d, &z), &a) in d.iter_mut().zip(z).zip(a) {
                 *d *= derivative(act, z, a);
             }
-        }
+        }),
     }
 }
 
