@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use mlp::{format, InputTransform, Model, ModelFile, Topology};
+use rayon::prelude::*;
 
 /// How raw stored samples become network inputs: `x[j] = raw[j] * scale[j] + offset[j]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,14 +43,18 @@ impl InputPipeline {
         }
     }
 
-    /// Applies the pipeline in place to whole rows of raw values.
+    /// Applies the pipeline in place to whole rows of raw values (a batch's rows spread over
+    /// rayon's threads; each value is computed alone, so the thread count never matters).
     pub fn apply(&self, rows: &mut [f32]) {
+        const ROWS_PER_TASK: usize = 32;
         let n = self.scale.len().max(1);
-        for row in rows.chunks_mut(n) {
-            for ((x, s), o) in row.iter_mut().zip(&self.scale).zip(&self.offset) {
-                *x = *x * s + o;
+        rows.par_chunks_mut(n * ROWS_PER_TASK).for_each(|rows| {
+            for row in rows.chunks_mut(n) {
+                for ((x, s), o) in row.iter_mut().zip(&self.scale).zip(&self.offset) {
+                    *x = *x * s + o;
+                }
             }
-        }
+        });
     }
 
     /// The transform as the model file stores it (global when every feature agrees).

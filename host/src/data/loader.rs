@@ -23,6 +23,8 @@
 //! # Ok(()) }
 //! ```
 
+use rayon::prelude::*;
+
 use super::dataset::{Dataset, Features};
 use super::error::{Error, Result};
 
@@ -475,22 +477,27 @@ impl<'a> DataLoader<'a> {
                 }
             }
             (Features::U8(v), Normalization::None) => {
-                // The same values as the table (u8 → f32 is exact), but vectorizable. Rows are
-                // scattered over the dataset: fetch a few ahead so the copy does not wait on
-                // memory for each one.
+                // The same values as the table (u8 → f32 is exact), but vectorizable, and
+                // spread over rayon's threads (each row is written by one task: the same
+                // result for any thread count). Rows are scattered over the dataset: each
+                // task fetches a few ahead so the copy does not wait on memory for each one.
                 const AHEAD: usize = 4;
-                for &i in batch.iter().take(AHEAD) {
-                    prefetch_row(v, i as usize * d, d);
-                }
-                for (k, (out, &i)) in rows.enumerate() {
-                    if let Some(&next) = batch.get(k + AHEAD) {
-                        prefetch_row(v, next as usize * d, d);
+                const ROWS_PER_TASK: usize = 32;
+                let out = inputs[..n * d].par_chunks_mut(ROWS_PER_TASK * d.max(1));
+                out.zip(batch.par_chunks(ROWS_PER_TASK)).for_each(|(out, batch)| {
+                    for &i in batch.iter().take(AHEAD) {
+                        prefetch_row(v, i as usize * d, d);
                     }
-                    let i = i as usize;
-                    for (o, &x) in out.iter_mut().zip(&v[i * d..(i + 1) * d]) {
-                        *o = f32::from(x);
+                    for (k, (out, &i)) in out.chunks_exact_mut(d.max(1)).zip(batch).enumerate() {
+                        if let Some(&next) = batch.get(k + AHEAD) {
+                            prefetch_row(v, next as usize * d, d);
+                        }
+                        let i = i as usize;
+                        for (o, &x) in out.iter_mut().zip(&v[i * d..(i + 1) * d]) {
+                            *o = f32::from(x);
+                        }
                     }
-                }
+                });
             }
             (Features::U8(v), _) => {
                 for (out, &i) in rows {
