@@ -627,44 +627,50 @@ pub fn train_on(
                 run.epoch(&loader, epoch, settings, base_lr, total_steps, per_epoch, &mut rng)?;
             steps = run.steps();
         } else {
-            let mut trainer = Trainer::new(
-                &topology,
-                config,
-                TrainBuffers {
-                    params: &mut params,
-                    grads: &mut grads,
-                    running: &mut running,
-                    optimizer_state: &mut state,
-                    workspace: &mut ws,
-                },
-            )?;
-            trainer.set_steps(steps);
-            let kernels = Fast::new();
-            let mut batch_index = 0;
-            while let Some(n) = loader.next_batch(&mut x, &mut y) {
-                batch_index += 1;
-                let inputs = &mut x[..n * train.input_len()];
-                pipeline.apply(inputs);
-                lr = settings.schedule.lr(base_lr, trainer.steps(), total_steps, per_epoch);
-                let stats = match trainer.step(&kernels, inputs, Targets::Labels(&y[..n]), lr, &mut rng) {
-                    Err(CoreError::NonFinite { what }) => bail!(
-                        "training diverged at epoch {}, batch {batch_index}: {what} is NaN or infinite; \
-                         lower the learning rate (--lr {}) or clip gradients (--grad-clip 1.0)",
-                        epoch + 1,
-                        lr
-                    ),
-                    other => other.with_context(|| format!("epoch {}, batch {batch_index}", epoch + 1))?,
-                };
-                loss_sum += stats.loss as f64 * n as f64;
-                correct += stats.correct;
-                seen += n;
-                if batch_index % 8 == 0 || batch_index as u64 == per_epoch {
-                    let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                    bar.set_position(batch_index as u64);
-                    bar.set_message(format!("loss {:.4}  {:.0} samples/s", loss_sum / seen as f64, rate));
+            // The steps run on one of rayon's threads, so that the kernels' parallel parts
+            // start on the pool directly instead of waking it from outside at every product.
+            (loss_sum, correct, seen, lr, steps) = rayon::scope(|_| -> Result<_> {
+                let mut trainer = Trainer::new(
+                    &topology,
+                    config,
+                    TrainBuffers {
+                        params: &mut params,
+                        grads: &mut grads,
+                        running: &mut running,
+                        optimizer_state: &mut state,
+                        workspace: &mut ws,
+                    },
+                )?;
+                trainer.set_steps(steps);
+                let kernels = Fast::new();
+                let mut batch_index = 0;
+                while let Some(n) = loader.next_batch(&mut x, &mut y) {
+                    batch_index += 1;
+                    let inputs = &mut x[..n * train.input_len()];
+                    pipeline.apply(inputs);
+                    lr = settings.schedule.lr(base_lr, trainer.steps(), total_steps, per_epoch);
+                    let stats = match trainer.step(&kernels, inputs, Targets::Labels(&y[..n]), lr, &mut rng) {
+                        Err(CoreError::NonFinite { what }) => bail!(
+                            "training diverged at epoch {}, batch {batch_index}: {what} is NaN or infinite; \
+                             lower the learning rate (--lr {}) or clip gradients (--grad-clip 1.0)",
+                            epoch + 1,
+                            lr
+                        ),
+                        other => {
+                            other.with_context(|| format!("epoch {}, batch {batch_index}", epoch + 1))?
+                        }
+                    };
+                    loss_sum += stats.loss as f64 * n as f64;
+                    correct += stats.correct;
+                    seen += n;
+                    if batch_index % 8 == 0 || batch_index as u64 == per_epoch {
+                        let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                        bar.set_position(batch_index as u64);
+                        bar.set_message(format!("loss {:.4}  {:.0} samples/s", loss_sum / seen as f64, rate));
+                    }
                 }
-            }
-            steps = trainer.steps();
+                Ok((loss_sum, correct, seen, lr, trainer.steps()))
+            })?;
         }
         let seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
