@@ -8,6 +8,9 @@
 //! All matrices are row-major `f32`. Core always calls these methods with slices of exactly
 //! the lengths documented, so implementations may rely on them.
 
+use crate::activation;
+use crate::topology::Activation;
+
 /// The dimensions of one dense product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
@@ -81,6 +84,44 @@ pub trait Kernels {
     /// `x`: `batch × inputs`, `dy`: `batch × outputs`, `dw`: `outputs × inputs` and `dbias`:
     /// `outputs` (both overwritten).
     fn dense_backward_params(&self, shape: Shape, x: &[f32], dy: &[f32], dw: &mut [f32], dbias: &mut [f32]);
+
+    /// Forward with the layer's activation fused in: `z = X Wᵀ + b`, then `a = act(z)` as
+    /// [`activation::forward`] computes it (row by row for softmax). `z` and `a`:
+    /// `batch × outputs`. The default runs the two passes; a fast implementation applies the
+    /// activation to each block of `z` while the block is still in cache.
+    #[allow(clippy::too_many_arguments)]
+    fn dense_forward_activation(
+        &self,
+        shape: Shape,
+        x: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        act: Activation,
+        z: &mut [f32],
+        a: &mut [f32],
+    ) {
+        self.dense_forward(shape, x, w, bias, z);
+        activation::forward(act, shape.outputs, z, a);
+    }
+
+    /// Backward to the inputs with the previous layer's activation derivative fused in:
+    /// `dx = dY W`, then multiplied by `act'` as [`activation::backward_in_place`] does, with
+    /// `z` and `a` that layer's saved pre-activations and activations (`batch × inputs`).
+    /// The default runs the two passes.
+    #[allow(clippy::too_many_arguments)]
+    fn dense_backward_input_activation(
+        &self,
+        shape: Shape,
+        dy: &[f32],
+        w: &[f32],
+        act: Activation,
+        z: &[f32],
+        a: &[f32],
+        dx: &mut [f32],
+    ) {
+        self.dense_backward_input(shape, dy, w, dx);
+        activation::backward_in_place(act, shape.inputs, z, a, dx);
+    }
 
     /// Runs the optimizer's update `update` over `chunk`: at once (the default), or split into
     /// disjoint pieces with [`ParamChunk::split_at`] and run in any order, on any threads.

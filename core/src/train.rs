@@ -241,10 +241,11 @@ impl<'a> Trainer<'a> {
                 kernels.dense_forward(shape, x, &params[p.weights], &params[p.bias], x_hat);
                 let (rm, rv) = self.buf.running[m.start..v.end].split_at_mut(n);
                 batchnorm::forward_train(n, x_hat, &params[g], &params[b], z, mean, inv_std, rm, rv);
+                activation::forward(layer.activation, n, z, a);
             } else {
-                kernels.dense_forward(shape, x, &params[p.weights], &params[p.bias], z);
+                let (w, b) = (&params[p.weights], &params[p.bias]);
+                kernels.dense_forward_activation(shape, x, w, b, layer.activation, z, a);
             }
-            activation::forward(layer.activation, n, z, a);
             if layer.has_dropout() {
                 let mask = &mut take(&mut here, r.mask.len())[..len];
                 let out = &mut take(&mut here, r.output.len())[..len];
@@ -387,19 +388,17 @@ impl<'a> Trainer<'a> {
                 let prev_layer: &LayerSpec = &t.layers()[i - 1];
                 let m = batch * shape.inputs;
                 let dx = &mut d_next[..m];
-                kernels.dense_backward_input(shape, dz, &params[p.weights], dx);
+                let (act, z, a) = (prev_layer.activation, &saved[prev.z][..m], &saved[prev.a][..m]);
                 if prev_layer.has_dropout() {
+                    // The mask comes between the product and the derivative: no fusing.
+                    kernels.dense_backward_input(shape, dz, &params[p.weights], dx);
                     for (g, &mask) in dx.iter_mut().zip(&saved[prev.mask]) {
                         *g *= mask;
                     }
+                    activation::backward_in_place(act, shape.inputs, z, a, dx);
+                } else {
+                    kernels.dense_backward_input_activation(shape, dz, &params[p.weights], act, z, a, dx);
                 }
-                activation::backward_in_place(
-                    prev_layer.activation,
-                    shape.inputs,
-                    &saved[prev.z][..m],
-                    &saved[prev.a][..m],
-                    dx,
-                );
                 core::mem::swap(&mut d, &mut d_next);
             }
         }

@@ -20,7 +20,10 @@
 pub mod gemv;
 pub mod sparse;
 
-use mlp::{Kernels, ParamChunk, Portable, Shape};
+use std::ops::Range;
+
+use mlp::{activation, Activation, Kernels, ParamChunk, Portable, Shape};
+use rayon::prelude::*;
 
 pub use sparse::Isa;
 
@@ -107,9 +110,50 @@ impl Kernels for Fast {
         }
     }
 
+    fn dense_forward_activation(
+        &self,
+        s: Shape,
+        x: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        act: Activation,
+        z: &mut [f32],
+        a: &mut [f32],
+    ) {
+        self.dense_forward(s, x, w, bias, z);
+        let z = &*z;
+        by_rows(s.outputs, a, |rows, a| activation::forward(act, s.outputs, &z[rows], a));
+    }
+
+    fn dense_backward_input_activation(
+        &self,
+        s: Shape,
+        dy: &[f32],
+        w: &[f32],
+        act: Activation,
+        z: &[f32],
+        a: &[f32],
+        dx: &mut [f32],
+    ) {
+        self.dense_backward_input(s, dy, w, dx);
+        by_rows(s.inputs, dx, |rows, dx| {
+            activation::backward_in_place(act, s.inputs, &z[rows.clone()], &a[rows], dx)
+        });
+    }
+
     fn update_params(&self, chunk: ParamChunk<'_>, update: &(dyn Fn(ParamChunk<'_>) + Sync)) {
         split_update(chunk, update)
     }
+}
+
+/// Rows of a batch per task of an elementwise pass.
+const ROWS_PER_PASS: usize = 32;
+
+/// Runs `f` on blocks of whole rows (`width` wide) of `out` on rayon's threads, with the
+/// block's range of indices into `out` (to slice the pass's other operands alike).
+fn by_rows(width: usize, out: &mut [f32], f: impl Fn(Range<usize>, &mut [f32]) + Sync) {
+    let block = ROWS_PER_PASS * width.max(1);
+    out.par_chunks_mut(block).enumerate().for_each(|(i, o)| f(i * block..i * block + o.len(), o));
 }
 
 /// Elements per task of the optimizer's pass: enough work (tens of µs with Adam) to
