@@ -18,7 +18,7 @@
 //!   loads of `B`, `MR` broadcasts of `A` and `MR · NR / LANES` FMAs.
 //!
 //! Tiles (`MR × NR`, chosen by measurement on a Sapphire Rapids core, see the README):
-//! AVX-512 12 × 32 (24 zmm accumulators), AVX2 + FMA 6 × 16 (12 ymm), the baseline 4 × 8
+//! AVX-512 14 × 32 (28 of the 32 zmm registers accumulate), AVX2 + FMA 6 × 16 (12 ymm), the baseline 4 × 8
 //! (plain arithmetic on `[f32; 4]`, which LLVM maps onto SSE). Narrow products (`n` at most
 //! one vector, such as the 10-class output layer) use a one-vector-wide tile with more rows
 //! instead, so no FMA lanes are wasted on padding beyond the one vector.
@@ -35,9 +35,10 @@ use rayon::prelude::*;
 
 use super::Isa;
 
-/// Steps of `k` per block: an `MR × KC` panel of `A` (12 KiB for AVX-512's 12 rows) stays in
-/// L1 while the `B` panels stream past it.
-const KC: usize = 256;
+/// Most steps of `k` per block (blocks are evened out: 784 = 2 × 392): an `MR × kc` panel
+/// of `A` (at most 28 KiB for AVX-512's 14 rows) stays in L1 while the `B` panels stream past
+/// it. Measured: 256 to 800 within noise on the MLP's shapes.
+const KC: usize = 512;
 
 /// The largest tile (`MR · NR`) of any variant: the size of the edge-tile buffer.
 const MAX_TILE: usize = 32 * 32;
@@ -80,7 +81,7 @@ struct Tile {
 fn tile(isa: Isa, n: usize) -> Tile {
     match isa {
         Isa::Avx512 if n <= 16 => Tile { mr: 24, nr: 16 },
-        Isa::Avx512 => Tile { mr: 12, nr: 32 },
+        Isa::Avx512 => Tile { mr: 14, nr: 32 },
         Isa::Avx2Fma if n <= 8 => Tile { mr: 12, nr: 8 },
         Isa::Avx2Fma => Tile { mr: 6, nr: 16 },
         Isa::Baseline => Tile { mr: 4, nr: 8 },
@@ -137,23 +138,43 @@ pub fn gemm(isa: Isa, m: usize, k: usize, n: usize, a: Mat<'_>, b: Mat<'_>, init
     }
     let t = tile(isa, n);
     let panels = n.div_ceil(t.nr);
+    // With few rows of A, each panel of B is used once or twice: reading B in place (when
+    // its rows are contiguous) saves a copy as large as the product (the weight gradient of a
+    // narrow layer: 10 × 256 outputs, 256 × 256 values of X). Only a ragged last panel is
+    // packed then.
+    let b_direct = b.cs == 1 && m <= 2 * t.mr;
+    // Threads only for products worth waking them for (at least MIN_TASK_MACS each).
+    let tasks = rayon::current_num_threads().min(m.div_ceil(t.mr)).min((m * n * k / MIN_TASK_MACS).max(1));
+    // Rows per task: whole tiles, at most 256 so a task's slice of C stays in L2.
+    let mc = (m.div_ceil(tasks.max(1)).div_ceil(t.mr).max(1) * t.mr).min(256usize.div_ceil(t.mr) * t.mr);
     with_scratch(&PACKED_B, panels * k * t.nr, |bp| {
-        bp.par_chunks_mut(k * t.nr).enumerate().for_each(|(jp, panel)| pack_b(b, n, jp * t.nr, t.nr, panel));
-        let bp = &*bp;
-        // One block of rows per thread (whole tiles), or more when the blocks would be large.
-        let threads = rayon::current_num_threads().max(1);
-        let mc = m.div_ceil(threads).div_ceil(t.mr).max(1) * t.mr;
-        let mc = mc.min(256usize.div_ceil(t.mr) * t.mr);
-        c.par_chunks_mut(mc * n).enumerate().for_each(|(blk, cb)| {
+        let pack = |(jp, panel): (usize, &mut [f32])| {
+            if !b_direct || (jp + 1) * t.nr > n {
+                pack_b(b, n, jp * t.nr, t.nr, panel)
+            }
+        };
+        let task = |(blk, cb): (usize, &mut [f32]), bp: &[f32]| {
             let rows = cb.len() / n;
             let a = Mat { data: &a.data[blk * mc * a.rs..], ..a };
             with_scratch(&PACKED_A, rows.div_ceil(t.mr) * t.mr * k, |ap| {
-                let job = Job { rows, k, n, a, bp, init, ap, c: cb };
-                dispatch(isa, t, job);
+                dispatch(isa, t, Job { rows, k, n, a, b, b_direct, bp, init, ap, c: cb })
             })
-        });
+        };
+        if tasks <= 1 {
+            bp.chunks_mut(k * t.nr).enumerate().for_each(pack);
+            c.chunks_mut(mc * n).enumerate().for_each(|blk| task(blk, bp));
+        } else {
+            bp.par_chunks_mut(k * t.nr).enumerate().for_each(pack);
+            let bp = &*bp;
+            c.par_chunks_mut(mc * n).enumerate().for_each(|blk| task(blk, bp));
+        }
     });
 }
+
+/// Multiply-adds below which a product runs on the calling thread alone (about 15 µs on one
+/// AVX-512 core): waking a pool thread and splitting costs more than it saves (measured: the
+/// 256 × 256 × 10 forward took 21 µs on one thread, 42 µs split over two).
+const MIN_TASK_MACS: usize = 1 << 20;
 
 /// One task's share of the product: `rows` rows of `A` and `C`.
 struct Job<'a> {
@@ -161,6 +182,10 @@ struct Job<'a> {
     k: usize,
     n: usize,
     a: Mat<'a>,
+    /// `B` itself, read in place when `b_direct` (except a ragged last panel).
+    b: Mat<'a>,
+    b_direct: bool,
+    /// `B` packed into panels.
     bp: &'a [f32],
     init: Init<'a>,
     ap: &'a mut [f32],
@@ -259,9 +284,9 @@ fn strided_pack(at: impl Fn(usize, usize) -> f32, count: usize, width: usize, ds
 /// The CPU has `S`'s instruction set.
 #[inline(always)]
 unsafe fn run<S: Simd, const MR: usize, const NV: usize>(job: Job<'_>) {
-    let Job { rows, k, n, a, bp, init, ap, c } = job;
+    let Job { rows, k, n, a, b, b_direct, bp, init, ap, c } = job;
     let nr = NV * S::LANES;
-    assert!(a.fits(rows, k) && ap.len() >= rows.div_ceil(MR) * MR * k);
+    assert!(a.fits(rows, k) && ap.len() >= rows.div_ceil(MR) * MR * k && b.fits(k, n));
     assert!(bp.len() >= n.div_ceil(nr) * nr * k && c.len() == rows * n && nr * MR <= MAX_TILE);
     let direct = |i0: usize| a.cs == 1 && i0 + MR <= rows;
     for i0 in (0..rows).step_by(MR) {
@@ -271,8 +296,9 @@ unsafe fn run<S: Simd, const MR: usize, const NV: usize>(job: Job<'_>) {
     }
     let mut edge = [0.0f32; MAX_TILE];
     let mut bias_edge = [0.0f32; 64];
-    for p0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - p0);
+    let kc_even = k.div_ceil(k.div_ceil(KC));
+    for p0 in (0..k).step_by(kc_even) {
+        let kc = kc_even.min(k - p0);
         for i0 in (0..rows).step_by(MR) {
             let h = MR.min(rows - i0);
             // Element (i, p) of the panel is at `i · ars + p · aks` from `a_panel`.
@@ -283,7 +309,12 @@ unsafe fn run<S: Simd, const MR: usize, const NV: usize>(job: Job<'_>) {
             };
             for j0 in (0..n).step_by(nr) {
                 let w = nr.min(n - j0);
-                let b_panel = &bp[j0 * k + p0 * nr..][..kc * nr];
+                // Row p of the B panel is the nr values at `p · bks` from `b_panel`.
+                let (b_panel, bks) = if b_direct && w == nr {
+                    (&b.data[p0 * b.rs + j0..], b.rs)
+                } else {
+                    (&bp[j0 * k + p0 * nr..][..kc * nr], nr)
+                };
                 // Where the accumulators start: bias or zero on the first block of k,
                 // C afterwards. A ragged tile goes through `edge`.
                 let from = if p0 > 0 {
@@ -299,11 +330,13 @@ unsafe fn run<S: Simd, const MR: usize, const NV: usize>(job: Job<'_>) {
                     }
                 };
                 let c_tile = &mut c[i0 * n + j0..];
-                let (a, b) = (a_panel.as_ptr(), b_panel.as_ptr());
+                let (a, bk) = (a_panel.as_ptr(), b_panel.as_ptr());
                 // For both calls below: the caller guarantees the instruction set; `a_panel`
                 // holds the panel's elements (i, p) for i < MR, p < kc at i · ars + p · aks
                 // (a packed panel has kc · MR values; in place, row i0 + MR - 1 < rows and
-                // `a` fits rows × k, asserted); the B panel holds kc · nr values; a bias row
+                // `a` fits rows × k, asserted); `b_panel` holds rows p < kc of nr values at
+                // p · bks (packed: kc · nr values; in place: j0 + nr ≤ n, p0 + kc ≤ k and `b`
+                // fits k × n, asserted); a bias row
                 // holds nr values (bias[j0..j0 + nr] or `bias_edge`, 64 ≥ nr).
                 if h == MR && w == nr {
                     let c = c_tile.as_mut_ptr();
@@ -311,9 +344,9 @@ unsafe fn run<S: Simd, const MR: usize, const NV: usize>(job: Job<'_>) {
                     // inside `c` (i0 + MR ≤ rows, j0 + nr ≤ n).
                     unsafe {
                         if aks == 1 {
-                            micro::<S, MR, NV>(kc, a, ars, 1, b, from, c, n)
+                            micro::<S, MR, NV>(kc, a, ars, 1, bk, bks, from, c, n)
                         } else {
-                            micro::<S, MR, NV>(kc, a, 1, MR, b, from, c, n)
+                            micro::<S, MR, NV>(kc, a, 1, MR, bk, bks, from, c, n)
                         }
                     }
                 } else {
@@ -324,12 +357,19 @@ unsafe fn run<S: Simd, const MR: usize, const NV: usize>(job: Job<'_>) {
                     }
                     let e = edge.as_mut_ptr();
                     // SAFETY: see above; the tile goes through `edge` (MR · nr ≤ MAX_TILE,
-                    // asserted) at stride nr.
+                    // asserted) at stride nr. A shorter tile (4 or 8 ≤ MR rows) reads and
+                    // writes a subset of what the MR-row tile would.
+                    // A ragged panel of h < MR rows (always packed) runs a shorter tile
+                    // when it can: the same arithmetic per element, less wasted on padding.
                     unsafe {
                         if aks == 1 {
-                            micro::<S, MR, NV>(kc, a, ars, 1, b, from, e, nr)
+                            micro::<S, MR, NV>(kc, a, ars, 1, bk, bks, from, e, nr)
+                        } else if h <= 4 && MR >= 4 {
+                            micro::<S, 4, NV>(kc, a, 1, MR, bk, bks, from, e, nr)
+                        } else if h <= 8 && MR >= 8 {
+                            micro::<S, 8, NV>(kc, a, 1, MR, bk, bks, from, e, nr)
                         } else {
-                            micro::<S, MR, NV>(kc, a, 1, MR, b, from, e, nr)
+                            micro::<S, MR, NV>(kc, a, 1, MR, bk, bks, from, e, nr)
                         }
                     }
                     for i in 0..h {
@@ -354,7 +394,7 @@ enum Start {
 
 /// The register-tiled micro-kernel: `C[MR × NR] = start + Σ_p A[·][p] ⊗ B[p][·]` over `kc`
 /// steps, with `NR = NV · LANES`, `A[i][p]` at `a + i · ars + p · aks` and `B[p]` the `NR`
-/// values at `b + p · NR`.
+/// values at `b + p · bks`.
 ///
 /// # Safety
 /// The CPU has `S`'s instruction set; `a` and `b` address readable values as above for
@@ -368,11 +408,11 @@ unsafe fn micro<S: Simd, const MR: usize, const NV: usize>(
     ars: usize,
     aks: usize,
     b: *const f32,
+    bks: usize,
     from: Start,
     c: *mut f32,
     ldc: usize,
 ) {
-    let nr = NV * S::LANES;
     // SAFETY: every access below is within the ranges the caller guarantees.
     unsafe {
         let mut acc = [[S::zero(); NV]; MR];
@@ -391,7 +431,7 @@ unsafe fn micro<S: Simd, const MR: usize, const NV: usize>(
             }
         }
         for p in 0..kc {
-            let bv: [S::V; NV] = std::array::from_fn(|v| S::load(b.add(p * nr + v * S::LANES)));
+            let bv: [S::V; NV] = std::array::from_fn(|v| S::load(b.add(p * bks + v * S::LANES)));
             let ap = a.add(p * aks);
             for (i, acc) in acc.iter_mut().enumerate() {
                 let av = S::splat(*ap.add(i * ars));
@@ -534,11 +574,11 @@ mod x86 {
         }
     }
 
-    /// The 12 × 32 AVX-512 tile.
+    /// The 14 × 32 AVX-512 tile.
     #[target_feature(enable = "avx512f")]
     pub(super) fn run_avx512(job: Job<'_>) {
         // SAFETY: this function only runs with AVX-512F enabled.
-        unsafe { run::<Avx512, 12, 2>(job) }
+        unsafe { run::<Avx512, 14, 2>(job) }
     }
 
     /// The 24 × 16 AVX-512 tile for products at most 16 columns wide.
