@@ -1,25 +1,29 @@
 //! Criterion benches of the CPU paths, in samples per second:
 //!
 //! - `f32_inference`: the tutorial model 784-256-10 (`mlp::Model::forward`) with
-//!   `mlp::Portable`, `host::kernels::Gemm` (matrixmultiply's SGEMM alone) and
+//!   `mlp::Portable`, `host::kernels::Gemm` (our packed SGEMM alone) and
 //!   `host::kernels::Fast` (what the host uses: GEMV, zero-skipping or SGEMM per product), at
 //!   batch 1 and 10,000 (the MNIST test set).
-//! - `f32_products`: the first layer's forward and weight gradient alone (784→256, batch 256),
-//!   Gemm vs Fast.
+//! - `f32_products`: the first layer's forward and weight gradient alone (784→256, batch 256,
+//!   MNIST rows): `gemm` (ours), `matrixmultiply` (`host::kernels::Matrixmultiply`) and
+//!   `fast`. Names: `{forward,weight_gradient}/{gemm,matrixmultiply,fast}`.
+//! - `f32_gemm`: dense products (random values, batch 256) of the default recipe's layers
+//!   784→256, 512→256 and 256→10, ours against matrixmultiply. Names:
+//!   `{inputs}x{outputs}_{forward,weight_gradient,input_gradient}/{gemm,matrixmultiply}`.
 //! - `int8_inference`: the same model quantized to int8 (`mlp::int8::forward`) with
 //!   `mlp::int8::PortableInt8` and `host::kernels_int8::Int8Fast` (each vector path the CPU
 //!   has; on AVX-512 also the packed sparse VNNI kernel alone, `fast_avx512vnni_sparse`, what
 //!   CPUs without AMX run at 10,000), at batch 1 and 10,000 (input already quantized).
-//! - `training`: one `mlp::Trainer::step` (Adam, cross-entropy) at batch 256, Portable, Gemm
-//!   and Fast.
+//! - `training`: one `mlp::Trainer::step` (Adam, cross-entropy) at batch 256, Portable, Gemm,
+//!   Matrixmultiply and Fast.
 //! - `epoch`: one epoch of the tutorial recipe through `host::train::train` (Fast, batch 256,
 //!   60,000 samples, no evaluation).
 //!
 //! `cargo bench -p benches` (synthetic data) or `MNIST_DIR=../shared/data/mnist cargo bench
-//! -p benches`; one group: `cargo bench -p benches -- int8_inference`. `Gemm` runs on
-//! `matrixmultiply`'s threads (`MATMUL_NUM_THREADS`), `Fast` on those and rayon's
-//! (`RAYON_NUM_THREADS`), and `Int8Fast` on rayon's threads for
-//! large products; `Portable` and `PortableInt8` are single-threaded.
+//! -p benches`; one group: `cargo bench -p benches -- int8_inference`. `Gemm`, `Fast` and
+//! `Int8Fast` run on rayon's threads (`RAYON_NUM_THREADS`), `Matrixmultiply` on its own
+//! (`MATMUL_NUM_THREADS`); `Portable` and `PortableInt8` are single-threaded. Compare
+//! kernels with `RAYON_NUM_THREADS=1 MATMUL_NUM_THREADS=1`.
 
 use std::hint::black_box;
 use std::ops::ControlFlow;
@@ -218,7 +222,8 @@ fn training(c: &mut Criterion) {
     configure(&mut group, 1, 4);
     group.throughput(Throughput::Elements(TRAIN_BATCH as u64));
     let (gemm, fast) = (Gemm::new(), Fast::new());
-    let variants: [(&str, &dyn Kernels); 3] = [("portable", &Portable), ("gemm", &gemm), ("fast", &fast)];
+    let variants: [(&str, &dyn Kernels); 4] =
+        [("portable", &Portable), ("gemm", &gemm), ("matrixmultiply", &Matrixmultiply), ("fast", &fast)];
     for (name, kernels) in variants {
         let mut params = he_params(&t);
         let mut grads = vec![0.0; t.param_len()];
