@@ -1,5 +1,6 @@
 //! The host's SGEMM kernels against core's portable reference, on random and ragged shapes.
 
+use host::kernels::gemm::{gemm, Init, Mat};
 use host::kernels::{Fast, Gemm, Isa, Matrixmultiply};
 use mlp::{Kernels, Portable, Rng, Shape};
 
@@ -219,7 +220,10 @@ fn our_gemm_propagates_nan_in_every_product() {
 #[test]
 fn our_gemm_does_not_depend_on_the_thread_count() {
     let mut rng = Rng::new(14);
-    let shapes = [(256, 784, 256), (97, 300, 10), (64, 33, 130), (300, 17, 5)];
+    // Large enough to be split over threads (at least 1 M multiply-adds), ragged, narrow, and
+    // small ones that run on one thread.
+    let shapes =
+        [(256, 784, 256), (301, 100, 70), (1000, 300, 10), (97, 300, 10), (64, 33, 130), (300, 17, 5)];
     for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
         let gemm = Gemm::with_isa(isa).expect("available");
         for (batch, inputs, outputs) in shapes {
@@ -242,6 +246,32 @@ fn our_gemm_does_not_depend_on_the_thread_count() {
             };
             assert_eq!(products(1), products(2), "{isa:?} {s:?}");
             assert_eq!(products(1), products(3), "{isa:?} {s:?}");
+        }
+    }
+}
+
+/// The SGEMM itself on operands that are neither row- nor column-contiguous (every other
+/// element), which the seam never passes but `gemm` accepts: the general-stride packing.
+#[test]
+fn our_gemm_handles_general_strides() {
+    let mut rng = Rng::new(15);
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+        for (m, k, n) in [(1, 1, 1), (13, 7, 40), (30, 50, 9), (29, 3, 33)] {
+            // A[i][p] at i·2k + p·2 (row-major), B[p][j] at p·2 + j·2k (column-major), both
+            // using every other element.
+            let a = random(2 * m * k, &mut rng);
+            let b = random(2 * k * n, &mut rng);
+            let bias = random(n, &mut rng);
+            let mut c = vec![f32::NAN; m * n];
+            let (am, bm) = (Mat { data: &a, rs: 2 * k, cs: 2 }, Mat { data: &b, rs: 2, cs: 2 * k });
+            gemm(isa, m, k, n, am, bm, Init::Bias(&bias), &mut c);
+            let expected: Vec<f32> = (0..m * n)
+                .map(|e| {
+                    let (i, j) = (e / n, e % n);
+                    bias[j] + (0..k).map(|p| a[i * 2 * k + 2 * p] * b[2 * p + j * 2 * k]).sum::<f32>()
+                })
+                .collect();
+            assert!(close(&c, &expected, k), "{isa:?} {m}x{k}x{n}");
         }
     }
 }

@@ -57,7 +57,8 @@ pub struct Mat<'a> {
 impl Mat<'_> {
     /// Whether every element of a `rows × cols` matrix lies inside `data`.
     fn fits(&self, rows: usize, cols: usize) -> bool {
-        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+        let last = || (rows - 1).checked_mul(self.rs)?.checked_add((cols - 1).checked_mul(self.cs)?);
+        rows == 0 || cols == 0 || last().is_some_and(|l| l < self.data.len())
     }
 }
 
@@ -118,9 +119,12 @@ fn with_scratch<R>(
 /// `rayon`'s threads.
 ///
 /// # Panics
-/// If an operand is too short for the shape (a bug in the caller: core checks every length).
+/// If an operand is too short for the shape (a bug in the caller: core checks every length),
+/// or this CPU lacks `isa`.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(isa: Isa, m: usize, k: usize, n: usize, a: Mat<'_>, b: Mat<'_>, init: Init<'_>, c: &mut [f32]) {
+    // The vector code below relies on this check (see `dispatch`).
+    assert!(isa.is_available(), "{isa:?} is not available on this CPU");
     assert!(a.fits(m, k) && b.fits(k, n) && c.len() >= m * n, "gemm operand too short");
     if let Init::Bias(bias) = init {
         assert!(bias.len() >= n, "gemm bias too short");
@@ -144,7 +148,9 @@ pub fn gemm(isa: Isa, m: usize, k: usize, n: usize, a: Mat<'_>, b: Mat<'_>, init
     // packed then.
     let b_direct = b.cs == 1 && m <= 2 * t.mr;
     // Threads only for products worth waking them for (at least MIN_TASK_MACS each).
-    let tasks = rayon::current_num_threads().min(m.div_ceil(t.mr)).min((m * n * k / MIN_TASK_MACS).max(1));
+    let tasks = rayon::current_num_threads()
+        .min(m.div_ceil(t.mr))
+        .min((m.saturating_mul(n).saturating_mul(k) / MIN_TASK_MACS).max(1));
     // Rows per task: whole tiles, at most 256 so a task's slice of C stays in L2.
     let mc = (m.div_ceil(tasks.max(1)).div_ceil(t.mr).max(1) * t.mr).min(256usize.div_ceil(t.mr) * t.mr);
     with_scratch(&PACKED_B, panels * k * t.nr, |bp| {
@@ -192,12 +198,13 @@ struct Job<'a> {
     c: &'a mut [f32],
 }
 
-/// Runs `job` with the micro-kernel of `isa` and `tile`.
+/// Runs `job` with the micro-kernel of `isa` and `tile`. Only called by [`gemm`], after its
+/// `is_available` assertion.
 fn dispatch(isa: Isa, tile: Tile, job: Job<'_>) {
     match (isa, tile.mr) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx512` is only used after `is_available` confirmed AVX-512F (see
-        // `Gemm::with_isa` and `Fast::with_isa`), which is all these functions need.
+        // SAFETY: `gemm` asserted `isa.is_available()`: the CPU has AVX-512F, which is all
+        // these functions need.
         (Isa::Avx512, 24) => unsafe { x86::run_avx512_narrow(job) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
