@@ -1,25 +1,29 @@
 //! Criterion benches of the CPU paths, in samples per second:
 //!
 //! - `f32_inference`: the tutorial model 784-256-10 (`mlp::Model::forward`) with
-//!   `mlp::Portable`, `host::kernels::Gemm` (matrixmultiply's SGEMM alone) and
+//!   `mlp::Portable`, `host::kernels::Gemm` (our packed SGEMM alone) and
 //!   `host::kernels::Fast` (what the host uses: GEMV, zero-skipping or SGEMM per product), at
 //!   batch 1 and 10,000 (the MNIST test set).
-//! - `f32_products`: the first layer's forward and weight gradient alone (784→256, batch 256),
-//!   Gemm vs Fast.
+//! - `f32_products`: the first layer's forward and weight gradient alone (784→256, batch 256,
+//!   MNIST rows): `gemm` (ours), `matrixmultiply` (`host::kernels::Matrixmultiply`) and
+//!   `fast`. Names: `{forward,weight_gradient}/{gemm,matrixmultiply,fast}`.
+//! - `f32_gemm`: dense products (random values, batch 256) of the default recipe's layers
+//!   784→256, 512→256 and 256→10, ours against matrixmultiply. Names:
+//!   `{inputs}x{outputs}_{forward,weight_gradient,input_gradient}/{gemm,matrixmultiply}`.
 //! - `int8_inference`: the same model quantized to int8 (`mlp::int8::forward`) with
 //!   `mlp::int8::PortableInt8` and `host::kernels_int8::Int8Fast` (each vector path the CPU
 //!   has; on AVX-512 also the packed sparse VNNI kernel alone, `fast_avx512vnni_sparse`, what
 //!   CPUs without AMX run at 10,000), at batch 1 and 10,000 (input already quantized).
-//! - `training`: one `mlp::Trainer::step` (Adam, cross-entropy) at batch 256, Portable, Gemm
-//!   and Fast.
+//! - `training`: one `mlp::Trainer::step` (Adam, cross-entropy) at batch 256, Portable, Gemm,
+//!   Matrixmultiply and Fast.
 //! - `epoch`: one epoch of the tutorial recipe through `host::train::train` (Fast, batch 256,
 //!   60,000 samples, no evaluation).
 //!
 //! `cargo bench -p benches` (synthetic data) or `MNIST_DIR=../shared/data/mnist cargo bench
-//! -p benches`; one group: `cargo bench -p benches -- int8_inference`. `Gemm` runs on
-//! `matrixmultiply`'s threads (`MATMUL_NUM_THREADS`), `Fast` on those and rayon's
-//! (`RAYON_NUM_THREADS`), and `Int8Fast` on rayon's threads for
-//! large products; `Portable` and `PortableInt8` are single-threaded.
+//! -p benches`; one group: `cargo bench -p benches -- int8_inference`. `Gemm`, `Fast` and
+//! `Int8Fast` run on rayon's threads (`RAYON_NUM_THREADS`), `Matrixmultiply` on its own
+//! (`MATMUL_NUM_THREADS`); `Portable` and `PortableInt8` are single-threaded. Compare
+//! kernels with `RAYON_NUM_THREADS=1 MATMUL_NUM_THREADS=1`.
 
 use std::hint::black_box;
 use std::ops::ControlFlow;
@@ -32,7 +36,7 @@ use benches::{
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use host::kernels::{Fast, Gemm};
+use host::kernels::{Fast, Gemm, Matrixmultiply};
 use host::kernels_int8::{Int8Fast, Int8Path, Int8Strategy};
 use host::train::{RunData, RunOptions, TrainSettings};
 use mlp::int8::{self, Int8Kernels, Int8Model, PortableInt8};
@@ -74,8 +78,8 @@ fn f32_inference(c: &mut Criterion) {
     let input = scaled_f32(&data().test, TEST_SAMPLES);
     let mut group = c.benchmark_group("f32_inference");
     configure(&mut group, 1, 3);
-    let fast = Fast::new();
-    let variants: [(&str, &dyn Kernels); 3] = [("portable", &Portable), ("gemm", &Gemm), ("fast", &fast)];
+    let (gemm, fast) = (Gemm::new(), Fast::new());
+    let variants: [(&str, &dyn Kernels); 3] = [("portable", &Portable), ("gemm", &gemm), ("fast", &fast)];
     for batch in INFER_BATCHES {
         big_batch(&mut group, batch, 5);
         group.throughput(Throughput::Elements(batch as u64));
@@ -156,8 +160,9 @@ fn f32_products(c: &mut Criterion) {
     let mut group = c.benchmark_group("f32_products");
     configure(&mut group, 1, 3);
     group.throughput(Throughput::Elements(batch as u64));
-    let fast = Fast::new();
-    let variants: [(&str, &dyn Kernels); 2] = [("gemm", &Gemm), ("fast", &fast)];
+    let (gemm, fast) = (Gemm::new(), Fast::new());
+    let variants: [(&str, &dyn Kernels); 3] =
+        [("gemm", &gemm), ("matrixmultiply", &Matrixmultiply), ("fast", &fast)];
     for (name, kernels) in variants {
         group.bench_function(BenchmarkId::new("forward", name), |b| {
             b.iter(|| kernels.dense_forward(s, black_box(&x), &w, &bias, &mut y))
@@ -165,6 +170,45 @@ fn f32_products(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("weight_gradient", name), |b| {
             b.iter(|| kernels.dense_backward_params(s, black_box(&x), &dy, &mut dw, &mut db))
         });
+    }
+    group.finish();
+}
+
+/// Dense products of the default recipe's shapes (batch 256, random dense values), our SGEMM
+/// (`gemm`) against matrixmultiply's: each layer's forward, weight gradient and input
+/// gradient. Names: `{inputs}x{outputs}_{forward,weight_gradient,input_gradient}/{gemm,
+/// matrixmultiply}`.
+fn f32_gemm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("f32_gemm");
+    configure(&mut group, 1, 2);
+    group.throughput(Throughput::Elements(TRAIN_BATCH as u64));
+    let gemm = Gemm::new();
+    let variants: [(&str, &dyn Kernels); 2] = [("gemm", &gemm), ("matrixmultiply", &Matrixmultiply)];
+    let mut rng = Rng::new(6);
+    for (inputs, outputs) in [(784, 256), (512, 256), (256, 10)] {
+        let batch = TRAIN_BATCH;
+        let s = Shape { batch, inputs, outputs };
+        let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform_in(-1.0, 1.0)).collect() };
+        let (x, w, dy, bias) =
+            (random(batch * inputs), random(inputs * outputs), random(batch * outputs), random(outputs));
+        let (mut y, mut dx, mut dw, mut db) = (
+            vec![0.0; batch * outputs],
+            vec![0.0; batch * inputs],
+            vec![0.0; inputs * outputs],
+            vec![0.0; outputs],
+        );
+        for (name, kernels) in variants {
+            group.bench_function(BenchmarkId::new(format!("{inputs}x{outputs}_forward"), name), |b| {
+                b.iter(|| kernels.dense_forward(s, black_box(&x), &w, &bias, &mut y))
+            });
+            group
+                .bench_function(BenchmarkId::new(format!("{inputs}x{outputs}_weight_gradient"), name), |b| {
+                    b.iter(|| kernels.dense_backward_params(s, black_box(&x), &dy, &mut dw, &mut db))
+                });
+            group.bench_function(BenchmarkId::new(format!("{inputs}x{outputs}_input_gradient"), name), |b| {
+                b.iter(|| kernels.dense_backward_input(s, black_box(&dy), &w, &mut dx))
+            });
+        }
     }
     group.finish();
 }
@@ -177,8 +221,9 @@ fn training(c: &mut Criterion) {
     let mut group = c.benchmark_group("training");
     configure(&mut group, 1, 4);
     group.throughput(Throughput::Elements(TRAIN_BATCH as u64));
-    let fast = Fast::new();
-    let variants: [(&str, &dyn Kernels); 3] = [("portable", &Portable), ("gemm", &Gemm), ("fast", &fast)];
+    let (gemm, fast) = (Gemm::new(), Fast::new());
+    let variants: [(&str, &dyn Kernels); 4] =
+        [("portable", &Portable), ("gemm", &gemm), ("matrixmultiply", &Matrixmultiply), ("fast", &fast)];
     for (name, kernels) in variants {
         let mut params = he_params(&t);
         let mut grads = vec![0.0; t.param_len()];
@@ -231,5 +276,5 @@ fn epoch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, f32_inference, f32_products, int8_inference, training, epoch);
+criterion_group!(benches, f32_inference, f32_products, f32_gemm, int8_inference, training, epoch);
 criterion_main!(benches);

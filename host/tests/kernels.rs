@@ -1,6 +1,7 @@
 //! The host's SGEMM kernels against core's portable reference, on random and ragged shapes.
 
-use host::kernels::{Fast, Gemm, Isa};
+use host::kernels::gemm::{gemm, Init, Mat};
+use host::kernels::{Fast, Gemm, Isa, Matrixmultiply};
 use mlp::{Kernels, Portable, Rng, Shape};
 
 fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
@@ -16,6 +17,18 @@ fn close(a: &[f32], b: &[f32], k: usize) -> bool {
 
 #[test]
 fn gemm_agrees_with_portable_on_many_shapes() {
+    let gemms: Vec<Box<dyn Kernels>> = Isa::ALL
+        .into_iter()
+        .filter_map(Gemm::with_isa)
+        .map(|g| Box::new(g) as Box<dyn Kernels>)
+        .chain([Box::new(Matrixmultiply) as Box<dyn Kernels>])
+        .collect();
+    for gemm in &gemms {
+        agrees_on_many_shapes(gemm.as_ref());
+    }
+}
+
+fn agrees_on_many_shapes(gemm: &dyn Kernels) {
     let mut rng = Rng::new(11);
     let dims = [1usize, 2, 3, 7, 8, 15, 16, 17, 33, 64, 100];
     for (i, &batch) in dims.iter().enumerate() {
@@ -28,16 +41,16 @@ fn gemm_agrees_with_portable_on_many_shapes() {
                 let dy = random(batch * outputs, &mut rng);
                 let (mut y1, mut y2) = (vec![f32::NAN; batch * outputs], vec![f32::NAN; batch * outputs]);
                 Portable.dense_forward(s, &x, &w, &b, &mut y1);
-                Gemm.dense_forward(s, &x, &w, &b, &mut y2);
+                gemm.dense_forward(s, &x, &w, &b, &mut y2);
                 assert!(close(&y1, &y2, inputs), "forward {s:?}");
                 let (mut dx1, mut dx2) = (vec![f32::NAN; batch * inputs], vec![f32::NAN; batch * inputs]);
                 Portable.dense_backward_input(s, &dy, &w, &mut dx1);
-                Gemm.dense_backward_input(s, &dy, &w, &mut dx2);
+                gemm.dense_backward_input(s, &dy, &w, &mut dx2);
                 assert!(close(&dx1, &dx2, outputs), "backward input {s:?}");
                 let (mut dw1, mut dw2) = (vec![f32::NAN; outputs * inputs], vec![f32::NAN; outputs * inputs]);
                 let (mut db1, mut db2) = (vec![f32::NAN; outputs], vec![f32::NAN; outputs]);
                 Portable.dense_backward_params(s, &x, &dy, &mut dw1, &mut db1);
-                Gemm.dense_backward_params(s, &x, &dy, &mut dw2, &mut db2);
+                gemm.dense_backward_params(s, &x, &dy, &mut dw2, &mut db2);
                 assert!(close(&dw1, &dw2, batch) && close(&db1, &db2, batch), "backward params {s:?}");
             }
         }
@@ -122,6 +135,143 @@ fn fast_propagates_nan_inputs_like_the_dense_product() {
         Fast::with_isa(isa).expect("available").dense_forward(s, &x, &w, &vec![0.0; s.outputs], &mut y);
         for (b, row) in y.chunks(s.outputs).enumerate() {
             assert_eq!(row.iter().all(|v| v.is_nan()), b == 5, "{isa:?} row {b}");
+        }
+    }
+}
+
+/// Random ragged shapes (1..100 in each dimension, rarely a whole number of vectors) and the
+/// edge cases (k = 0, one row, one column) on every instruction set of our SGEMM.
+#[test]
+fn our_gemm_agrees_with_portable_on_random_ragged_shapes_for_every_isa() {
+    let mut rng = Rng::new(13);
+    let dim = |rng: &mut Rng| 1 + (rng.uniform_in(0.0, 1.0) * 99.0) as usize;
+    let mut shapes: Vec<Shape> = (0..60)
+        .map(|_| Shape { batch: dim(&mut rng), inputs: dim(&mut rng), outputs: dim(&mut rng) })
+        .collect();
+    shapes.extend([
+        Shape { batch: 1, inputs: 1, outputs: 1 },
+        Shape { batch: 300, inputs: 600, outputs: 10 },
+        Shape { batch: 37, inputs: 520, outputs: 33 },
+        Shape { batch: 0, inputs: 3, outputs: 4 },
+    ]);
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+        let gemm = Gemm::with_isa(isa).expect("available");
+        assert_eq!(gemm.isa(), isa);
+        for &s in &shapes {
+            let x = random(s.batch * s.inputs, &mut rng);
+            if let Err(what) = agrees(&gemm, s, &x, &mut rng) {
+                panic!("{isa:?}: {what}");
+            }
+        }
+    }
+}
+
+/// Empty sums (k = 0): the forward of a layer without inputs is its bias, the input gradient
+/// of a layer without outputs is zero (Portable cannot run these shapes).
+#[test]
+fn our_gemm_handles_empty_sums() {
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+        let gemm = Gemm::with_isa(isa).expect("available");
+        let s = Shape { batch: 5, inputs: 0, outputs: 7 };
+        let bias: Vec<f32> = (0..7).map(|o| o as f32).collect();
+        let mut y = vec![f32::NAN; 5 * 7];
+        gemm.dense_forward(s, &[], &[], &bias, &mut y);
+        assert!(y.chunks(7).all(|r| r == bias), "{isa:?}");
+        let s = Shape { batch: 5, inputs: 9, outputs: 0 };
+        let mut dx = vec![f32::NAN; 5 * 9];
+        gemm.dense_backward_input(s, &[], &[], &mut dx);
+        assert!(dx.iter().all(|&v| v == 0.0), "{isa:?}");
+    }
+}
+
+#[test]
+fn our_gemm_propagates_nan_in_every_product() {
+    let s = Shape { batch: 30, inputs: 40, outputs: 20 };
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+        let gemm = Gemm::with_isa(isa).expect("available");
+        let mut x = vec![0.5; s.batch * s.inputs];
+        x[13 * s.inputs + 33] = f32::NAN;
+        let w = vec![0.25; s.outputs * s.inputs];
+        let mut y = vec![0.0; s.batch * s.outputs];
+        gemm.dense_forward(s, &x, &w, &vec![0.0; s.outputs], &mut y);
+        for (b, row) in y.chunks(s.outputs).enumerate() {
+            assert_eq!(row.iter().all(|v| v.is_nan()), b == 13, "{isa:?} forward row {b}");
+            assert!(row.iter().all(|v| v.is_nan()) || row.iter().all(|v| v.is_finite()));
+        }
+        // A NaN gradient of sample 4, output 17 reaches every input of sample 4 (dX) and every
+        // weight of output 17 (dW).
+        let mut dy = vec![0.5; s.batch * s.outputs];
+        dy[4 * s.outputs + 17] = f32::NAN;
+        let mut dx = vec![0.0; s.batch * s.inputs];
+        gemm.dense_backward_input(s, &dy, &w, &mut dx);
+        for (b, row) in dx.chunks(s.inputs).enumerate() {
+            assert!(row.iter().all(|v| v.is_nan() == (b == 4)), "{isa:?} dx row {b}");
+        }
+        let (mut dw, mut db) = (vec![0.0; s.outputs * s.inputs], vec![0.0; s.outputs]);
+        x[13 * s.inputs + 33] = 0.5;
+        gemm.dense_backward_params(s, &x, &dy, &mut dw, &mut db);
+        for (o, row) in dw.chunks(s.inputs).enumerate() {
+            assert!(row.iter().all(|v| v.is_nan() == (o == 17)), "{isa:?} dw row {o}");
+        }
+    }
+}
+
+/// Every output is computed by one task in a fixed order: 1 and 2 threads give the same bits.
+#[test]
+fn our_gemm_does_not_depend_on_the_thread_count() {
+    let mut rng = Rng::new(14);
+    // Large enough to be split over threads (at least 1 M multiply-adds), ragged, narrow, and
+    // small ones that run on one thread.
+    let shapes =
+        [(256, 784, 256), (301, 100, 70), (1000, 300, 10), (97, 300, 10), (64, 33, 130), (300, 17, 5)];
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+        let gemm = Gemm::with_isa(isa).expect("available");
+        for (batch, inputs, outputs) in shapes {
+            let s = Shape { batch, inputs, outputs };
+            let x = random(batch * inputs, &mut rng);
+            let w = random(outputs * inputs, &mut rng);
+            let b = random(outputs, &mut rng);
+            let dy = random(batch * outputs, &mut rng);
+            let products = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+                pool.install(|| {
+                    let mut y = vec![0.0; batch * outputs];
+                    let mut dx = vec![0.0; batch * inputs];
+                    let (mut dw, mut db) = (vec![0.0; outputs * inputs], vec![0.0; outputs]);
+                    gemm.dense_forward(s, &x, &w, &b, &mut y);
+                    gemm.dense_backward_input(s, &dy, &w, &mut dx);
+                    gemm.dense_backward_params(s, &x, &dy, &mut dw, &mut db);
+                    [y, dx, dw, db].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
+                })
+            };
+            assert_eq!(products(1), products(2), "{isa:?} {s:?}");
+            assert_eq!(products(1), products(3), "{isa:?} {s:?}");
+        }
+    }
+}
+
+/// The SGEMM itself on operands that are neither row- nor column-contiguous (every other
+/// element), which the seam never passes but `gemm` accepts: the general-stride packing.
+#[test]
+fn our_gemm_handles_general_strides() {
+    let mut rng = Rng::new(15);
+    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+        for (m, k, n) in [(1, 1, 1), (13, 7, 40), (30, 50, 9), (29, 3, 33)] {
+            // A[i][p] at i·2k + p·2 (row-major), B[p][j] at p·2 + j·2k (column-major), both
+            // using every other element.
+            let a = random(2 * m * k, &mut rng);
+            let b = random(2 * k * n, &mut rng);
+            let bias = random(n, &mut rng);
+            let mut c = vec![f32::NAN; m * n];
+            let (am, bm) = (Mat { data: &a, rs: 2 * k, cs: 2 }, Mat { data: &b, rs: 2, cs: 2 * k });
+            gemm(isa, m, k, n, am, bm, Init::Bias(&bias), &mut c);
+            let expected: Vec<f32> = (0..m * n)
+                .map(|e| {
+                    let (i, j) = (e / n, e % n);
+                    bias[j] + (0..k).map(|p| a[i * 2 * k + 2 * p] * b[2 * p + j * 2 * k]).sum::<f32>()
+                })
+                .collect();
+            assert!(close(&c, &expected, k), "{isa:?} {m}x{k}x{n}");
         }
     }
 }

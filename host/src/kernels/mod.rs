@@ -7,9 +7,10 @@
 //! - inputs that are mostly zeros (MNIST pixels, ReLU outputs; at most
 //!   [`SPARSE_MAX_DENSITY`] nonzero, estimated on the first rows): [`sparse`], which visits
 //!   only the nonzero inputs for `Y = X Wᵀ + b` and `dW = dYᵀ X`;
-//! - anything else: [`Gemm`], `matrixmultiply`'s packed, cache-blocked SGEMM (AVX-512/AVX2/
-//!   FMA chosen at run time, multithreaded with its `threading` feature;
-//!   `MATMUL_NUM_THREADS` sets the thread count).
+//! - anything else: [`Gemm`], our packed, cache-blocked SGEMM ([`gemm`]: AVX-512 and AVX2 +
+//!   FMA micro-kernels, bias add fused, a one-vector-wide tile for narrow layers), which
+//!   matches `matrixmultiply` ([`Matrixmultiply`], kept for comparison) on large products and
+//!   beats it on narrow and small ones (measured in the README and `benches/benches/cpu.rs`).
 //!
 //! The vector code is written once and compiled for AVX-512, AVX2 + FMA and the baseline,
 //! chosen at run time ([`Isa`]); threads come from rayon's pool (`RAYON_NUM_THREADS`), and
@@ -17,20 +18,74 @@
 //! thread count. Results differ from [`mlp::Portable`] only by summation order;
 //! `tests/kernels.rs` checks the agreement on random and ragged shapes for every [`Isa`].
 
+pub mod gemm;
 pub mod gemv;
 pub mod sparse;
 
 use std::ops::Range;
 
+use gemm::{Init, Mat};
 use mlp::{activation, Activation, Kernels, ParamChunk, Portable, Shape};
 use rayon::prelude::*;
 
 pub use sparse::Isa;
 
-/// The SGEMM-backed kernels alone (`matrixmultiply`): [`Fast`]'s dense fallback, kept as a
-/// type of its own so benches can compare the two.
+/// Our packed, cache-blocked SGEMM ([`gemm`]) alone, for every product: [`Fast`]'s dense
+/// path, kept as a type of its own so benches can compare it with the zero-skipping kernels
+/// and with [`Matrixmultiply`].
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm {
+    isa: Isa,
+}
+
+impl Default for Gemm {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Gemm {
+    /// The fastest instruction set this CPU supports.
+    pub fn new() -> Self {
+        Self { isa: Isa::best() }
+    }
+
+    /// A specific instruction set, or `None` when this CPU lacks it.
+    pub fn with_isa(isa: Isa) -> Option<Self> {
+        isa.is_available().then_some(Self { isa })
+    }
+
+    /// The instruction set in use.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+}
+
+impl Kernels for Gemm {
+    fn dense_forward(&self, s: Shape, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
+        // Y = X · Wᵀ + b; W is [out][in], so Wᵀ has strides (1, in).
+        let (x, wt) = (Mat { data: x, rs: s.inputs, cs: 1 }, Mat { data: w, rs: 1, cs: s.inputs });
+        gemm::gemm(self.isa, s.batch, s.inputs, s.outputs, x, wt, Init::Bias(bias), y);
+    }
+
+    fn dense_backward_input(&self, s: Shape, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+        // dX[B×I] = dY[B×O] · W[O×I].
+        let (dy, w) = (Mat { data: dy, rs: s.outputs, cs: 1 }, Mat { data: w, rs: s.inputs, cs: 1 });
+        gemm::gemm(self.isa, s.batch, s.outputs, s.inputs, dy, w, Init::Zero, dx);
+    }
+
+    fn dense_backward_params(&self, s: Shape, x: &[f32], dy: &[f32], dw: &mut [f32], dbias: &mut [f32]) {
+        // dW[O×I] = dYᵀ[O×B] · X[B×I]; dYᵀ is dY with strides (1, O).
+        let (dyt, x) = (Mat { data: dy, rs: 1, cs: s.outputs }, Mat { data: x, rs: s.inputs, cs: 1 });
+        gemm::gemm(self.isa, s.outputs, s.batch, s.inputs, dyt, x, Init::Zero, dw);
+        column_sums(s.outputs, dy, dbias);
+    }
+}
+
+/// `matrixmultiply`'s SGEMM (AVX-512/AVX2/FMA chosen at run time, on its own threads:
+/// `MATMUL_NUM_THREADS`), kept for comparison in benches and tests.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Gemm;
+pub struct Matrixmultiply;
 
 /// Below this batch size the products are per sample: packing and threading cost more than
 /// they save. Measured crossover on the 2-core AVX-512 machine: 784x256 forward at batch 1
@@ -71,6 +126,10 @@ impl Fast {
         self.isa
     }
 
+    fn gemm(&self) -> Gemm {
+        Gemm { isa: self.isa }
+    }
+
     fn sparse(&self, s: Shape, x: &[f32]) -> bool {
         s.outputs >= SPARSE_MIN_OUTPUTS && sparse::density(x, s.inputs, s.batch) <= SPARSE_MAX_DENSITY
     }
@@ -94,19 +153,19 @@ impl Kernels for Fast {
         } else if self.sparse(s, x) {
             sparse::forward(self.isa, s.inputs, s.outputs, x, w, bias, y);
         } else {
-            Gemm.dense_forward(s, x, w, bias, y);
+            self.gemm().dense_forward(s, x, w, bias, y);
         }
     }
 
     fn dense_backward_input(&self, s: Shape, dy: &[f32], w: &[f32], dx: &mut [f32]) {
-        Gemm.dense_backward_input(s, dy, w, dx)
+        self.gemm().dense_backward_input(s, dy, w, dx)
     }
 
     fn dense_backward_params(&self, s: Shape, x: &[f32], dy: &[f32], dw: &mut [f32], dbias: &mut [f32]) {
         if s.batch >= SMALL_BATCH && self.sparse(s, x) {
             sparse::backward_params(self.isa, s.inputs, s.outputs, x, dy, dw, dbias);
         } else {
-            Gemm.dense_backward_params(s, x, dy, dw, dbias);
+            self.gemm().dense_backward_params(s, x, dy, dw, dbias);
         }
     }
 
@@ -221,7 +280,7 @@ fn sgemm(
     }
 }
 
-impl Kernels for Gemm {
+impl Kernels for Matrixmultiply {
     fn dense_forward(&self, s: Shape, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
         if s.batch < SMALL_BATCH {
             return Portable.dense_forward(s, x, w, bias, y);
@@ -248,11 +307,16 @@ impl Kernels for Gemm {
         }
         // dW[O×I] = dYᵀ[O×B] · X[B×I]; dYᵀ is dY with strides (1, O).
         sgemm(s.outputs, s.batch, s.inputs, (dy, 1, s.outputs as isize), (x, s.inputs as isize, 1), 0.0, dw);
-        dbias.fill(0.0);
-        for row in dy.chunks_exact(s.outputs) {
-            for (d, &g) in dbias.iter_mut().zip(row) {
-                *d += g;
-            }
+        column_sums(s.outputs, dy, dbias);
+    }
+}
+
+/// `dbias[o] = Σ_b dy[b][o]`.
+fn column_sums(outputs: usize, dy: &[f32], dbias: &mut [f32]) {
+    dbias.fill(0.0);
+    for row in dy.chunks_exact(outputs.max(1)) {
+        for (d, &g) in dbias.iter_mut().zip(row) {
+            *d += g;
         }
     }
 }
