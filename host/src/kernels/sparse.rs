@@ -178,7 +178,7 @@ fn transpose_into(isa: Isa, src: &[f32], rows: usize, cols: usize, dst: &mut [f3
         let cn = block.len() / dst_stride;
         let mut r0 = 0;
         #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512 && cols < 1 << 24 {
+        if isa == Isa::Avx512 && cn <= B {
             // SAFETY: `Isa::Avx512` is only used after `is_available` confirmed AVX-512F;
             // the bounds it needs are checked inside.
             r0 = unsafe { x86::transpose_rows_avx512(src, rows, cols, c0, block, dst_stride) };
@@ -629,10 +629,41 @@ mod x86 {
         }
     }
 
-    /// Columns `c0 .. c0 + block.len() / dst_stride` of `src` (`rows × cols`) into the rows of
-    /// `block` (`dst[c][r] = src[r][c0 + c]`), 16 source rows at a time with one gather per
-    /// column. Returns the first source row it did not do (the last `rows % 16` are left to
-    /// the caller).
+    /// Transposes the 16 × 16 tile held in `r` (row `i` in `r[i]`) in registers: afterwards
+    /// `r[k]` holds column `k`. Four rounds of lane shuffles (32-bit pairs, 64-bit pairs,
+    /// 128-bit quarters twice), no memory traffic.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transpose16(r: &mut [__m512; 16]) {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        let pd = _mm512_castps_pd;
+        for i in 0..4 {
+            let (a, b, c, d) = (pd(t[4 * i]), pd(t[4 * i + 1]), pd(t[4 * i + 2]), pd(t[4 * i + 3]));
+            r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+            r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+            r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+            r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+        }
+        for h in [0, 8] {
+            for k in 0..4 {
+                t[h + k] = _mm512_shuffle_f32x4::<0x88>(r[h + k], r[h + k + 4]);
+                t[h + k + 4] = _mm512_shuffle_f32x4::<0xdd>(r[h + k], r[h + k + 4]);
+            }
+        }
+        for k in 0..8 {
+            r[k] = _mm512_shuffle_f32x4::<0x88>(t[k], t[k + 8]);
+            r[k + 8] = _mm512_shuffle_f32x4::<0xdd>(t[k], t[k + 8]);
+        }
+    }
+
+    /// Columns `c0 .. c0 + block.len() / dst_stride` (at most 16) of `src` (`rows × cols`)
+    /// into the rows of `block` (`dst[c][r] = src[r][c0 + c]`), one 16 × 16 tile at a time:
+    /// 16 (masked) row loads, an in-register transpose, and one store per column. Returns the
+    /// first source row it did not do (the last `rows % 16` are left to the caller).
     #[target_feature(enable = "avx512f")]
     pub(super) fn transpose_rows_avx512(
         src: &[f32],
@@ -644,38 +675,20 @@ mod x86 {
     ) -> usize {
         let cn = block.len() / dst_stride;
         let full = rows / LANES * LANES;
-        assert!(cols < 1 << 24 && c0 + cn <= cols && src.len() >= rows * cols && dst_stride >= rows);
-        let c = cols as i32;
-        let index = _mm512_setr_epi32(
-            0,
-            c,
-            2 * c,
-            3 * c,
-            4 * c,
-            5 * c,
-            6 * c,
-            7 * c,
-            8 * c,
-            9 * c,
-            10 * c,
-            11 * c,
-            12 * c,
-            13 * c,
-            14 * c,
-            15 * c,
-        );
+        assert!(cn <= LANES && c0 + cn <= cols && src.len() >= rows * cols && dst_stride >= rows);
+        let mask: __mmask16 = ((1u32 << cn) - 1) as __mmask16;
         for r0 in (0..full).step_by(LANES) {
-            for k in 0..cn {
-                // SAFETY: the gather reads src[(r0 + r) · cols + c0 + k] for r < 16: r0 + 15 <
-                // rows and c0 + k < cols, so every index is < rows · cols ≤ src.len(), and the
-                // byte offsets (< 2^24 · 16 · 4) fit the i32 indices. The store writes
-                // block[k · dst_stride + r0 .. + 16], inside `block` because r0 + 16 ≤ rows ≤
-                // dst_stride and k < cn.
-                unsafe {
-                    let base = src.as_ptr().add(r0 * cols + c0 + k);
-                    let v = _mm512_i32gather_ps::<4>(index, base.cast());
-                    _mm512_storeu_ps(block.as_mut_ptr().add(k * dst_stride + r0), v);
-                }
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, v) in r.iter_mut().enumerate() {
+                // SAFETY: the masked load reads src[(r0 + i) · cols + c0 + k] for k < cn only:
+                // r0 + i < rows and c0 + k < cols, so inside `src` (asserted).
+                *v = unsafe { _mm512_maskz_loadu_ps(mask, src.as_ptr().add((r0 + i) * cols + c0)) };
+            }
+            transpose16(&mut r);
+            for (k, v) in r.iter().take(cn).enumerate() {
+                // SAFETY: writes block[k · dst_stride + r0 .. + 16]: k < cn and
+                // r0 + 16 ≤ rows ≤ dst_stride, so inside `block`.
+                unsafe { _mm512_storeu_ps(block.as_mut_ptr().add(k * dst_stride + r0), *v) };
             }
         }
         full
@@ -773,5 +786,31 @@ mod x86 {
         idx: &mut [u32],
     ) {
         params_cols::<Avx2>(x, inputs, j0, dy, stride, dwt, idx, nonzeros_scalar)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_matches_scalar_on_ragged_shapes() {
+        for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+            for (rows, cols) in
+                [(1usize, 1usize), (3, 17), (16, 16), (17, 33), (32, 48), (47, 5), (64, 300), (256, 784)]
+            {
+                let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+                for dst_stride in [rows, rows.div_ceil(LANES) * LANES, rows + 3] {
+                    let mut dst = vec![f32::NAN; cols * dst_stride];
+                    transpose_into(isa, &src, rows, cols, &mut dst, dst_stride);
+                    for c in 0..cols {
+                        for r in 0..dst_stride {
+                            let want = if r < rows { src[r * cols + c] } else { 0.0 };
+                            assert_eq!(dst[c * dst_stride + r], want, "{isa:?} {rows}x{cols} [{c}][{r}]");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
