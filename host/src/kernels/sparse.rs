@@ -600,9 +600,17 @@ fn rows_in_l1(width: usize) -> usize {
 /// `out[r][..] += Σ_e a.val[e] · b[a.idx[e]][..]` over the entries `e` of each row `r` of
 /// `a`: for each panel of `b`, for each block of its rows that fits in L1, each row adds its
 /// entries in that block (its cursor in `cur` moves on from block to block). `out` has row
-/// stride `ostride ≥ b.stride`.
+/// stride `ostride ≥ b.stride`. With `overwrite`, the first block stores its sums instead
+/// of adding them (`out` need not be zeroed first).
 #[inline(always)]
-fn sparse_times_panels<S: Simd>(a: &SparseRows, b: Panels, out: &mut [f32], ostride: usize, cur: &mut [u32]) {
+fn sparse_times_panels<S: Simd>(
+    a: &SparseRows,
+    b: Panels,
+    out: &mut [f32],
+    ostride: usize,
+    cur: &mut [u32],
+    overwrite: bool,
+) {
     let rows = a.start.len();
     assert!(a.k == b.k && ostride >= b.stride && out.len() >= rows * ostride && cur.len() >= rows);
     for p in 0..b.count() {
@@ -613,7 +621,8 @@ fn sparse_times_panels<S: Simd>(a: &SparseRows, b: Panels, out: &mut [f32], ostr
             for k0 in (0..b.k).step_by(kb) {
                 let kend = (k0 + kb).min(b.k) as u32;
                 for (r, cur) in cur[..rows].iter_mut().enumerate() {
-                    *cur = panel_rows::<S, C>(a, *cur as usize, kend, panel, &mut out[r * ostride + o0..][..w]) as u32;
+                    let out = &mut out[r * ostride + o0..][..w];
+                    *cur = panel_rows::<S, C>(a, *cur as usize, kend, panel, out, overwrite && k0 == 0) as u32;
                 }
             }
         });
@@ -621,7 +630,8 @@ fn sparse_times_panels<S: Simd>(a: &SparseRows, b: Panels, out: &mut [f32], ostr
 }
 
 /// Adds the entries of one sparse row from `e` up to the first index `≥ kend` times their
-/// panel rows to `out` (`C` vectors); returns where it stopped.
+/// panel rows to `out` (`C` vectors), or stores the sum there (even an empty one) with
+/// `overwrite`; returns where it stopped.
 #[inline(always)]
 fn panel_rows<S: Simd, const C: usize>(
     a: &SparseRows,
@@ -629,6 +639,7 @@ fn panel_rows<S: Simd, const C: usize>(
     kend: u32,
     panel: &[f32],
     out: &mut [f32],
+    overwrite: bool,
 ) -> usize {
     assert!(out.len() == C * S::LANES && panel.len() == a.k * C * S::LANES && e < a.idx.len());
     // SAFETY: the caller's Isa guarantees the instruction set. Entries from `e` on are read
@@ -638,7 +649,7 @@ fn panel_rows<S: Simd, const C: usize>(
     // row `j · C·LANES .. + C·LANES` is inside `panel` (len k · C·LANES, asserted); `out`
     // holds C·LANES values (asserted).
     unsafe {
-        if *a.idx.get_unchecked(e) >= kend {
+        if *a.idx.get_unchecked(e) >= kend && !overwrite {
             return e;
         }
         let mut e = e;
@@ -658,7 +669,7 @@ fn panel_rows<S: Simd, const C: usize>(
         }
         for (c, acc) in acc.iter().enumerate() {
             let p = out.as_mut_ptr().add(c * S::LANES);
-            S::store(p, S::add(S::load(p), *acc));
+            S::store(p, if overwrite { *acc } else { S::add(S::load(p), *acc) });
         }
         e
     }
@@ -691,14 +702,14 @@ fn forward_rows<S: Simd>(
         for yr in y.chunks_exact_mut(outputs) {
             yr.copy_from_slice(&bias[..outputs]);
         }
-        sparse_times_panels::<S>(&a, wt, y, outputs, cur);
+        sparse_times_panels::<S>(&a, wt, y, outputs, cur, false);
     } else {
         let pad = &mut pad[..rows * stride];
         for yr in pad.chunks_exact_mut(stride) {
             yr[..outputs].copy_from_slice(&bias[..outputs]);
             yr[outputs..].fill(0.0);
         }
-        sparse_times_panels::<S>(&a, wt, pad, stride, cur);
+        sparse_times_panels::<S>(&a, wt, pad, stride, cur, false);
         for (yr, pr) in y.chunks_exact_mut(outputs).zip(pad.chunks_exact(stride)) {
             yr.copy_from_slice(&pr[..outputs]);
         }
@@ -728,8 +739,7 @@ fn params_cols<S: Simd>(
     let x = &x[..dy.k * inputs];
     let a =
         SparseRows::from_columns(isa, x, inputs, j0, cols, start, &mut idx[..entries], val, strip, nonzeros);
-    dwt.fill(0.0);
-    sparse_times_panels::<S>(&a, dy, dwt, dy.stride, cur);
+    sparse_times_panels::<S>(&a, dy, dwt, dy.stride, cur, true);
 }
 
 #[cfg(target_arch = "x86_64")]
