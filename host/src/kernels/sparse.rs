@@ -298,6 +298,12 @@ fn transpose_columns(
         // the bounds it needs are checked inside.
         r0 = unsafe { x86::transpose_rows_avx512(src, rows, cols, c0, block, dst_stride) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2Fma {
+        // SAFETY: `Isa::Avx2Fma` is only used after `is_available` confirmed AVX2; the
+        // bounds it needs are checked inside.
+        r0 = unsafe { x86::transpose_rows_avx2(src, rows, cols, c0, block, dst_stride) };
+    }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = isa;
     for r0 in (r0..rows).step_by(LANES) {
@@ -882,6 +888,65 @@ mod x86 {
                 // SAFETY: writes block[k · dst_stride + r0 .. + 16]: k < cn and
                 // r0 + 16 ≤ rows ≤ dst_stride, so inside `block`.
                 unsafe { _mm512_storeu_ps(block.as_mut_ptr().add(k * dst_stride + r0), *v) };
+            }
+        }
+        full
+    }
+
+    /// Transposes the 8 × 8 tile held in `r` in registers (`r[k]` then holds column `k`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn transpose8(r: &mut [__m256; 8]) {
+        let mut t = [_mm256_setzero_ps(); 8];
+        for i in 0..4 {
+            t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        let mut u = [_mm256_setzero_ps(); 8];
+        for h in [0, 4] {
+            u[h] = _mm256_shuffle_ps::<0x44>(t[h], t[h + 2]);
+            u[h + 1] = _mm256_shuffle_ps::<0xee>(t[h], t[h + 2]);
+            u[h + 2] = _mm256_shuffle_ps::<0x44>(t[h + 1], t[h + 3]);
+            u[h + 3] = _mm256_shuffle_ps::<0xee>(t[h + 1], t[h + 3]);
+        }
+        for k in 0..4 {
+            r[k] = _mm256_permute2f128_ps::<0x20>(u[k], u[k + 4]);
+            r[k + 4] = _mm256_permute2f128_ps::<0x31>(u[k], u[k + 4]);
+        }
+    }
+
+    /// [`transpose_rows_avx512`] with AVX2: 8 × 8 tiles (two per 16 columns), masked row
+    /// loads for fewer than 8 columns. Returns the first source row it did not do.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn transpose_rows_avx2(
+        src: &[f32],
+        rows: usize,
+        cols: usize,
+        c0: usize,
+        block: &mut [f32],
+        dst_stride: usize,
+    ) -> usize {
+        let cn = block.len() / dst_stride;
+        let full = rows / 8 * 8;
+        assert!(cn <= LANES && c0 + cn <= cols && src.len() >= rows * cols && dst_stride >= rows);
+        for h in (0..cn).step_by(8) {
+            let hn = 8.min(cn - h);
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(hn as i32), lane);
+            for r0 in (0..full).step_by(8) {
+                let mut r = [_mm256_setzero_ps(); 8];
+                for (i, v) in r.iter_mut().enumerate() {
+                    // SAFETY: the masked load reads src[(r0 + i) · cols + c0 + h + k] for
+                    // k < hn only: r0 + i < rows and c0 + h + k < c0 + cn ≤ cols, so inside
+                    // `src` (asserted).
+                    *v = unsafe { _mm256_maskload_ps(src.as_ptr().add((r0 + i) * cols + c0 + h), mask) };
+                }
+                transpose8(&mut r);
+                for (k, v) in r.iter().take(hn).enumerate() {
+                    // SAFETY: writes block[(h + k) · dst_stride + r0 .. + 8]: h + k < cn and
+                    // r0 + 8 ≤ rows ≤ dst_stride, so inside `block`.
+                    unsafe { _mm256_storeu_ps(block.as_mut_ptr().add((h + k) * dst_stride + r0), *v) };
+                }
             }
         }
         full
