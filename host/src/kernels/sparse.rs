@@ -3,13 +3,17 @@
 //! contributes nothing to `Y = X Wᵀ + b` or to `dW = dYᵀ X`. These kernels visit only the
 //! nonzero inputs, so their cost follows the nonzero count instead of `batch × inputs`.
 //!
-//! - [`forward`]: `W` is transposed once per call into `Wt` (`inputs × stride`, padded to a
-//!   whole number of 16-lane vectors) so that each nonzero input `x[b][j]` adds the contiguous
-//!   row `x[b][j] · Wt[j]` to accumulators that stay in registers (256 outputs = 16 AVX-512
-//!   vectors); rows of the batch are split over threads.
-//! - [`backward_params`]: each thread owns a range of inputs `j` and, sample by sample, adds
-//!   `x[b][j] · dY[b]` into `dWt[j]` (with `dY[b]` held in registers), then `dWt` is
-//!   transposed into `dW`.
+//! Both products are one kernel, `sparse_times_panels`: `out[r] += Σ a[r][k] · B[k]` for a
+//! sparse matrix `A` given by rows (`SparseRows`: each row's nonzero column indices and
+//! values, compacted once) and a dense `B` stored as column `Panels` (128 outputs on
+//! AVX-512: 8 accumulator vectors). For each panel, a block of `B`'s rows that fits in L1 is
+//! visited by every sparse row in turn, each resuming from a per-row cursor.
+//!
+//! - [`forward`]: `A = X` (rows of the batch, 64 per thread task), `B = Wt`: `W` is
+//!   transposed once per call into panels (16 × 16 in-register tiles on AVX-512).
+//! - [`backward_params`]: `A = Xᵀ` (the columns of `X`, a range of inputs per task, built by
+//!   transposing 16 columns at a time and compacting them), `B = dY` (copied into panels),
+//!   which gives `dWt`, then transposed into `dW`.
 //!
 //! The arithmetic is written once, as plain loops over fixed-size `[f32; 16]` chunks that
 //! LLVM turns into vector FMAs, and compiled three times: for AVX-512, for AVX2 + FMA, and
@@ -78,25 +82,43 @@ thread_local! {
     static FLOATS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// A thread's list of nonzero indices (or active chunks, for the GEMV).
     static INDICES: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// A thread's nonzero values (and padded output rows).
+    static VALUES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` on `n` elements of this thread's scratch buffer `key`, which grows to the
 /// largest size asked for and is then reused, so a training loop allocates only in its
-/// first steps. A re-entrant call (a thread-pool worker that picked up another product while
-/// waiting) gets a fresh buffer instead of a double borrow.
+/// first steps. The slice starts on a 64-byte boundary (a cache line: whole-vector loads
+/// from it never straddle two lines). A re-entrant call (a thread-pool worker that picked up
+/// another product while waiting) gets a fresh buffer instead of a double borrow.
 fn with_scratch<T: Copy + Default + 'static, R>(
     key: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
     n: usize,
     f: impl FnOnce(&mut [T]) -> R,
 ) -> R {
+    let slack = 64 / std::mem::size_of::<T>().max(1);
+    let aligned = |v: &mut [T]| {
+        // `align_offset` may give up (usize::MAX): then the slice is merely unaligned.
+        let off = v.as_ptr().align_offset(64);
+        if off < slack {
+            off
+        } else {
+            0
+        }
+    };
     key.with(|cell| match cell.try_borrow_mut() {
         Ok(mut v) => {
-            if v.len() < n {
-                v.resize(n, T::default());
+            if v.len() < n + slack {
+                v.resize(n + slack, T::default());
             }
-            f(&mut v[..n])
+            let off = aligned(&mut v);
+            f(&mut v[off..off + n])
         }
-        Err(_) => f(&mut vec![T::default(); n]),
+        Err(_) => {
+            let mut v = vec![T::default(); n + slack];
+            let off = aligned(&mut v);
+            f(&mut v[off..off + n])
+        }
     })
 }
 
@@ -110,23 +132,89 @@ fn padded(outputs: usize) -> usize {
     outputs.div_ceil(LANES) * LANES
 }
 
+/// Outputs per panel of the dense operand for `isa`: as many vectors as stay in registers
+/// as accumulators (8) with room for the loaded operand.
+fn panel_width(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => 128,
+        Isa::Avx2Fma => 64,
+        Isa::Baseline => 32,
+    }
+}
+
+/// A dense `k × n` operand (`n` padded to `stride`, a multiple of [`LANES`]) stored as
+/// column panels: panel `p` holds columns `p·width ..` (`width` of them, fewer in the last
+/// panel), as `k` contiguous rows, so that a block of its rows is one contiguous piece of
+/// memory that stays in L1.
+#[derive(Clone, Copy)]
+struct Panels<'a> {
+    data: &'a [f32],
+    k: usize,
+    width: usize,
+    stride: usize,
+}
+
+impl<'a> Panels<'a> {
+    fn new(data: &'a [f32], k: usize, width: usize, stride: usize) -> Self {
+        assert!(data.len() >= k * stride && stride.is_multiple_of(LANES) && width.is_multiple_of(LANES));
+        Self { data, k, width, stride }
+    }
+
+    fn count(&self) -> usize {
+        self.stride.div_ceil(self.width)
+    }
+
+    /// Panel `p`: its first column, its width and its `k × width` values.
+    fn panel(&self, p: usize) -> (usize, usize, &'a [f32]) {
+        let o0 = p * self.width;
+        let w = self.width.min(self.stride - o0);
+        (o0, w, &self.data[o0 * self.k..][..self.k * w])
+    }
+}
+
+/// Writes `rows × cols` row-major `src` transposed (`cols × rows`, rows padded to `stride`
+/// with zeros) into `dst` as [`Panels`] of `width` columns.
+fn transpose_to_panels(
+    isa: Isa,
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    width: usize,
+    dst: &mut [f32],
+) {
+    for o0 in (0..stride).step_by(width) {
+        let w = width.min(stride - o0);
+        let r = w.min(rows - o0);
+        transpose_into(isa, &src[o0 * cols..], r, cols, &mut dst[o0 * cols..][..cols * w], w);
+    }
+}
+
 /// `y = x Wᵀ + bias` for `batch = y.len() / outputs` rows, visiting only nonzero `x`.
 pub fn forward(isa: Isa, inputs: usize, outputs: usize, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
     let stride = padded(outputs);
+    let width = panel_width(isa);
     with_scratch(&FLOATS, inputs * stride, |wt| {
-        transpose_into(isa, w, outputs, inputs, wt, stride);
-        let wt = &*wt;
+        transpose_to_panels(isa, w, outputs, inputs, stride, width, wt);
+        let wt = Panels::new(wt, inputs, width, stride);
         y.par_chunks_mut(ROWS_PER_TASK * outputs).zip(x.par_chunks(ROWS_PER_TASK * inputs)).for_each(
             |(yc, xc)| {
-                with_scratch(&INDICES, inputs + LANES, |idx| {
-                    dispatch_forward(isa, xc, inputs, wt, stride, bias, outputs, yc, idx)
+                let rows = yc.len() / outputs;
+                let entries = rows * (inputs + 1) + LANES;
+                with_scratch(&INDICES, entries + 2 * rows, |ib| {
+                    let pad = if outputs == stride { 0 } else { rows * stride };
+                    with_scratch(&VALUES, entries + pad, |vb| {
+                        dispatch_forward(isa, xc, inputs, wt, bias, outputs, yc, ib, vb)
+                    })
                 })
             },
         );
     });
 }
 
-/// `dW = dYᵀ X` and `dbias = Σ_b dY[b]`, visiting only nonzero `x`.
+/// `dW = dYᵀ X` and `dbias = Σ_b dY[b]`, visiting only nonzero `x`: `dWt = Xᵀ dY` with the
+/// columns of `X` as the sparse rows and `dY` as the dense operand (the forward's kernel),
+/// then `dWt` is transposed into `dW`.
 pub fn backward_params(
     isa: Isa,
     inputs: usize,
@@ -137,21 +225,30 @@ pub fn backward_params(
     dbias: &mut [f32],
 ) {
     let stride = padded(outputs);
+    let width = panel_width(isa);
     let batch = dy.len() / outputs.max(1);
     with_scratch(&FLOATS, inputs * stride + batch * stride, |buf| {
-        // dWt rows are split into one range of inputs per task; dY is copied into padded rows
-        // so that whole chunks can be read.
         let (dwt, dyp) = buf.split_at_mut(inputs * stride);
-        for (dst, src) in dyp.chunks_exact_mut(stride).zip(dy.chunks_exact(outputs)) {
-            dst[..outputs].copy_from_slice(src);
-            dst[outputs..].fill(0.0);
+        // dY as panels (a copy with zero padding).
+        for o0 in (0..stride).step_by(width) {
+            let w = width.min(stride - o0);
+            let n = w.min(outputs - o0);
+            for (dst, src) in dyp[o0 * batch..][..batch * w].chunks_exact_mut(w).zip(dy.chunks_exact(outputs))
+            {
+                dst[..n].copy_from_slice(&src[o0..o0 + n]);
+                dst[n..].fill(0.0);
+            }
         }
-        let dyp = &*dyp;
+        let dyp = Panels::new(dyp, batch, width, stride);
         let tasks = rayon::current_num_threads().max(1) * 2;
         let cols = inputs.div_ceil(tasks).max(1);
-        dwt.par_chunks_mut(cols * stride).enumerate().for_each(|(t, rows)| {
-            with_scratch(&INDICES, cols + LANES, |idx| {
-                dispatch_params(isa, x, inputs, t * cols, dyp, stride, rows, idx)
+        dwt.par_chunks_mut(cols * stride).enumerate().for_each(|(t, out)| {
+            let n = out.len() / stride;
+            let entries = n * (batch + 1) + LANES;
+            with_scratch(&INDICES, 2 * n + entries, |ib| {
+                with_scratch(&VALUES, entries + LANES * batch, |vb| {
+                    dispatch_params(isa, x, inputs, t * cols, dyp, out, ib, vb)
+                })
             })
         });
         transpose_into(isa, dwt, inputs, stride, dw, inputs);
@@ -169,33 +266,55 @@ pub fn backward_params(
 /// `dst_stride`: `dst[c][r] = src[r][c]` for `c < cols`; columns `rows..dst_stride` of `dst`
 /// are zeroed. Blocked so both sides stay in cache; split over threads by rows of `dst`.
 fn transpose_into(isa: Isa, src: &[f32], rows: usize, cols: usize, dst: &mut [f32], dst_stride: usize) {
-    const B: usize = 16;
     assert!(src.len() >= rows * cols && dst_stride >= rows);
     let dst_rows = cols.min(dst.len() / dst_stride.max(1));
     let dst = &mut dst[..dst_rows * dst_stride];
-    dst.par_chunks_mut(B * dst_stride).enumerate().for_each(|(cb, block)| {
-        let c0 = cb * B;
+    dst.par_chunks_mut(LANES * dst_stride).enumerate().for_each(|(cb, block)| {
+        transpose_columns(isa, src, rows, cols, cb * LANES, block, dst_stride);
         let cn = block.len() / dst_stride;
-        let mut r0 = 0;
-        #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512 && cols < 1 << 24 {
-            // SAFETY: `Isa::Avx512` is only used after `is_available` confirmed AVX-512F;
-            // the bounds it needs are checked inside.
-            r0 = unsafe { x86::transpose_rows_avx512(src, rows, cols, c0, block, dst_stride) };
-        }
-        for r0 in (r0..rows).step_by(B) {
-            let rn = B.min(rows - r0);
-            for c in 0..cn {
-                let d = &mut block[c * dst_stride + r0..][..rn];
-                for (r, v) in d.iter_mut().enumerate() {
-                    *v = src[(r0 + r) * cols + c0 + c];
-                }
-            }
-        }
         for c in 0..cn {
             block[c * dst_stride + rows..(c + 1) * dst_stride].fill(0.0);
         }
     });
+}
+
+/// Columns `c0 .. c0 + cn` (`cn = block.len() / dst_stride ≤ 16`) of `src` (`rows × cols`)
+/// into the rows of `block`: `block[c][r] = src[r][c0 + c]` for `r < rows`.
+fn transpose_columns(
+    isa: Isa,
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    c0: usize,
+    block: &mut [f32],
+    dst_stride: usize,
+) {
+    let cn = block.len() / dst_stride;
+    assert!(cn <= LANES && c0 + cn <= cols && src.len() >= rows * cols && dst_stride >= rows);
+    let mut r0 = 0;
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        // SAFETY: `Isa::Avx512` is only used after `is_available` confirmed AVX-512F;
+        // the bounds it needs are checked inside.
+        r0 = unsafe { x86::transpose_rows_avx512(src, rows, cols, c0, block, dst_stride) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2Fma {
+        // SAFETY: `Isa::Avx2Fma` is only used after `is_available` confirmed AVX2; the
+        // bounds it needs are checked inside.
+        r0 = unsafe { x86::transpose_rows_avx2(src, rows, cols, c0, block, dst_stride) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
+    for r0 in (r0..rows).step_by(LANES) {
+        let rn = LANES.min(rows - r0);
+        for c in 0..cn {
+            let d = &mut block[c * dst_stride + r0..][..rn];
+            for (r, v) in d.iter_mut().enumerate() {
+                *v = src[(r0 + r) * cols + c0 + c];
+            }
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -203,22 +322,22 @@ fn dispatch_forward(
     isa: Isa,
     x: &[f32],
     inputs: usize,
-    wt: &[f32],
-    stride: usize,
+    wt: Panels,
     bias: &[f32],
     outputs: usize,
     y: &mut [f32],
-    idx: &mut [u32],
+    ib: &mut [u32],
+    vb: &mut [f32],
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx512` is only constructed for use after `is_available` confirmed
         // the CPU has AVX-512F (see `Fast`), which is all `forward_avx512` requires.
-        Isa::Avx512 => unsafe { x86::forward_avx512(x, inputs, wt, stride, bias, outputs, y, idx) },
+        Isa::Avx512 => unsafe { x86::forward_avx512(x, inputs, wt, bias, outputs, y, ib, vb) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { x86::forward_avx2(x, inputs, wt, stride, bias, outputs, y, idx) },
-        _ => forward_rows::<Baseline4>(x, inputs, wt, stride, bias, outputs, y, idx, nonzeros_scalar),
+        Isa::Avx2Fma => unsafe { x86::forward_avx2(x, inputs, wt, bias, outputs, y, ib, vb) },
+        _ => forward_rows::<Baseline4>(x, inputs, wt, bias, outputs, y, ib, vb, nonzeros_scalar),
     }
 }
 
@@ -228,36 +347,113 @@ fn dispatch_params(
     x: &[f32],
     inputs: usize,
     j0: usize,
-    dy: &[f32],
-    stride: usize,
+    dy: Panels,
     dwt: &mut [f32],
-    idx: &mut [u32],
+    ib: &mut [u32],
+    vb: &mut [f32],
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx512` is only used after `is_available` confirmed AVX-512F.
-        Isa::Avx512 => unsafe { x86::params_avx512(x, inputs, j0, dy, stride, dwt, idx) },
+        Isa::Avx512 => unsafe { x86::params_avx512(x, inputs, j0, dy, dwt, ib, vb) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { x86::params_avx2(x, inputs, j0, dy, stride, dwt, idx) },
-        _ => params_cols::<Baseline4>(x, inputs, j0, dy, stride, dwt, idx, nonzeros_scalar),
+        Isa::Avx2Fma => unsafe { x86::params_avx2(x, inputs, j0, dy, dwt, ib, vb) },
+        _ => params_cols::<Baseline4>(isa, x, inputs, j0, dy, dwt, ib, vb, nonzeros_scalar),
     }
 }
 
 /// Writes the indices `j` (plus `base`) of the nonzero values of `row` to the front of `idx`
-/// (which holds at least `row.len() + LANES` entries) and returns how many there are. NaN
-/// counts as nonzero, so it propagates as in the dense product.
-pub(crate) type Nonzeros = fn(&[f32], u32, &mut [u32]) -> usize;
+/// and the values to the front of `val` (both hold at least `row.len() + LANES` entries) and
+/// returns how many there are. NaN counts as nonzero, so it propagates as in the dense
+/// product.
+pub(crate) type Nonzeros = fn(&[f32], u32, &mut [u32], &mut [f32]) -> usize;
 
 /// Branch-free compaction (a nonzero test per value, no unpredictable jumps).
 #[inline(always)]
-fn nonzeros_scalar(row: &[f32], base: u32, idx: &mut [u32]) -> usize {
+fn nonzeros_scalar(row: &[f32], base: u32, idx: &mut [u32], val: &mut [f32]) -> usize {
     let mut n = 0;
     for (j, &v) in row.iter().enumerate() {
         idx[n] = base + j as u32;
+        val[n] = v;
         n += (v != 0.0) as usize;
     }
     n
+}
+
+/// Ends every row of a [`SparseRows`]: larger than any index, so the kernel's scan of a
+/// row stops there without a separate length test.
+const END: u32 = u32::MAX;
+
+/// A sparse matrix by rows: row `r`'s nonzero entries (column index and value, columns
+/// increasing) start at `start[r]` in `idx` and `val` and are followed by [`END`]. Built
+/// only by [`SparseRows::from_rows`] and [`SparseRows::from_columns`], which guarantee that
+/// every index is below `k` or is `END` and that every row ends with `END`.
+struct SparseRows<'a> {
+    start: &'a [u32],
+    idx: &'a [u32],
+    val: &'a [f32],
+    k: usize,
+}
+
+impl<'a> SparseRows<'a> {
+    /// The rows of `x` (`rows × k`). `idx` and `val` hold at least `rows · (k + 1) + LANES`
+    /// entries, `start` at least `rows`.
+    fn from_rows(
+        x: &[f32],
+        k: usize,
+        start: &'a mut [u32],
+        idx: &'a mut [u32],
+        val: &'a mut [f32],
+        nonzeros: Nonzeros,
+    ) -> Self {
+        let rows = x.len() / k.max(1);
+        let need = rows * (k + 1) + LANES;
+        assert!(idx.len() >= need && val.len() >= need && start.len() >= rows);
+        let mut e = 0;
+        for (r, xr) in x.chunks_exact(k.max(1)).enumerate() {
+            start[r] = e as u32;
+            e += nonzeros(&xr[..k], 0, &mut idx[e..], &mut val[e..]);
+            idx[e] = END;
+            e += 1;
+        }
+        Self { start: &start[..rows], idx, val, k }
+    }
+
+    /// Columns `j0 .. j0 + cols` of `x` (`batch × inputs`) as rows (`Xᵀ`, `k = batch`):
+    /// 16 columns at a time are transposed into `strip` (`16 · batch` values), then
+    /// compacted like rows. `idx` and `val` hold at least `cols · (batch + 1) + LANES`
+    /// entries, `start` at least `cols`.
+    #[allow(clippy::too_many_arguments)]
+    fn from_columns(
+        isa: Isa,
+        x: &[f32],
+        inputs: usize,
+        j0: usize,
+        cols: usize,
+        start: &'a mut [u32],
+        idx: &'a mut [u32],
+        val: &'a mut [f32],
+        strip: &mut [f32],
+        nonzeros: Nonzeros,
+    ) -> Self {
+        let batch = x.len() / inputs.max(1);
+        let need = cols * (batch + 1) + LANES;
+        assert!(j0 + cols <= inputs && idx.len() >= need && val.len() >= need && start.len() >= cols);
+        let mut e = 0;
+        for g0 in (0..cols).step_by(LANES) {
+            let cn = LANES.min(cols - g0);
+            let strip = &mut strip[..cn * batch];
+            transpose_columns(isa, &x[..batch * inputs], batch, inputs, j0 + g0, strip, batch);
+            for (c, column) in strip.chunks_exact(batch.max(1)).enumerate() {
+                start[g0 + c] = e as u32;
+                e += nonzeros(&column[..batch], 0, &mut idx[e..], &mut val[e..]);
+                idx[e] = END;
+                e += 1;
+            }
+        }
+        Self { start: &start[..cols], idx, val, k: batch }
+    }
 }
 
 /// The few vector operations the loops need, for one instruction set. Every method is
@@ -268,8 +464,6 @@ trait Simd {
     type V: Copy;
     /// Lanes per vector.
     const LANES: usize;
-    /// Vectors of outputs kept in registers at once.
-    const BLOCK: usize;
     /// # Safety
     /// The CPU has this instruction set.
     unsafe fn zero() -> Self::V;
@@ -282,6 +476,10 @@ trait Simd {
     /// # Safety
     /// As for `zero`.
     unsafe fn splat(v: f32) -> Self::V;
+    /// `a + b`.
+    /// # Safety
+    /// As for `zero`.
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     /// `a · b + c`.
     /// # Safety
     /// As for `zero`.
@@ -294,7 +492,6 @@ struct Baseline4;
 impl Simd for Baseline4 {
     type V = [f32; 4];
     const LANES: usize = 4;
-    const BLOCK: usize = 12;
     #[inline(always)]
     unsafe fn zero() -> [f32; 4] {
         [0.0; 4]
@@ -312,6 +509,10 @@ impl Simd for Baseline4 {
     #[inline(always)]
     unsafe fn splat(v: f32) -> [f32; 4] {
         [v; 4]
+    }
+    #[inline(always)]
+    unsafe fn add(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+        core::array::from_fn(|l| a[l] + b[l])
     }
     #[inline(always)]
     unsafe fn madd(a: [f32; 4], b: [f32; 4], c: [f32; 4]) -> [f32; 4] {
@@ -392,183 +593,172 @@ macro_rules! with_chunks {
     };
 }
 
-/// Bytes of `Wt` or `dWt` rows worked on at a time: they stay in the L1 data cache
-/// (32 KiB on most x86 cores, 48 KiB on recent ones) while every row of the batch visits them.
+/// Bytes of a panel's rows worked on at a time: they stay in the L1 data cache (48 KiB on
+/// recent x86 cores, 32 KiB on older ones) while every sparse row visits them, next to the
+/// accumulators' loads and stores.
 const L1_BYTES: usize = 32 * 1024;
 
-/// Rows of a `stride`-wide `Wt` or `dWt` that fit in [`L1_BYTES`] (at least one).
-fn rows_in_l1(stride: usize) -> usize {
-    (L1_BYTES / (stride * 4).max(1)).max(1)
+/// Rows of a `width`-wide panel that fit in [`L1_BYTES`] (at least one).
+fn rows_in_l1(width: usize) -> usize {
+    (L1_BYTES / (width * 4).max(1)).max(1)
 }
 
-/// The forward product for the rows of `x`: `y = bias`, then for each block of inputs small
-/// enough for `Wt`'s rows to stay in L1, each row of the batch adds its nonzero inputs times
-/// their `Wt` rows.
+/// `out[r][..] += Σ_e a.val[e] · b[a.idx[e]][..]` over the entries `e` of each row `r` of
+/// `a`: for each panel of `b`, for each block of its rows that fits in L1, each row adds its
+/// entries in that block (its cursor in `cur` moves on from block to block). `out` has row
+/// stride `ostride ≥ b.stride`. With `overwrite`, the first block stores its sums instead
+/// of adding them (`out` need not be zeroed first).
+#[inline(always)]
+fn sparse_times_panels<S: Simd>(
+    a: &SparseRows,
+    b: Panels,
+    out: &mut [f32],
+    ostride: usize,
+    cur: &mut [u32],
+    overwrite: bool,
+) {
+    let rows = a.start.len();
+    assert!(a.k == b.k && ostride >= b.stride && out.len() >= rows * ostride && cur.len() >= rows);
+    for p in 0..b.count() {
+        let (o0, w, panel) = b.panel(p);
+        cur[..rows].copy_from_slice(a.start);
+        let kb = rows_in_l1(w);
+        with_chunks!(w / S::LANES, C => {
+            for k0 in (0..b.k).step_by(kb) {
+                let kend = (k0 + kb).min(b.k) as u32;
+                for (r, cur) in cur[..rows].iter_mut().enumerate() {
+                    let out = &mut out[r * ostride + o0..][..w];
+                    *cur = panel_rows::<S, C>(a, *cur as usize, kend, panel, out, overwrite && k0 == 0) as u32;
+                }
+            }
+        });
+    }
+}
+
+/// Adds the entries of one sparse row from `e` up to the first index `≥ kend` times their
+/// panel rows to `out` (`C` vectors), or stores the sum there (even an empty one) with
+/// `overwrite`; returns where it stopped.
+#[inline(always)]
+fn panel_rows<S: Simd, const C: usize>(
+    a: &SparseRows,
+    e: usize,
+    kend: u32,
+    panel: &[f32],
+    out: &mut [f32],
+    overwrite: bool,
+) -> usize {
+    assert!(out.len() == C * S::LANES && panel.len() == a.k * C * S::LANES && e < a.idx.len());
+    // SAFETY: the caller's Isa guarantees the instruction set. Entries from `e` on are read
+    // up to the row's `END` (`END ≥ kend` stops the loop), which lies inside `idx` and `val`
+    // ([`SparseRows`]' invariant; `e` starts at a row start or where the last call stopped,
+    // which is at most that `END`). Every other index `j` is below `kend ≤ k`, so the panel
+    // row `j · C·LANES .. + C·LANES` is inside `panel` (len k · C·LANES, asserted); `out`
+    // holds C·LANES values (asserted).
+    unsafe {
+        if *a.idx.get_unchecked(e) >= kend && !overwrite {
+            return e;
+        }
+        let mut e = e;
+        // Start from zero (not from `out`): the FMA chains need not wait for `out`'s load.
+        let mut acc = [S::zero(); C];
+        loop {
+            let j = *a.idx.get_unchecked(e);
+            if j >= kend {
+                break;
+            }
+            let v = S::splat(*a.val.get_unchecked(e));
+            let row = panel.as_ptr().add(j as usize * C * S::LANES);
+            for (c, acc) in acc.iter_mut().enumerate() {
+                *acc = S::madd(S::load(row.add(c * S::LANES)), v, *acc);
+            }
+            e += 1;
+        }
+        for (c, acc) in acc.iter().enumerate() {
+            let p = out.as_mut_ptr().add(c * S::LANES);
+            S::store(p, if overwrite { *acc } else { S::add(S::load(p), *acc) });
+        }
+        e
+    }
+}
+
+/// The forward product for the rows of `x`: `y = bias`, then `y += X Wᵀ` with `X` as
+/// [`SparseRows`] (built once) and `Wt` as panels. A ragged `outputs` goes through padded rows
+/// at the end of `vb`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_rows<S: Simd>(
     x: &[f32],
     inputs: usize,
-    wt: &[f32],
-    stride: usize,
+    wt: Panels,
     bias: &[f32],
     outputs: usize,
     y: &mut [f32],
-    idx: &mut [u32],
+    ib: &mut [u32],
+    vb: &mut [f32],
     nonzeros: Nonzeros,
 ) {
-    assert!(
-        wt.len() >= inputs * stride && stride >= outputs.div_ceil(LANES) * LANES && bias.len() >= outputs
-    );
-    for yr in y.chunks_exact_mut(outputs) {
-        yr.copy_from_slice(&bias[..outputs]);
-    }
-    let jb = rows_in_l1(stride);
-    for j0 in (0..inputs).step_by(jb) {
-        let j1 = inputs.min(j0 + jb);
-        for (xr, yr) in x.chunks_exact(inputs).zip(y.chunks_exact_mut(outputs)) {
-            let n = nonzeros(&xr[j0..j1], j0 as u32, idx);
-            if n == 0 {
-                continue;
-            }
-            let nz = &idx[..n];
-            let mut o0 = 0;
-            while o0 < outputs {
-                let chunks = (outputs - o0).div_ceil(S::LANES).min(S::BLOCK);
-                with_chunks!(chunks, C => forward_block::<S, C>(xr, nz, wt, stride, o0, yr));
-                o0 += chunks * S::LANES;
-            }
+    let rows = y.len() / outputs;
+    let stride = wt.stride;
+    let entries = rows * (inputs + 1) + LANES;
+    let (start, rest) = ib.split_at_mut(rows);
+    let (cur, idx) = rest.split_at_mut(rows);
+    let (val, pad) = vb.split_at_mut(entries);
+    let a = SparseRows::from_rows(&x[..rows * inputs], inputs, start, &mut idx[..entries], val, nonzeros);
+    if outputs == stride {
+        for yr in y.chunks_exact_mut(outputs) {
+            yr.copy_from_slice(&bias[..outputs]);
         }
-    }
-}
-
-/// Adds the nonzero inputs `nz` of one row times their `Wt` rows to outputs
-/// `o0 .. o0 + C·LANES` of the row.
-#[inline(always)]
-fn forward_block<S: Simd, const C: usize>(
-    xr: &[f32],
-    nz: &[u32],
-    wt: &[f32],
-    stride: usize,
-    o0: usize,
-    yr: &mut [f32],
-) {
-    let n = (yr.len() - o0).min(C * S::LANES);
-    let mut tail = [0.0f32; 256];
-    // Whole chunks work on `y` in place; a ragged last block goes through `tail`.
-    let out: &mut [f32] = if n == C * S::LANES {
-        &mut yr[o0..o0 + n]
+        sparse_times_panels::<S>(&a, wt, y, outputs, cur, false);
     } else {
-        tail[..n].copy_from_slice(&yr[o0..o0 + n]);
-        &mut tail
-    };
-    // SAFETY: the caller's Isa guarantees the instruction set. Reads of
-    // `Wt` cover `j · stride + o0 .. + C·LANES`, inside `wt` because j < inputs (indices come
-    // from a row of `inputs` values), o0 + C·LANES ≤ the padded stride, and
-    // wt.len() ≥ inputs · stride (asserted in `forward_rows`); `out` holds ≥ C·LANES values.
-    unsafe {
-        let mut acc = [S::zero(); C];
-        for (c, a) in acc.iter_mut().enumerate() {
-            *a = S::load(out.as_ptr().add(c * S::LANES));
+        let pad = &mut pad[..rows * stride];
+        for yr in pad.chunks_exact_mut(stride) {
+            yr[..outputs].copy_from_slice(&bias[..outputs]);
+            yr[outputs..].fill(0.0);
         }
-        for &j in nz {
-            let j = j as usize;
-            let v = S::splat(*xr.get_unchecked(j));
-            let w = wt.as_ptr().add(j * stride + o0);
-            for (c, a) in acc.iter_mut().enumerate() {
-                *a = S::madd(S::load(w.add(c * S::LANES)), v, *a);
-            }
+        sparse_times_panels::<S>(&a, wt, pad, stride, cur, false);
+        for (yr, pr) in y.chunks_exact_mut(outputs).zip(pad.chunks_exact(stride)) {
+            yr.copy_from_slice(&pr[..outputs]);
         }
-        for (c, a) in acc.iter().enumerate() {
-            S::store(out.as_mut_ptr().add(c * S::LANES), *a);
-        }
-    }
-    if n < C * S::LANES {
-        yr[o0..o0 + n].copy_from_slice(&tail[..n]);
     }
 }
 
-/// Rows `j0 ..` of `dWt` (as many as `dwt` holds): `dWt[j] = Σ_b x[b][j] · dY[b]`, a block of
-/// rows small enough to stay in L1 at a time.
+/// Rows `j0 ..` of `dWt` (as many as `dwt` holds, row stride `dy.stride`):
+/// `dWt[j] = Σ_b x[b][j] · dY[b]`, with the columns of `x` as [`SparseRows`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn params_cols<S: Simd>(
+    isa: Isa,
     x: &[f32],
     inputs: usize,
     j0: usize,
-    dy: &[f32],
-    stride: usize,
+    dy: Panels,
     dwt: &mut [f32],
-    idx: &mut [u32],
+    ib: &mut [u32],
+    vb: &mut [f32],
     nonzeros: Nonzeros,
 ) {
-    dwt.fill(0.0);
-    let cols = dwt.len() / stride;
-    assert!(stride.is_multiple_of(LANES) && j0 + cols <= inputs && dwt.len() == cols * stride);
-    let jb = rows_in_l1(stride);
-    for (bi, block) in dwt.chunks_mut(jb * stride).enumerate() {
-        let (start, rows) = (j0 + bi * jb, block.len() / stride);
-        for (xr, dyr) in x.chunks_exact(inputs).zip(dy.chunks_exact(stride)) {
-            let xr = &xr[start..start + rows];
-            let n = nonzeros(xr, 0, idx);
-            if n == 0 {
-                continue;
-            }
-            let nz = &idx[..n];
-            let mut o0 = 0;
-            while o0 < stride {
-                let chunks = ((stride - o0) / S::LANES).min(S::BLOCK);
-                with_chunks!(chunks, C => params_block::<S, C>(xr, nz, dyr, o0, stride, block));
-                o0 += chunks * S::LANES;
-            }
-        }
-    }
-}
-
-/// Adds `x[j] · dY[o0 .. o0 + C·LANES]` to row `j` of `dWt` for each nonzero `x[j]`.
-#[inline(always)]
-fn params_block<S: Simd, const C: usize>(
-    xr: &[f32],
-    nz: &[u32],
-    dyr: &[f32],
-    o0: usize,
-    stride: usize,
-    dwt: &mut [f32],
-) {
-    assert!(o0 + C * S::LANES <= dyr.len());
-    // SAFETY: the caller's Isa guarantees the instruction set; `dY` reads
-    // are inside `dyr` (asserted); `dWt` accesses cover `j · stride + o0 .. + C·LANES` with
-    // j < rows = dwt.len() / stride (indices come from a row of `rows` values) and
-    // o0 + C·LANES ≤ stride (the caller's loop), so they stay inside `dwt`.
-    unsafe {
-        let mut g = [S::zero(); C];
-        for (c, g) in g.iter_mut().enumerate() {
-            *g = S::load(dyr.as_ptr().add(o0 + c * S::LANES));
-        }
-        for &j in nz {
-            let j = j as usize;
-            let v = S::splat(*xr.get_unchecked(j));
-            let row = dwt.as_mut_ptr().add(j * stride + o0);
-            for (c, g) in g.iter().enumerate() {
-                let p = row.add(c * S::LANES);
-                S::store(p, S::madd(*g, v, S::load(p)));
-            }
-        }
-    }
+    let cols = dwt.len() / dy.stride;
+    let entries = cols * (dy.k + 1) + LANES;
+    let (start, rest) = ib.split_at_mut(cols);
+    let (cur, idx) = rest.split_at_mut(cols);
+    let (val, strip) = vb.split_at_mut(entries);
+    let x = &x[..dy.k * inputs];
+    let a =
+        SparseRows::from_columns(isa, x, inputs, j0, cols, start, &mut idx[..entries], val, strip, nonzeros);
+    sparse_times_panels::<S>(&a, dy, dwt, dy.stride, cur, true);
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{forward_rows, nonzeros_scalar, params_cols, Simd, LANES};
+    use super::{forward_rows, nonzeros_scalar, params_cols, Isa, Panels, Simd, LANES};
 
     struct Avx512;
 
     impl Simd for Avx512 {
         type V = __m512;
         const LANES: usize = 16;
-        const BLOCK: usize = 16;
         #[inline(always)]
         unsafe fn zero() -> __m512 {
             // SAFETY: the caller guarantees AVX-512F.
@@ -590,6 +780,11 @@ mod x86 {
             unsafe { _mm512_set1_ps(v) }
         }
         #[inline(always)]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            // SAFETY: the caller guarantees AVX-512F.
+            unsafe { _mm512_add_ps(a, b) }
+        }
+        #[inline(always)]
         unsafe fn madd(a: __m512, b: __m512, c: __m512) -> __m512 {
             // SAFETY: the caller guarantees AVX-512F.
             unsafe { _mm512_fmadd_ps(a, b, c) }
@@ -601,7 +796,6 @@ mod x86 {
     impl Simd for Avx2 {
         type V = __m256;
         const LANES: usize = 8;
-        const BLOCK: usize = 12;
         #[inline(always)]
         unsafe fn zero() -> __m256 {
             // SAFETY: the caller guarantees AVX2.
@@ -623,16 +817,52 @@ mod x86 {
             unsafe { _mm256_set1_ps(v) }
         }
         #[inline(always)]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: the caller guarantees AVX.
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
         unsafe fn madd(a: __m256, b: __m256, c: __m256) -> __m256 {
             // SAFETY: the caller guarantees FMA.
             unsafe { _mm256_fmadd_ps(a, b, c) }
         }
     }
 
-    /// Columns `c0 .. c0 + block.len() / dst_stride` of `src` (`rows × cols`) into the rows of
-    /// `block` (`dst[c][r] = src[r][c0 + c]`), 16 source rows at a time with one gather per
-    /// column. Returns the first source row it did not do (the last `rows % 16` are left to
-    /// the caller).
+    /// Transposes the 16 × 16 tile held in `r` (row `i` in `r[i]`) in registers: afterwards
+    /// `r[k]` holds column `k`. Four rounds of lane shuffles (32-bit pairs, 64-bit pairs,
+    /// 128-bit quarters twice), no memory traffic.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transpose16(r: &mut [__m512; 16]) {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        let pd = _mm512_castps_pd;
+        for i in 0..4 {
+            let (a, b, c, d) = (pd(t[4 * i]), pd(t[4 * i + 1]), pd(t[4 * i + 2]), pd(t[4 * i + 3]));
+            r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+            r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+            r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+            r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+        }
+        for h in [0, 8] {
+            for k in 0..4 {
+                t[h + k] = _mm512_shuffle_f32x4::<0x88>(r[h + k], r[h + k + 4]);
+                t[h + k + 4] = _mm512_shuffle_f32x4::<0xdd>(r[h + k], r[h + k + 4]);
+            }
+        }
+        for k in 0..8 {
+            r[k] = _mm512_shuffle_f32x4::<0x88>(t[k], t[k + 8]);
+            r[k + 8] = _mm512_shuffle_f32x4::<0xdd>(t[k], t[k + 8]);
+        }
+    }
+
+    /// Columns `c0 .. c0 + block.len() / dst_stride` (at most 16) of `src` (`rows × cols`)
+    /// into the rows of `block` (`dst[c][r] = src[r][c0 + c]`), one 16 × 16 tile at a time:
+    /// 16 (masked) row loads, an in-register transpose, and one store per column. Returns the
+    /// first source row it did not do (the last `rows % 16` are left to the caller).
     #[target_feature(enable = "avx512f")]
     pub(super) fn transpose_rows_avx512(
         src: &[f32],
@@ -644,47 +874,89 @@ mod x86 {
     ) -> usize {
         let cn = block.len() / dst_stride;
         let full = rows / LANES * LANES;
-        assert!(cols < 1 << 24 && c0 + cn <= cols && src.len() >= rows * cols && dst_stride >= rows);
-        let c = cols as i32;
-        let index = _mm512_setr_epi32(
-            0,
-            c,
-            2 * c,
-            3 * c,
-            4 * c,
-            5 * c,
-            6 * c,
-            7 * c,
-            8 * c,
-            9 * c,
-            10 * c,
-            11 * c,
-            12 * c,
-            13 * c,
-            14 * c,
-            15 * c,
-        );
+        assert!(cn <= LANES && c0 + cn <= cols && src.len() >= rows * cols && dst_stride >= rows);
+        let mask: __mmask16 = ((1u32 << cn) - 1) as __mmask16;
         for r0 in (0..full).step_by(LANES) {
-            for k in 0..cn {
-                // SAFETY: the gather reads src[(r0 + r) · cols + c0 + k] for r < 16: r0 + 15 <
-                // rows and c0 + k < cols, so every index is < rows · cols ≤ src.len(), and the
-                // byte offsets (< 2^24 · 16 · 4) fit the i32 indices. The store writes
-                // block[k · dst_stride + r0 .. + 16], inside `block` because r0 + 16 ≤ rows ≤
-                // dst_stride and k < cn.
-                unsafe {
-                    let base = src.as_ptr().add(r0 * cols + c0 + k);
-                    let v = _mm512_i32gather_ps::<4>(index, base.cast());
-                    _mm512_storeu_ps(block.as_mut_ptr().add(k * dst_stride + r0), v);
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, v) in r.iter_mut().enumerate() {
+                // SAFETY: the masked load reads src[(r0 + i) · cols + c0 + k] for k < cn only:
+                // r0 + i < rows and c0 + k < cols, so inside `src` (asserted).
+                *v = unsafe { _mm512_maskz_loadu_ps(mask, src.as_ptr().add((r0 + i) * cols + c0)) };
+            }
+            transpose16(&mut r);
+            for (k, v) in r.iter().take(cn).enumerate() {
+                // SAFETY: writes block[k · dst_stride + r0 .. + 16]: k < cn and
+                // r0 + 16 ≤ rows ≤ dst_stride, so inside `block`.
+                unsafe { _mm512_storeu_ps(block.as_mut_ptr().add(k * dst_stride + r0), *v) };
+            }
+        }
+        full
+    }
+
+    /// Transposes the 8 × 8 tile held in `r` in registers (`r[k]` then holds column `k`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn transpose8(r: &mut [__m256; 8]) {
+        let mut t = [_mm256_setzero_ps(); 8];
+        for i in 0..4 {
+            t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        let mut u = [_mm256_setzero_ps(); 8];
+        for h in [0, 4] {
+            u[h] = _mm256_shuffle_ps::<0x44>(t[h], t[h + 2]);
+            u[h + 1] = _mm256_shuffle_ps::<0xee>(t[h], t[h + 2]);
+            u[h + 2] = _mm256_shuffle_ps::<0x44>(t[h + 1], t[h + 3]);
+            u[h + 3] = _mm256_shuffle_ps::<0xee>(t[h + 1], t[h + 3]);
+        }
+        for k in 0..4 {
+            r[k] = _mm256_permute2f128_ps::<0x20>(u[k], u[k + 4]);
+            r[k + 4] = _mm256_permute2f128_ps::<0x31>(u[k], u[k + 4]);
+        }
+    }
+
+    /// [`transpose_rows_avx512`] with AVX2: 8 × 8 tiles (two per 16 columns), masked row
+    /// loads for fewer than 8 columns. Returns the first source row it did not do.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn transpose_rows_avx2(
+        src: &[f32],
+        rows: usize,
+        cols: usize,
+        c0: usize,
+        block: &mut [f32],
+        dst_stride: usize,
+    ) -> usize {
+        let cn = block.len() / dst_stride;
+        let full = rows / 8 * 8;
+        assert!(cn <= LANES && c0 + cn <= cols && src.len() >= rows * cols && dst_stride >= rows);
+        for h in (0..cn).step_by(8) {
+            let hn = 8.min(cn - h);
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(hn as i32), lane);
+            for r0 in (0..full).step_by(8) {
+                let mut r = [_mm256_setzero_ps(); 8];
+                for (i, v) in r.iter_mut().enumerate() {
+                    // SAFETY: the masked load reads src[(r0 + i) · cols + c0 + h + k] for
+                    // k < hn only: r0 + i < rows and c0 + h + k < c0 + cn ≤ cols, so inside
+                    // `src` (asserted).
+                    *v = unsafe { _mm256_maskload_ps(src.as_ptr().add((r0 + i) * cols + c0 + h), mask) };
+                }
+                transpose8(&mut r);
+                for (k, v) in r.iter().take(hn).enumerate() {
+                    // SAFETY: writes block[(h + k) · dst_stride + r0 .. + 8]: h + k < cn and
+                    // r0 + 8 ≤ rows ≤ dst_stride, so inside `block`.
+                    unsafe { _mm256_storeu_ps(block.as_mut_ptr().add((h + k) * dst_stride + r0), *v) };
                 }
             }
         }
         full
     }
 
-    /// [`super::nonzeros_scalar`] with AVX-512: a compare mask and a compress per 16 values.
+    /// [`super::nonzeros_scalar`] with AVX-512: a compare mask and two compresses (indices,
+    /// values) per 16 values.
     #[target_feature(enable = "avx512f")]
-    fn nonzeros_avx512(row: &[f32], base: u32, idx: &mut [u32]) -> usize {
-        assert!(idx.len() >= row.len() + LANES, "index scratch too short");
+    fn nonzeros_avx512(row: &[f32], base: u32, idx: &mut [u32], val: &mut [f32]) -> usize {
+        assert!(idx.len() >= row.len() + LANES && val.len() >= row.len() + LANES, "scratch too short");
         let mut n = 0;
         let mut iota = _mm512_add_epi32(
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -694,25 +966,26 @@ mod x86 {
         let zero = _mm512_setzero_ps();
         let mut chunks = row.chunks_exact(LANES);
         for c in &mut chunks {
-            // SAFETY: `c` holds 16 f32s; the store writes 16 u32s at `idx[n..n + 16]`, in
-            // bounds because n ≤ the values seen so far ≤ row.len() - 16 and idx.len() ≥
-            // row.len() + 16 (asserted above).
+            // SAFETY: `c` holds 16 f32s; the stores write 16 entries at `idx[n..n + 16]` and
+            // `val[n..n + 16]`, in bounds because n ≤ the values seen so far ≤
+            // row.len() - 16 and both hold ≥ row.len() + 16 (asserted above).
             unsafe {
                 let v = _mm512_loadu_ps(c.as_ptr());
                 let m = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, zero);
                 _mm512_storeu_si512(idx.as_mut_ptr().add(n).cast(), _mm512_maskz_compress_epi32(m, iota));
+                _mm512_storeu_ps(val.as_mut_ptr().add(n), _mm512_maskz_compress_ps(m, v));
                 n += m.count_ones() as usize;
             }
             iota = _mm512_add_epi32(iota, step);
         }
         let done = row.len() - chunks.remainder().len();
-        n + nonzeros_scalar(chunks.remainder(), base + done as u32, &mut idx[n..])
+        n + nonzeros_scalar(chunks.remainder(), base + done as u32, &mut idx[n..], &mut val[n..])
     }
 
-    fn nonzeros_avx512_safe(row: &[f32], base: u32, idx: &mut [u32]) -> usize {
+    fn nonzeros_avx512_safe(row: &[f32], base: u32, idx: &mut [u32], val: &mut [f32]) -> usize {
         // SAFETY: only reached from `forward_avx512`/`params_avx512`, whose callers
         // guarantee AVX-512F.
-        unsafe { nonzeros_avx512(row, base, idx) }
+        unsafe { nonzeros_avx512(row, base, idx, val) }
     }
 
     /// [`super::forward_rows`] compiled for AVX-512.
@@ -721,14 +994,14 @@ mod x86 {
     pub(super) fn forward_avx512(
         x: &[f32],
         inputs: usize,
-        wt: &[f32],
-        stride: usize,
+        wt: Panels,
         bias: &[f32],
         outputs: usize,
         y: &mut [f32],
-        idx: &mut [u32],
+        ib: &mut [u32],
+        vb: &mut [f32],
     ) {
-        forward_rows::<Avx512>(x, inputs, wt, stride, bias, outputs, y, idx, nonzeros_avx512_safe)
+        forward_rows::<Avx512>(x, inputs, wt, bias, outputs, y, ib, vb, nonzeros_avx512_safe)
     }
 
     /// [`super::forward_rows`] compiled for AVX2 + FMA.
@@ -737,14 +1010,14 @@ mod x86 {
     pub(super) fn forward_avx2(
         x: &[f32],
         inputs: usize,
-        wt: &[f32],
-        stride: usize,
+        wt: Panels,
         bias: &[f32],
         outputs: usize,
         y: &mut [f32],
-        idx: &mut [u32],
+        ib: &mut [u32],
+        vb: &mut [f32],
     ) {
-        forward_rows::<Avx2>(x, inputs, wt, stride, bias, outputs, y, idx, nonzeros_scalar)
+        forward_rows::<Avx2>(x, inputs, wt, bias, outputs, y, ib, vb, nonzeros_scalar)
     }
 
     /// [`super::params_cols`] compiled for AVX-512.
@@ -753,12 +1026,12 @@ mod x86 {
         x: &[f32],
         inputs: usize,
         j0: usize,
-        dy: &[f32],
-        stride: usize,
+        dy: Panels,
         dwt: &mut [f32],
-        idx: &mut [u32],
+        ib: &mut [u32],
+        vb: &mut [f32],
     ) {
-        params_cols::<Avx512>(x, inputs, j0, dy, stride, dwt, idx, nonzeros_avx512_safe)
+        params_cols::<Avx512>(Isa::Avx512, x, inputs, j0, dy, dwt, ib, vb, nonzeros_avx512_safe)
     }
 
     /// [`super::params_cols`] compiled for AVX2 + FMA.
@@ -767,11 +1040,37 @@ mod x86 {
         x: &[f32],
         inputs: usize,
         j0: usize,
-        dy: &[f32],
-        stride: usize,
+        dy: Panels,
         dwt: &mut [f32],
-        idx: &mut [u32],
+        ib: &mut [u32],
+        vb: &mut [f32],
     ) {
-        params_cols::<Avx2>(x, inputs, j0, dy, stride, dwt, idx, nonzeros_scalar)
+        params_cols::<Avx2>(Isa::Avx2Fma, x, inputs, j0, dy, dwt, ib, vb, nonzeros_scalar)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_matches_scalar_on_ragged_shapes() {
+        for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+            for (rows, cols) in
+                [(1usize, 1usize), (3, 17), (16, 16), (17, 33), (32, 48), (47, 5), (64, 300), (256, 784)]
+            {
+                let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+                for dst_stride in [rows, rows.div_ceil(LANES) * LANES, rows + 3] {
+                    let mut dst = vec![f32::NAN; cols * dst_stride];
+                    transpose_into(isa, &src, rows, cols, &mut dst, dst_stride);
+                    for c in 0..cols {
+                        for r in 0..dst_stride {
+                            let want = if r < rows { src[r * cols + c] } else { 0.0 };
+                            assert_eq!(dst[c * dst_stride + r], want, "{isa:?} {rows}x{cols} [{c}][{r}]");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
