@@ -644,10 +644,11 @@ pub fn train_on(
                 trainer.set_steps(steps);
                 let kernels = Fast::new();
                 let mut batch_index = 0;
-                while let Some(n) = loader.next_batch(&mut x, &mut y) {
+                while let Some(n) =
+                    loader.next_batch_affine(&mut x, &mut y, &pipeline.scale, &pipeline.offset)
+                {
                     batch_index += 1;
-                    let inputs = &mut x[..n * train.input_len()];
-                    pipeline.apply(inputs);
+                    let inputs = &x[..n * train.input_len()];
                     lr = settings.schedule.lr(base_lr, trainer.steps(), total_steps, per_epoch);
                     let stats = match trainer.step(&kernels, inputs, Targets::Labels(&y[..n]), lr, &mut rng) {
                         Err(CoreError::NonFinite { what }) => bail!(

@@ -445,6 +445,38 @@ impl<'a> DataLoader<'a> {
     /// `batch_size` (size them with [`DataLoader::input_buffer`] and
     /// [`DataLoader::label_buffer`]).
     pub fn next_batch(&mut self, inputs: &mut [f32], labels: &mut [u32]) -> Option<usize> {
+        self.fill_batch(inputs, labels, None)
+    }
+
+    /// Like [`DataLoader::next_batch`], then maps every row through `x[j] * scale[j] +
+    /// offset[j]` (a model's stored input pipeline) in the same pass over the batch: the same
+    /// values as mapping afterwards, without reading the batch twice.
+    ///
+    /// # Panics
+    /// As `next_batch`, and if `scale` or `offset` is shorter than `input_len`.
+    pub fn next_batch_affine(
+        &mut self,
+        inputs: &mut [f32],
+        labels: &mut [u32],
+        scale: &[f32],
+        offset: &[f32],
+    ) -> Option<usize> {
+        let d = self.dataset.input_len();
+        assert!(
+            scale.len() >= d && offset.len() >= d,
+            "DataLoader::next_batch_affine: {} scales and {} offsets for {d} features",
+            scale.len(),
+            offset.len()
+        );
+        self.fill_batch(inputs, labels, Some((&scale[..d], &offset[..d])))
+    }
+
+    fn fill_batch(
+        &mut self,
+        inputs: &mut [f32],
+        labels: &mut [u32],
+        affine: Option<(&[f32], &[f32])>,
+    ) -> Option<usize> {
         let (b, d) = (self.options.batch_size, self.dataset.input_len());
         assert!(
             inputs.len() >= b * d && labels.len() >= b,
@@ -493,11 +525,18 @@ impl<'a> DataLoader<'a> {
                             prefetch_row(v, next as usize * d, d);
                         }
                         let i = i as usize;
-                        for (o, &x) in out.iter_mut().zip(&v[i * d..(i + 1) * d]) {
-                            *o = f32::from(x);
+                        let raw = &v[i * d..(i + 1) * d];
+                        match affine {
+                            None => out.iter_mut().zip(raw).for_each(|(o, &x)| *o = f32::from(x)),
+                            Some((scale, offset)) => {
+                                for (((o, &x), s), b) in out.iter_mut().zip(raw).zip(scale).zip(offset) {
+                                    *o = f32::from(x) * s + b;
+                                }
+                            }
                         }
                     }
                 });
+                return Some(n);
             }
             (Features::U8(v), _) => {
                 for (out, &i) in rows {
@@ -511,6 +550,13 @@ impl<'a> DataLoader<'a> {
                 for (out, &i) in rows {
                     let i = i as usize;
                     norm.apply_f32(&v[i * d..(i + 1) * d], out);
+                }
+            }
+        }
+        if let Some((scale, offset)) = affine {
+            for row in inputs[..n * d].chunks_exact_mut(d.max(1)) {
+                for ((x, s), b) in row.iter_mut().zip(scale).zip(offset) {
+                    *x = *x * s + b;
                 }
             }
         }
