@@ -104,6 +104,21 @@ pub trait Kernels {
         activation::forward(act, shape.outputs, z, a);
     }
 
+    /// [`Kernels::dense_forward_activation`] for inference, where the pre-activations are not
+    /// kept: `y = act(X Wᵀ + b)`, written once. `y`: `batch × outputs`.
+    fn dense_forward_activation_in_place(
+        &self,
+        shape: Shape,
+        x: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        act: Activation,
+        y: &mut [f32],
+    ) {
+        self.dense_forward(shape, x, w, bias, y);
+        activation::forward_in_place(act, shape.outputs, y);
+    }
+
     /// Backward to the inputs with the previous layer's activation derivative fused in:
     /// `dx = dY W`, then multiplied by `act'` as [`activation::backward_in_place`] does, with
     /// `z` and `a` that layer's saved pre-activations and activations (`batch × inputs`).

@@ -66,13 +66,14 @@ impl<'a> Model<'a> {
         batch: usize,
         workspace: &'w mut [f32],
     ) -> Result<&'w [f32], Error> {
-        self.run(kernels, input, batch, workspace, true, |_, _| {})
+        self.run::<K, false>(kernels, input, batch, workspace, true, |_, _| {})
     }
 
-    /// The eval-mode forward pass, showing every intermediate tensor to `tap`: the input,
-    /// each layer's pre-activation and its output. With `softmax: false` a softmax output
-    /// layer stops at its logits (what int8 calibration needs).
-    pub(crate) fn run<'w, K: Kernels + ?Sized>(
+    /// The eval-mode forward pass, showing every intermediate tensor to `tap` when `TAPPED`:
+    /// the input, each layer's pre-activation and its output (untapped, a layer's product
+    /// and activation are one fused call). With `softmax: false` a softmax output layer stops
+    /// at its logits (what int8 calibration needs).
+    pub(crate) fn run<'w, K: Kernels + ?Sized, const TAPPED: bool>(
         &self,
         kernels: &K,
         input: &[f32],
@@ -101,14 +102,31 @@ impl<'a> Model<'a> {
             let shape = Shape { batch, inputs: t.fan_in(i), outputs: layer.outputs };
             let src: &[f32] = if i == 0 { input } else { &cur[..batch * shape.inputs] };
             let y = &mut next[..batch * layer.outputs];
-            kernels.dense_forward(shape, src, &self.params[r.weights], &self.params[r.bias], y);
-            if let (Some((g, b)), Some((m, v))) = (r.batch_norm, t.running_ranges(i)) {
-                let (gamma, beta) = (&self.params[g], &self.params[b]);
-                batchnorm::forward_eval(layer.outputs, y, gamma, beta, &self.running[m], &self.running[v]);
-            }
-            tap(Tap::Pre(i), y);
-            if softmax || layer.activation != Activation::Softmax {
-                activation::forward_in_place(layer.activation, layer.outputs, y);
+            let (w, bias) = (&self.params[r.weights], &self.params[r.bias]);
+            let act = (softmax || layer.activation != Activation::Softmax).then_some(layer.activation);
+            match (act, &r.batch_norm) {
+                // Nothing to show or do between product and activation: one fused pass.
+                (Some(act), None) if !TAPPED => {
+                    kernels.dense_forward_activation_in_place(shape, src, w, bias, act, y)
+                }
+                _ => {
+                    kernels.dense_forward(shape, src, w, bias, y);
+                    if let (Some((g, b)), Some((m, v))) = (r.batch_norm, t.running_ranges(i)) {
+                        let (gamma, beta) = (&self.params[g], &self.params[b]);
+                        batchnorm::forward_eval(
+                            layer.outputs,
+                            y,
+                            gamma,
+                            beta,
+                            &self.running[m],
+                            &self.running[v],
+                        );
+                    }
+                    tap(Tap::Pre(i), y);
+                    if let Some(act) = act {
+                        activation::forward_in_place(act, layer.outputs, y);
+                    }
+                }
             }
             tap(Tap::Out(i), y);
             core::mem::swap(&mut cur, &mut next);

@@ -3,8 +3,8 @@
 //! - the optimizer's update spread over threads (`Fast::update_params`) against the one-pass
 //!   update (`Optimizer::update`, core's `Portable`): the same bits for every optimizer, every
 //!   thread count, and buffer lengths around the split points;
-//! - the products with a fused activation (`dense_forward_activation`,
-//!   `dense_backward_input_activation`) against the product followed by core's activation
+//! - the products with a fused activation (`dense_forward_activation`, its in-place
+//!   variant, `dense_backward_input_activation`) against the product followed by core's activation
 //!   pass, for every activation.
 
 use host::kernels::Fast;
@@ -74,18 +74,21 @@ const ACTIVATIONS: [Activation; 8] = [
     Activation::Softmax,
 ];
 
-/// Values in [-1, 1], about half of them exactly zero (as the sparse kernels see them).
-fn half_zero(n: usize, rng: &mut Rng) -> Vec<f32> {
-    (0..n).map(|_| if rng.uniform() < 0.5 { 0.0 } else { rng.uniform_in(-1.0, 1.0) }).collect()
+/// Values in [-1, 1], about 70% of them exactly zero, so wide layers take the zero-skipping
+/// kernels (and their fused epilogue).
+fn mostly_zero(n: usize, rng: &mut Rng) -> Vec<f32> {
+    (0..n).map(|_| if rng.uniform() < 0.7 { 0.0 } else { rng.uniform_in(-1.0, 1.0) }).collect()
 }
 
 #[test]
 fn fused_activations_match_the_product_then_the_pass() {
     let mut rng = Rng::new(9);
     let fast = Fast::new();
-    for (batch, inputs, outputs) in [(1, 3, 2), (9, 17, 33), (70, 40, 64), (256, 100, 10)] {
+    for (batch, inputs, outputs) in
+        [(1, 3, 2), (9, 17, 33), (70, 40, 64), (70, 40, 10), (37, 300, 16), (256, 100, 10)]
+    {
         let s = Shape { batch, inputs, outputs };
-        let x = half_zero(batch * inputs, &mut rng);
+        let x = mostly_zero(batch * inputs, &mut rng);
         let w = random(outputs * inputs, &mut rng);
         let b = random(outputs, &mut rng);
         let dy = random(batch * outputs, &mut rng);
@@ -105,6 +108,10 @@ fn fused_activations_match_the_product_then_the_pass() {
             let close =
                 |p: &[f32], q: &[f32]| p.iter().zip(q).all(|(p, q)| (p - q).abs() <= 1e-4 * (1.0 + p.abs()));
             assert!(close(&a, &a_core), "{act:?} forward vs Portable, {s:?}");
+            // Inference's in-place variant: the same activations.
+            let mut y = vec![f32::NAN; batch * outputs];
+            fast.dense_forward_activation_in_place(s, &x, &w, &b, act, &mut y);
+            assert_eq!(y, a_ref, "{act:?} forward in place, {s:?}");
 
             // Backward to the inputs: the previous layer's (z, a) are `inputs` wide.
             if act == Activation::Softmax {

@@ -63,7 +63,8 @@ fn a_warm_training_step_does_not_allocate() {
         optimizer_state: &mut state,
         workspace: &mut ws,
     };
-    let mut trainer = Trainer::new(&t, TrainConfig::new(Loss::CrossEntropy, optimizer, batch), buffers).unwrap();
+    let mut trainer =
+        Trainer::new(&t, TrainConfig::new(Loss::CrossEntropy, optimizer, batch), buffers).unwrap();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let fast = Fast::new();
     pool.install(|| {

@@ -135,7 +135,7 @@ pub fn observe<K: Kernels + ?Sized>(
     workspace: &mut [f32],
     f: impl FnMut(Tap, &[f32]),
 ) -> Result<(), Error> {
-    model.run(kernels, input, batch, workspace, false, f).map(|_| ())
+    model.run::<K, true>(kernels, input, batch, workspace, false, f).map(|_| ())
 }
 
 /// Widens `ranges` with the activations of the f32 model on `batch` samples (network inputs,

@@ -28,6 +28,7 @@ use gemm::{Init, Mat};
 use mlp::{activation, Activation, Kernels, ParamChunk, Portable, Shape};
 use rayon::prelude::*;
 
+use sparse::Epilogue;
 pub use sparse::Isa;
 
 /// Our packed, cache-blocked SGEMM ([`gemm`]) alone, for every product: [`Fast`]'s dense
@@ -151,7 +152,7 @@ impl Kernels for Fast {
                 y.chunks_exact_mut(s.outputs).for_each(|r| r.copy_from_slice(bias));
             }
         } else if self.sparse(s, x) {
-            sparse::forward(self.isa, s.inputs, s.outputs, x, w, bias, y);
+            sparse::forward(self.isa, s.inputs, s.outputs, x, w, bias, y, Epilogue::None);
         } else {
             self.gemm().dense_forward(s, x, w, bias, y);
         }
@@ -179,9 +180,35 @@ impl Kernels for Fast {
         z: &mut [f32],
         a: &mut [f32],
     ) {
+        if s.batch >= SMALL_BATCH && s.outputs > 0 && self.sparse(s, x) {
+            // Fused: each task applies the activation to its rows right after computing them.
+            return sparse::forward(self.isa, s.inputs, s.outputs, x, w, bias, z, Epilogue::Into(act, a));
+        }
         self.dense_forward(s, x, w, bias, z);
+        if s.batch < SMALL_BATCH {
+            return activation::forward(act, s.outputs, z, a);
+        }
         let z = &*z;
         by_rows(s.outputs, a, |rows, a| activation::forward(act, s.outputs, &z[rows], a));
+    }
+
+    fn dense_forward_activation_in_place(
+        &self,
+        s: Shape,
+        x: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        act: Activation,
+        y: &mut [f32],
+    ) {
+        if s.batch >= SMALL_BATCH && s.outputs > 0 && self.sparse(s, x) {
+            return sparse::forward(self.isa, s.inputs, s.outputs, x, w, bias, y, Epilogue::InPlace(act));
+        }
+        self.dense_forward(s, x, w, bias, y);
+        if s.batch < SMALL_BATCH {
+            return activation::forward_in_place(act, s.outputs, y);
+        }
+        by_rows(s.outputs, y, |_, y| activation::forward_in_place(act, s.outputs, y));
     }
 
     fn dense_backward_input_activation(
@@ -194,6 +221,19 @@ impl Kernels for Fast {
         a: &[f32],
         dx: &mut [f32],
     ) {
+        if s.batch >= SMALL_BATCH && s.outputs <= NARROW_OUTPUTS {
+            // A narrow product (the output layer's, into the last hidden layer): its `W` is a
+            // few KiB, so each task computes its own rows of `dx` and applies the derivative
+            // while they are in cache.
+            let gemm = self.gemm();
+            let rows_of = |r: &Range<usize>| r.start / s.inputs.max(1)..r.end / s.inputs.max(1);
+            return by_rows(s.inputs, dx, |r, dx| {
+                let b = rows_of(&r);
+                let block = Shape { batch: b.len(), ..s };
+                gemm.dense_backward_input(block, &dy[b.start * s.outputs..b.end * s.outputs], w, dx);
+                activation::backward_in_place(act, s.inputs, &z[r.clone()], &a[r], dx)
+            });
+        }
         self.dense_backward_input(s, dy, w, dx);
         by_rows(s.inputs, dx, |rows, dx| {
             activation::backward_in_place(act, s.inputs, &z[rows.clone()], &a[rows], dx)
@@ -205,12 +245,23 @@ impl Kernels for Fast {
     }
 }
 
+/// Products with at most this many outputs compute `dx` block by block with the derivative
+/// fused in (see `dense_backward_input_activation`): one vector of outputs.
+const NARROW_OUTPUTS: usize = 16;
+
+/// Elementwise passes over fewer values than this run on the calling thread.
+const SERIAL_PASS: usize = 16 * 1024;
+
 /// Rows of a batch per task of an elementwise pass.
 const ROWS_PER_PASS: usize = 32;
 
 /// Runs `f` on blocks of whole rows (`width` wide) of `out` on rayon's threads, with the
 /// block's range of indices into `out` (to slice the pass's other operands alike).
 fn by_rows(width: usize, out: &mut [f32], f: impl Fn(Range<usize>, &mut [f32]) + Sync) {
+    if out.len() < SERIAL_PASS {
+        // Less work than waking another thread costs (the 10-class output layer's softmax).
+        return f(0..out.len(), out);
+    }
     let block = ROWS_PER_PASS * width.max(1);
     out.par_chunks_mut(block).enumerate().for_each(|(i, o)| f(i * block..i * block + o.len(), o));
 }

@@ -22,6 +22,7 @@
 
 use std::cell::RefCell;
 
+use mlp::{activation, Activation};
 use rayon::prelude::*;
 
 /// Lanes per chunk: one AVX-512 vector.
@@ -183,32 +184,73 @@ fn transpose_to_panels(
     width: usize,
     dst: &mut [f32],
 ) {
-    for o0 in (0..stride).step_by(width) {
-        let w = width.min(stride - o0);
-        let r = w.min(rows - o0);
-        transpose_into(isa, &src[o0 * cols..], r, cols, &mut dst[o0 * cols..][..cols * w], w);
-    }
+    // One task per panel (one parallel region per call, not one per panel).
+    let dst = &mut dst[..stride * cols];
+    dst.par_chunks_mut(width * cols).enumerate().for_each(|(p, panel)| {
+        let (o0, w) = (p * width, panel.len() / cols.max(1));
+        let r = w.min(rows.saturating_sub(o0));
+        for (cb, block) in panel.chunks_mut(LANES * w).enumerate() {
+            transpose_block(isa, &src[(o0 * cols).min(src.len())..], r, cols, cb * LANES, block, w);
+        }
+    });
 }
 
-/// `y = x Wᵀ + bias` for `batch = y.len() / outputs` rows, visiting only nonzero `x`.
-pub fn forward(isa: Isa, inputs: usize, outputs: usize, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
+/// What each task of [`forward`] does with its rows of `y` once they are computed, while they
+/// are in cache: the fused epilogues of [`mlp::Kernels::dense_forward_activation`] and
+/// [`mlp::Kernels::dense_forward_activation_in_place`].
+#[derive(Debug)]
+pub enum Epilogue<'a> {
+    /// Nothing: `y = x Wᵀ + bias`.
+    None,
+    /// Also write `a = f(y)` (training keeps both).
+    Into(Activation, &'a mut [f32]),
+    /// Replace `y` with `f(y)` (inference).
+    InPlace(Activation),
+}
+
+/// `y = x Wᵀ + bias` for `batch = y.len() / outputs` rows, visiting only nonzero `x`, then
+/// the `epilogue` on each task's rows.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    isa: Isa,
+    inputs: usize,
+    outputs: usize,
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+    epilogue: Epilogue<'_>,
+) {
     let stride = padded(outputs);
     let width = panel_width(isa);
     with_scratch(&FLOATS, inputs * stride, |wt| {
         transpose_to_panels(isa, w, outputs, inputs, stride, width, wt);
         let wt = Panels::new(wt, inputs, width, stride);
-        y.par_chunks_mut(ROWS_PER_TASK * outputs).zip(x.par_chunks(ROWS_PER_TASK * inputs)).for_each(
-            |(yc, xc)| {
-                let rows = yc.len() / outputs;
-                let entries = rows * (inputs + 1) + LANES;
-                with_scratch(&INDICES, entries + 2 * rows, |ib| {
-                    let pad = if outputs == stride { 0 } else { rows * stride };
-                    with_scratch(&VALUES, entries + pad, |vb| {
-                        dispatch_forward(isa, xc, inputs, wt, bias, outputs, yc, ib, vb)
-                    })
+        let task = |yc: &mut [f32], xc: &[f32]| {
+            let rows = yc.len() / outputs;
+            let entries = rows * (inputs + 1) + LANES;
+            with_scratch(&INDICES, entries + 2 * rows, |ib| {
+                let pad = if outputs == stride { 0 } else { rows * stride };
+                with_scratch(&VALUES, entries + pad, |vb| {
+                    dispatch_forward(isa, xc, inputs, wt, bias, outputs, yc, ib, vb)
                 })
-            },
-        );
+            })
+        };
+        let (ys, xs) = (y.par_chunks_mut(ROWS_PER_TASK * outputs), x.par_chunks(ROWS_PER_TASK * inputs));
+        match epilogue {
+            Epilogue::None => ys.zip(xs).for_each(|(yc, xc)| task(yc, xc)),
+            Epilogue::Into(f, a) => {
+                let acts = a.par_chunks_mut(ROWS_PER_TASK * outputs);
+                ys.zip(xs).zip(acts).for_each(|((yc, xc), ac)| {
+                    task(yc, xc);
+                    activation::forward(f, outputs, yc, ac);
+                })
+            }
+            Epilogue::InPlace(f) => ys.zip(xs).for_each(|(yc, xc)| {
+                task(yc, xc);
+                activation::forward_in_place(f, outputs, yc);
+            }),
+        }
     });
 }
 
@@ -269,13 +311,27 @@ fn transpose_into(isa: Isa, src: &[f32], rows: usize, cols: usize, dst: &mut [f3
     assert!(src.len() >= rows * cols && dst_stride >= rows);
     let dst_rows = cols.min(dst.len() / dst_stride.max(1));
     let dst = &mut dst[..dst_rows * dst_stride];
-    dst.par_chunks_mut(LANES * dst_stride).enumerate().for_each(|(cb, block)| {
-        transpose_columns(isa, src, rows, cols, cb * LANES, block, dst_stride);
-        let cn = block.len() / dst_stride;
-        for c in 0..cn {
-            block[c * dst_stride + rows..(c + 1) * dst_stride].fill(0.0);
-        }
-    });
+    dst.par_chunks_mut(LANES * dst_stride)
+        .enumerate()
+        .for_each(|(cb, block)| transpose_block(isa, src, rows, cols, cb * LANES, block, dst_stride));
+}
+
+/// One 16-row block of [`transpose_into`]'s `dst`: source columns `c0 ..`, zero padding
+/// after the `rows` values of each.
+fn transpose_block(
+    isa: Isa,
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    c0: usize,
+    block: &mut [f32],
+    dst_stride: usize,
+) {
+    transpose_columns(isa, src, rows, cols, c0, block, dst_stride);
+    let cn = block.len() / dst_stride;
+    for c in 0..cn {
+        block[c * dst_stride + rows..(c + 1) * dst_stride].fill(0.0);
+    }
 }
 
 /// Columns `c0 .. c0 + cn` (`cn = block.len() / dst_stride ≤ 16`) of `src` (`rows × cols`)
