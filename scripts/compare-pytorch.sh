@@ -60,8 +60,8 @@ cargo build --release -q -p host
 echo "== ours: host train --recipe tutorial --epochs $epochs ($threads threads)"
 target/release/host train --recipe tutorial --epochs "$epochs" --no-plots -q \
     --out "$tmp/model.mlp" --metrics "$tmp/ours.json" >/dev/null
-echo "== ours: f32 inference (criterion: f32_inference/fast)"
-cargo bench -q -p benches --bench cpu -- 'f32_inference/fast' 2>/dev/null >"$tmp/bench.txt"
+echo "== ours: f32 inference (criterion: f32_inference/prepared, what host eval and predict use)"
+cargo bench -q -p benches --bench cpu -- 'f32_inference/prepared' 2>/dev/null >"$tmp/bench.txt"
 echo "== PyTorch $("$PY" -c 'import torch; print(torch.__version__)'): $TORCH_REF --threads $threads --epochs $epochs"
 "$PY" "$TORCH_REF" --data "$MNIST_DIR" --threads "$threads" --epochs "$epochs" >"$tmp/torch.txt"
 
@@ -84,8 +84,8 @@ def criterion(name, field):
              "elem/s": 1.0, "Kelem/s": 1e3, "Melem/s": 1e6, "Gelem/s": 1e9}[unit]
     return float(value) * scale
 
-ours_single = criterion("f32_inference/fast/1", "time")
-ours_batch = criterion("f32_inference/fast/10000", "thrpt")
+ours_single = criterion("f32_inference/prepared/1", "time")
+ours_batch = criterion("f32_inference/prepared/10000", "thrpt")
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 print(f"\nmachine: {cpu}, {threads} threads; tutorial recipe, {len(secs)} epochs\n")
 print(f"| measure | ours | PyTorch {torch.get('threads', threads)} threads | ratio |")

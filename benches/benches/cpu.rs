@@ -2,8 +2,9 @@
 //!
 //! - `f32_inference`: the tutorial model 784-256-10 (`mlp::Model::forward`) with
 //!   `mlp::Portable`, `host::kernels::Gemm` (our packed SGEMM alone) and
-//!   `host::kernels::Fast` (what the host uses: GEMV, zero-skipping or SGEMM per product), at
-//!   batch 1 and 10,000 (the MNIST test set).
+//!   `host::kernels::Fast` (what the host trains with: GEMV, zero-skipping or SGEMM per
+//!   product) and `host::kernels::Prepared` (what it infers with: `Fast` with the model's wide
+//!   layers transposed once), at batch 1 and 10,000 (the MNIST test set).
 //! - `f32_products`: the first layer's forward and weight gradient alone (784→256, batch 256,
 //!   MNIST rows): `gemm` (ours), `matrixmultiply` (`host::kernels::Matrixmultiply`) and
 //!   `fast`. Names: `{forward,weight_gradient}/{gemm,matrixmultiply,fast}`.
@@ -36,7 +37,7 @@ use benches::{
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use host::kernels::{Fast, Gemm, Matrixmultiply};
+use host::kernels::{Fast, Gemm, Matrixmultiply, Prepared};
 use host::kernels_int8::{Int8Fast, Int8Path, Int8Strategy};
 use host::train::{RunData, RunOptions, TrainSettings};
 use mlp::int8::{self, Int8Kernels, Int8Model, PortableInt8};
@@ -78,8 +79,9 @@ fn f32_inference(c: &mut Criterion) {
     let input = scaled_f32(&data().test, TEST_SAMPLES);
     let mut group = c.benchmark_group("f32_inference");
     configure(&mut group, 1, 3);
-    let (gemm, fast) = (Gemm::new(), Fast::new());
-    let variants: [(&str, &dyn Kernels); 3] = [("portable", &Portable), ("gemm", &gemm), ("fast", &fast)];
+    let (gemm, fast, prepared) = (Gemm::new(), Fast::new(), Prepared::new(&model));
+    let variants: [(&str, &dyn Kernels); 4] =
+        [("portable", &Portable), ("gemm", &gemm), ("fast", &fast), ("prepared", &prepared)];
     for batch in INFER_BATCHES {
         big_batch(&mut group, batch, 5);
         group.throughput(Throughput::Elements(batch as u64));

@@ -15,7 +15,7 @@ use mlp::{
 use serde::{Deserialize, Serialize};
 
 use crate::data::{DataLoader, Dataset, Features, LoaderOptions, Normalization};
-use crate::kernels::Fast;
+use crate::kernels::{Fast, Prepared};
 use crate::model_io::{write_atomic, InputPipeline, SavedModel};
 use crate::schedule::Schedule;
 
@@ -308,11 +308,12 @@ pub fn evaluate(model: &SavedModel, data: &Dataset) -> Result<Evaluation> {
     }
     let mut ws = vec![0.0; m.topology().infer_workspace_len(EVAL_BATCH)];
     let mut x = Vec::new();
+    let kernels = Prepared::new(&m);
     evaluate_with(data, m.topology().input(), m.topology().output(), |raw, n| {
         x.clear();
         x.extend_from_slice(raw);
         model.input.apply(&mut x);
-        Ok(m.forward(&Fast::new(), &x, n, &mut ws)?.to_vec())
+        Ok(m.forward(&kernels, &x, n, &mut ws)?.to_vec())
     })
 }
 
@@ -747,5 +748,5 @@ pub fn predict_proba(model: &SavedModel, raw: &[f32]) -> Result<Vec<f32>> {
     let mut x = raw.to_vec();
     model.input.apply(&mut x);
     let mut ws = vec![0.0; m.topology().infer_workspace_len(batch)];
-    Ok(m.forward(&Fast::new(), &x, batch, &mut ws)?.to_vec())
+    Ok(m.forward(&Prepared::new(&m), &x, batch, &mut ws)?.to_vec())
 }

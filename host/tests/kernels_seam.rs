@@ -129,3 +129,40 @@ fn fused_activations_match_the_product_then_the_pass() {
         }
     }
 }
+
+#[test]
+fn prepared_weights_match_fast_and_fall_back_for_other_weights() {
+    use host::kernels::Prepared;
+    use mlp::{LayerSpec, Model, Topology};
+    let mut rng = Rng::new(21);
+    // A wide ragged hidden layer (prepared), a narrow one (not), and a softmax output.
+    let t = Topology::new(
+        70,
+        &[
+            LayerSpec::dense(40, Activation::Relu),
+            LayerSpec::dense(20, Activation::Tanh),
+            LayerSpec::dense(5, Activation::Softmax),
+        ],
+    )
+    .unwrap();
+    let params = random(t.param_len(), &mut rng);
+    let model = Model::new(&t, &params, &[]).unwrap();
+    let prepared = Prepared::new(&model);
+    for batch in [1, 7, 8, 65, 130] {
+        let x = mostly_zero(batch * 70, &mut rng);
+        let mut ws1 = vec![0.0; t.infer_workspace_len(batch)];
+        let mut ws2 = vec![0.0; t.infer_workspace_len(batch)];
+        let ours = model.forward(&prepared, &x, batch, &mut ws1).unwrap().to_vec();
+        let reference = model.forward(&Portable, &x, batch, &mut ws2).unwrap().to_vec();
+        let close = ours.iter().zip(&reference).all(|(p, q)| (p - q).abs() <= 1e-5 * (1.0 + q.abs()));
+        assert!(close, "batch {batch}: {ours:?} vs {reference:?}");
+    }
+    // Weights that are not the model's (same shape, other memory) are not mistaken for them.
+    let s = Shape { batch: 3, inputs: 70, outputs: 40 };
+    let x = mostly_zero(3 * 70, &mut rng);
+    let (w, b) = (random(40 * 70, &mut rng), random(40, &mut rng));
+    let (mut y1, mut y2) = (vec![0.0; 120], vec![0.0; 120]);
+    prepared.dense_forward(s, &x, &w, &b, &mut y1);
+    Portable.dense_forward(s, &x, &w, &b, &mut y2);
+    assert!(y1.iter().zip(&y2).all(|(p, q)| (p - q).abs() <= 1e-5 * (1.0 + q.abs())));
+}

@@ -25,7 +25,7 @@ pub mod sparse;
 use std::ops::Range;
 
 use gemm::{Init, Mat};
-use mlp::{activation, Activation, Kernels, ParamChunk, Portable, Shape};
+use mlp::{activation, Activation, Kernels, Model, ParamChunk, Portable, Shape};
 use rayon::prelude::*;
 
 use sparse::Epilogue;
@@ -242,6 +242,93 @@ impl Kernels for Fast {
 
     fn update_params(&self, chunk: ParamChunk<'_>, update: &(dyn Fn(ParamChunk<'_>) + Sync)) {
         split_update(chunk, update)
+    }
+}
+
+/// [`Fast`] for inference with one model whose weights stay fixed: each layer that the
+/// zero-skipping kernel would take (at least [`SPARSE_MIN_OUTPUTS`] outputs) has its `W`
+/// transposed once, here, instead of at every call. A single sample then reads only the `W`
+/// columns of its nonzero inputs (about 150 of 784 for a digit) instead of the rows' chunks
+/// that hold any (about 58%), and a batch skips the per-call transpose.
+///
+/// It borrows the parameters, so they cannot change while it exists; a product with any
+/// other weights goes to [`Fast`].
+///
+/// ```
+/// use host::kernels::Prepared;
+/// use mlp::{Activation, LayerSpec, Model, Topology};
+///
+/// let t = Topology::new(4, &[LayerSpec::dense(32, Activation::Relu), LayerSpec::dense(2, Activation::Softmax)])?;
+/// let params = vec![0.01; t.param_len()];
+/// let model = Model::new(&t, &params, &[])?;
+/// let kernels = Prepared::new(&model);
+/// let mut ws = vec![0.0; t.infer_workspace_len(1)];
+/// let out = model.forward(&kernels, &[0.0, 1.0, 0.0, 0.5], 1, &mut ws)?;
+/// assert!((out[0] + out[1] - 1.0).abs() < 1e-6);
+/// # Ok::<(), mlp::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Prepared<'m> {
+    fast: Fast,
+    /// Per prepared layer: its weights (to recognise them) and their transpose.
+    layers: Vec<(&'m [f32], sparse::TransposedWeights)>,
+}
+
+impl<'m> Prepared<'m> {
+    /// Prepares every wide layer of `model` (with the fastest instruction set).
+    pub fn new(model: &Model<'m>) -> Self {
+        let fast = Fast::new();
+        let t = model.topology();
+        let layers = (0..t.layers().len())
+            .filter_map(|i| {
+                let (r, outputs, inputs) = (t.param_ranges(i)?, t.layers()[i].outputs, t.fan_in(i));
+                let w = &model.params()[r.weights];
+                (outputs >= SPARSE_MIN_OUTPUTS)
+                    .then(|| (w, sparse::TransposedWeights::new(fast.isa, w, outputs, inputs)))
+            })
+            .collect();
+        Self { fast, layers }
+    }
+
+    /// The prepared transpose of `w`, when `w` is one of the model's layers (the same
+    /// memory) and the input is sparse enough for the zero-skipping kernel.
+    fn transposed(&self, s: Shape, x: &[f32], w: &[f32]) -> Option<&sparse::TransposedWeights> {
+        let (_, t) = self.layers.iter().find(|(pw, t)| {
+            std::ptr::eq(pw.as_ptr(), w.as_ptr()) && pw.len() == w.len() && t.shape() == (s.inputs, s.outputs)
+        })?;
+        (sparse::density(x, s.inputs, s.batch) <= SPARSE_MAX_DENSITY).then_some(t)
+    }
+}
+
+impl Kernels for Prepared<'_> {
+    fn dense_forward(&self, s: Shape, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32]) {
+        match self.transposed(s, x, w) {
+            Some(t) => t.forward(x, bias, y, Epilogue::None),
+            None => self.fast.dense_forward(s, x, w, bias, y),
+        }
+    }
+
+    fn dense_backward_input(&self, s: Shape, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+        self.fast.dense_backward_input(s, dy, w, dx)
+    }
+
+    fn dense_backward_params(&self, s: Shape, x: &[f32], dy: &[f32], dw: &mut [f32], dbias: &mut [f32]) {
+        self.fast.dense_backward_params(s, x, dy, dw, dbias)
+    }
+
+    fn dense_forward_activation_in_place(
+        &self,
+        s: Shape,
+        x: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        act: Activation,
+        y: &mut [f32],
+    ) {
+        match self.transposed(s, x, w) {
+            Some(t) => t.forward(x, bias, y, Epilogue::InPlace(act)),
+            None => self.fast.dense_forward_activation_in_place(s, x, w, bias, act, y),
+        }
     }
 }
 

@@ -225,33 +225,103 @@ pub fn forward(
     let width = panel_width(isa);
     with_scratch(&FLOATS, inputs * stride, |wt| {
         transpose_to_panels(isa, w, outputs, inputs, stride, width, wt);
-        let wt = Panels::new(wt, inputs, width, stride);
-        let task = |yc: &mut [f32], xc: &[f32]| {
-            let rows = yc.len() / outputs;
-            let entries = rows * (inputs + 1) + LANES;
-            with_scratch(&INDICES, entries + 2 * rows, |ib| {
-                let pad = if outputs == stride { 0 } else { rows * stride };
-                with_scratch(&VALUES, entries + pad, |vb| {
-                    dispatch_forward(isa, xc, inputs, wt, bias, outputs, yc, ib, vb)
-                })
-            })
-        };
-        let (ys, xs) = (y.par_chunks_mut(ROWS_PER_TASK * outputs), x.par_chunks(ROWS_PER_TASK * inputs));
-        match epilogue {
-            Epilogue::None => ys.zip(xs).for_each(|(yc, xc)| task(yc, xc)),
-            Epilogue::Into(f, a) => {
-                let acts = a.par_chunks_mut(ROWS_PER_TASK * outputs);
-                ys.zip(xs).zip(acts).for_each(|((yc, xc), ac)| {
-                    task(yc, xc);
-                    activation::forward(f, outputs, yc, ac);
-                })
-            }
-            Epilogue::InPlace(f) => ys.zip(xs).for_each(|(yc, xc)| {
-                task(yc, xc);
-                activation::forward_in_place(f, outputs, yc);
-            }),
-        }
+        forward_panels(isa, outputs, x, Panels::new(wt, inputs, width, stride), bias, y, epilogue)
     });
+}
+
+/// A layer's `W` (`outputs × inputs`) transposed once into the panels [`forward`] builds at
+/// every call: for weights that do not change between calls (inference; see
+/// [`super::Prepared`]).
+#[derive(Clone, Debug)]
+pub struct TransposedWeights {
+    isa: Isa,
+    inputs: usize,
+    outputs: usize,
+    /// The panels start at `start`, the first 64-byte boundary: whole-vector loads that
+    /// straddle two cache lines cost about a quarter of the kernel's speed.
+    buffer: Vec<f32>,
+    start: usize,
+}
+
+impl TransposedWeights {
+    /// Transposes `w` (`outputs × inputs`, row-major) for `isa`.
+    pub fn new(isa: Isa, w: &[f32], outputs: usize, inputs: usize) -> Self {
+        assert!(w.len() >= outputs * inputs, "TransposedWeights: W shorter than outputs × inputs");
+        let (stride, len) = (padded(outputs), inputs * padded(outputs));
+        let mut buffer = vec![0.0; len + LANES];
+        let start = buffer.as_ptr().align_offset(64).min(LANES);
+        transpose_to_panels(
+            isa,
+            w,
+            outputs,
+            inputs,
+            stride,
+            panel_width(isa),
+            &mut buffer[start..start + len],
+        );
+        Self { isa, inputs, outputs, buffer, start }
+    }
+
+    /// `(inputs, outputs)` of the layer.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.inputs, self.outputs)
+    }
+
+    /// [`forward`] with these weights.
+    pub fn forward(&self, x: &[f32], bias: &[f32], y: &mut [f32], epilogue: Epilogue<'_>) {
+        let (stride, len) = (padded(self.outputs), self.inputs * padded(self.outputs));
+        let data = &self.buffer[self.start..self.start + len];
+        let panels = Panels::new(data, self.inputs, panel_width(self.isa), stride);
+        forward_panels(self.isa, self.outputs, x, panels, bias, y, epilogue)
+    }
+}
+
+/// The forward product through `W`'s transposed panels, rows of the batch split over rayon's
+/// tasks (one task runs on the calling thread), each followed by the `epilogue`.
+fn forward_panels(
+    isa: Isa,
+    outputs: usize,
+    x: &[f32],
+    wt: Panels<'_>,
+    bias: &[f32],
+    y: &mut [f32],
+    epilogue: Epilogue<'_>,
+) {
+    let (inputs, stride) = (wt.k, wt.stride);
+    let task = |yc: &mut [f32], xc: &[f32]| {
+        let rows = yc.len() / outputs;
+        let entries = rows * (inputs + 1) + LANES;
+        with_scratch(&INDICES, entries + 2 * rows, |ib| {
+            let pad = if outputs == stride { 0 } else { rows * stride };
+            with_scratch(&VALUES, entries + pad, |vb| {
+                dispatch_forward(isa, xc, inputs, wt, bias, outputs, yc, ib, vb)
+            })
+        })
+    };
+    if y.len() <= ROWS_PER_TASK * outputs {
+        // One task (a single sample's latency path): no hand-off to the pool.
+        task(y, x);
+        return match epilogue {
+            Epilogue::None => {}
+            Epilogue::Into(f, a) => activation::forward(f, outputs, y, a),
+            Epilogue::InPlace(f) => activation::forward_in_place(f, outputs, y),
+        };
+    }
+    let (ys, xs) = (y.par_chunks_mut(ROWS_PER_TASK * outputs), x.par_chunks(ROWS_PER_TASK * inputs));
+    match epilogue {
+        Epilogue::None => ys.zip(xs).for_each(|(yc, xc)| task(yc, xc)),
+        Epilogue::Into(f, a) => {
+            let acts = a.par_chunks_mut(ROWS_PER_TASK * outputs);
+            ys.zip(xs).zip(acts).for_each(|((yc, xc), ac)| {
+                task(yc, xc);
+                activation::forward(f, outputs, yc, ac);
+            })
+        }
+        Epilogue::InPlace(f) => ys.zip(xs).for_each(|(yc, xc)| {
+            task(yc, xc);
+            activation::forward_in_place(f, outputs, yc);
+        }),
+    }
 }
 
 /// `dW = dYᵀ X` and `dbias = Σ_b dY[b]`, visiting only nonzero `x`: `dWt = Xᵀ dY` with the
