@@ -732,8 +732,8 @@ fn rows_in_l1(width: usize) -> usize {
 /// `out[r][..] += Σ_e a.val[e] · b[a.idx[e]][..]` over the entries `e` of each row `r` of
 /// `a`: for each panel of `b`, for each block of its rows that fits in L1, each row adds its
 /// entries in that block (its cursor in `cur` moves on from block to block). `out` has row
-/// stride `ostride ≥ b.stride`. With `overwrite`, the first block stores its sums instead
-/// of adding them (`out` need not be zeroed first).
+/// stride `ostride ≥ b.stride`. `first` says whether the first block adds to `out` or
+/// stores its sums (plus a bias row) there.
 #[inline(always)]
 fn sparse_times_panels<S: Simd>(
     a: &SparseRows,
@@ -741,7 +741,7 @@ fn sparse_times_panels<S: Simd>(
     out: &mut [f32],
     ostride: usize,
     cur: &mut [u32],
-    overwrite: bool,
+    first: First<'_>,
 ) {
     let rows = a.start.len();
     assert!(a.k == b.k && ostride >= b.stride && out.len() >= rows * ostride && cur.len() >= rows);
@@ -754,16 +754,34 @@ fn sparse_times_panels<S: Simd>(
                 let kend = (k0 + kb).min(b.k) as u32;
                 for (r, cur) in cur[..rows].iter_mut().enumerate() {
                     let out = &mut out[r * ostride + o0..][..w];
-                    *cur = panel_rows::<S, C>(a, *cur as usize, kend, panel, out, overwrite && k0 == 0) as u32;
+                    let start = match first {
+                        First::Add => None,
+                        First::Store => Some(None),
+                        First::StoreWithBias(bias) => Some(Some(&bias[o0..o0 + w])),
+                    };
+                    let start = if k0 == 0 { start } else { None };
+                    *cur = panel_rows::<S, C>(a, *cur as usize, kend, panel, out, start) as u32;
                 }
             }
         });
     }
 }
 
+/// What the first block of `k` does with `out` in [`sparse_times_panels`].
+#[derive(Clone, Copy)]
+enum First<'a> {
+    /// Adds to `out` (which holds a starting value).
+    Add,
+    /// Stores the sum (`out` need not be initialized).
+    Store,
+    /// Stores the sum plus this row of `ostride` values (the forward's bias): no pass that
+    /// first fills every output row with the bias.
+    StoreWithBias(&'a [f32]),
+}
+
 /// Adds the entries of one sparse row from `e` up to the first index `≥ kend` times their
 /// panel rows to `out` (`C` vectors), or stores the sum there (even an empty one) with
-/// `overwrite`; returns where it stopped.
+/// `start = Some(base)`, plus the `base` row when given; returns where it stopped.
 #[inline(always)]
 fn panel_rows<S: Simd, const C: usize>(
     a: &SparseRows,
@@ -771,17 +789,18 @@ fn panel_rows<S: Simd, const C: usize>(
     kend: u32,
     panel: &[f32],
     out: &mut [f32],
-    overwrite: bool,
+    start: Option<Option<&[f32]>>,
 ) -> usize {
     assert!(out.len() == C * S::LANES && panel.len() == a.k * C * S::LANES && e < a.idx.len());
+    assert!(start.flatten().is_none_or(|base| base.len() == C * S::LANES));
     // SAFETY: the caller's Isa guarantees the instruction set. Entries from `e` on are read
     // up to the row's `END` (`END ≥ kend` stops the loop), which lies inside `idx` and `val`
     // ([`SparseRows`]' invariant; `e` starts at a row start or where the last call stopped,
     // which is at most that `END`). Every other index `j` is below `kend ≤ k`, so the panel
     // row `j · C·LANES .. + C·LANES` is inside `panel` (len k · C·LANES, asserted); `out`
-    // holds C·LANES values (asserted).
+    // and a `base` row hold C·LANES values (asserted).
     unsafe {
-        if *a.idx.get_unchecked(e) >= kend && !overwrite {
+        if *a.idx.get_unchecked(e) >= kend && start.is_none() {
             return e;
         }
         let mut e = e;
@@ -801,7 +820,13 @@ fn panel_rows<S: Simd, const C: usize>(
         }
         for (c, acc) in acc.iter().enumerate() {
             let p = out.as_mut_ptr().add(c * S::LANES);
-            S::store(p, if overwrite { *acc } else { S::add(S::load(p), *acc) });
+            let sum = match start {
+                None => S::add(S::load(p), *acc),
+                Some(None) => *acc,
+                // `bias` holds C·LANES values (the caller slices one panel's width).
+                Some(Some(bias)) => S::add(S::load(bias.as_ptr().add(c * S::LANES)), *acc),
+            };
+            S::store(p, sum);
         }
         e
     }
@@ -831,17 +856,14 @@ fn forward_rows<S: Simd>(
     let (val, pad) = vb.split_at_mut(entries);
     let a = SparseRows::from_rows(&x[..rows * inputs], inputs, start, &mut idx[..entries], val, nonzeros);
     if outputs == stride {
-        for yr in y.chunks_exact_mut(outputs) {
-            yr.copy_from_slice(&bias[..outputs]);
-        }
-        sparse_times_panels::<S>(&a, wt, y, outputs, cur, false);
+        sparse_times_panels::<S>(&a, wt, y, outputs, cur, First::StoreWithBias(&bias[..outputs]));
     } else {
         let pad = &mut pad[..rows * stride];
         for yr in pad.chunks_exact_mut(stride) {
             yr[..outputs].copy_from_slice(&bias[..outputs]);
             yr[outputs..].fill(0.0);
         }
-        sparse_times_panels::<S>(&a, wt, pad, stride, cur, false);
+        sparse_times_panels::<S>(&a, wt, pad, stride, cur, First::Add);
         for (yr, pr) in y.chunks_exact_mut(outputs).zip(pad.chunks_exact(stride)) {
             yr.copy_from_slice(&pr[..outputs]);
         }
@@ -871,7 +893,7 @@ fn params_cols<S: Simd>(
     let x = &x[..dy.k * inputs];
     let a =
         SparseRows::from_columns(isa, x, inputs, j0, cols, start, &mut idx[..entries], val, strip, nonzeros);
-    sparse_times_panels::<S>(&a, dy, dwt, dy.stride, cur, true);
+    sparse_times_panels::<S>(&a, dy, dwt, dy.stride, cur, First::Store);
 }
 
 #[cfg(target_arch = "x86_64")]
