@@ -221,6 +221,12 @@ impl Kernels for Fast {
         a: &[f32],
         dx: &mut [f32],
     ) {
+        if s.batch * s.inputs * s.outputs < SERIAL_PRODUCT {
+            // Less work than a hand-off to another thread costs (the output layer's dx at
+            // batch 256: about 15 µs alone, about 50 µs split over two threads).
+            self.dense_backward_input(s, dy, w, dx);
+            return activation::backward_in_place(act, s.inputs, z, a, dx);
+        }
         if s.batch >= SMALL_BATCH && s.outputs <= NARROW_OUTPUTS {
             // A narrow product (the output layer's, into the last hidden layer): its `W` is a
             // few KiB, so each task computes its own rows of `dx` and applies the derivative
@@ -335,6 +341,10 @@ impl Kernels for Prepared<'_> {
 /// Products with at most this many outputs compute `dx` block by block with the derivative
 /// fused in (see `dense_backward_input_activation`): one vector of outputs.
 const NARROW_OUTPUTS: usize = 16;
+
+/// Products of fewer multiply-adds than this, with their epilogue, run on the calling thread
+/// (our SGEMM splits only above 1 M as well).
+const SERIAL_PRODUCT: usize = 1 << 20;
 
 /// Elementwise passes over fewer values than this run on the calling thread.
 const SERIAL_PASS: usize = 16 * 1024;
