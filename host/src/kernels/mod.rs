@@ -1,6 +1,7 @@
 //! Fast implementations of core's kernel seam for the host.
 //!
-//! [`Fast`] is what the host trains and infers with. It picks, per product:
+//! [`Fast`] is what the host trains with, [`Prepared`] (`Fast` with one fixed model's wide
+//! layers transposed once) what it infers with. `Fast` picks, per product:
 //!
 //! - one sample at a time (batches below [`SMALL_BATCH`]): [`gemv`], a matrix-vector product
 //!   that skips all-zero chunks of the input;
@@ -11,6 +12,10 @@
 //!   FMA micro-kernels, bias add fused, a one-vector-wide tile for narrow layers), which
 //!   matches `matrixmultiply` ([`Matrixmultiply`], kept for comparison) on large products and
 //!   beats it on narrow and small ones (measured in the README and `benches/benches/cpu.rs`).
+//!
+//! Around the products, `Fast` implements the seam's provided methods: the activation (or
+//! its derivative) fused into each task of a product, small products and passes kept on the
+//! calling thread, and the optimizer's elementwise pass split over rayon's threads.
 //!
 //! The vector code is written once and compiled for AVX-512, AVX2 + FMA and the baseline,
 //! chosen at run time ([`Isa`]); threads come from rayon's pool (`RAYON_NUM_THREADS`), and
