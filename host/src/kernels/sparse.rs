@@ -9,7 +9,7 @@
 //! AVX-512: 8 accumulator vectors). For each panel, a block of `B`'s rows that fits in L1 is
 //! visited by every sparse row in turn, each resuming from a per-row cursor.
 //!
-//! - [`forward`]: `A = X` (rows of the batch, 64 per thread task), `B = Wt`: `W` is
+//! - [`forward`]: `A = X` (rows of the batch, 64 to 256 per thread task), `B = Wt`: `W` is
 //!   transposed once per call into panels (16 × 16 in-register tiles on AVX-512).
 //! - [`backward_params`]: `A = Xᵀ` (the columns of `X`, a range of inputs per task, built by
 //!   transposing 16 columns at a time and compacting them), `B = dY` (copied into panels),
@@ -29,6 +29,9 @@ use rayon::prelude::*;
 pub const LANES: usize = 16;
 /// Rows of the batch handed to one thread task at a time.
 const ROWS_PER_TASK: usize = 64;
+/// The most rows per task for large batches: every task streams all of `Wt` through L1 once,
+/// so fewer, taller tasks read it fewer times (while leaving each thread several tasks).
+const MAX_ROWS_PER_TASK: usize = 256;
 
 /// The instruction set the loops are compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -298,7 +301,10 @@ fn forward_panels(
             })
         })
     };
-    if y.len() <= ROWS_PER_TASK * outputs {
+    let batch = y.len() / outputs.max(1);
+    let per_task =
+        (batch / (4 * rayon::current_num_threads().max(1))).clamp(ROWS_PER_TASK, MAX_ROWS_PER_TASK);
+    if batch <= per_task {
         // One task (a single sample's latency path): no hand-off to the pool.
         task(y, x);
         return match epilogue {
@@ -307,11 +313,11 @@ fn forward_panels(
             Epilogue::InPlace(f) => activation::forward_in_place(f, outputs, y),
         };
     }
-    let (ys, xs) = (y.par_chunks_mut(ROWS_PER_TASK * outputs), x.par_chunks(ROWS_PER_TASK * inputs));
+    let (ys, xs) = (y.par_chunks_mut(per_task * outputs), x.par_chunks(per_task * inputs));
     match epilogue {
         Epilogue::None => ys.zip(xs).for_each(|(yc, xc)| task(yc, xc)),
         Epilogue::Into(f, a) => {
-            let acts = a.par_chunks_mut(ROWS_PER_TASK * outputs);
+            let acts = a.par_chunks_mut(per_task * outputs);
             ys.zip(xs).zip(acts).for_each(|((yc, xc), ac)| {
                 task(yc, xc);
                 activation::forward(f, outputs, yc, ac);
