@@ -25,6 +25,7 @@
 
 pub mod gemm;
 pub mod gemv;
+mod simd;
 pub mod sparse;
 
 use std::ops::Range;
