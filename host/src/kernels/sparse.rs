@@ -515,6 +515,32 @@ fn nonzeros_scalar(row: &[f32], base: u32, idx: &mut [u32], val: &mut [f32]) -> 
     n
 }
 
+/// Rows of `x` ahead of the one being compacted whose cache lines are requested early: rows
+/// of MNIST (3 KiB) cross 4 KiB pages, where the hardware's stream prefetcher stops.
+const PREFETCH_ROWS: usize = 2;
+
+/// Asks for `x[from .. from + len]` (clamped to `x`) to be brought into cache, one request
+/// per 64-byte line; no effect on the results.
+#[inline(always)]
+fn prefetch(x: &[f32], from: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let end = (from + len).min(x.len());
+        let mut i = from;
+        while i < end {
+            // SAFETY: a prefetch is only a hint (it never faults), and `i < x.len()`.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    x.as_ptr().add(i).cast(),
+                )
+            };
+            i += 16;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (x, from, len);
+}
+
 /// Ends every row of a [`SparseRows`]: larger than any index, so the kernel's scan of a
 /// row stops there without a separate length test.
 const END: u32 = u32::MAX;
@@ -546,6 +572,7 @@ impl<'a> SparseRows<'a> {
         assert!(idx.len() >= need && val.len() >= need && start.len() >= rows);
         let mut e = 0;
         for (r, xr) in x.chunks_exact(k.max(1)).enumerate() {
+            prefetch(x, (r + PREFETCH_ROWS) * k, k);
             start[r] = e as u32;
             e += nonzeros(&xr[..k], 0, &mut idx[e..], &mut val[e..]);
             idx[e] = END;
