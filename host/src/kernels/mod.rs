@@ -25,6 +25,7 @@
 
 pub mod gemm;
 pub mod gemv;
+pub mod pool;
 mod simd;
 pub mod sparse;
 
