@@ -16,7 +16,8 @@
 //!   has; on AVX-512 also the packed sparse VNNI kernel alone, `fast_avx512vnni_sparse`, what
 //!   CPUs without AMX run at 10,000), at batch 1 and 10,000 (input already quantized).
 //! - `training`: one `mlp::Trainer::step` (Adam, cross-entropy) at batch 256, Portable, Gemm,
-//!   Matrixmultiply and Fast.
+//!   Matrixmultiply and Fast, run as `host train` runs them (inside
+//!   `host::kernels::pool::with_spinning_pool`).
 //! - `epoch`: one epoch of the tutorial recipe through `host::train::train` (Fast, batch 256,
 //!   60,000 samples, no evaluation).
 //!
@@ -37,6 +38,7 @@ use benches::{
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
+use host::kernels::pool::with_spinning_pool;
 use host::kernels::{Fast, Gemm, Matrixmultiply, Prepared};
 use host::kernels_int8::{Int8Fast, Int8Path, Int8Strategy};
 use host::train::{RunData, RunOptions, TrainSettings};
@@ -224,7 +226,7 @@ fn training(c: &mut Criterion) {
     configure(&mut group, 1, 4);
     group.throughput(Throughput::Elements(TRAIN_BATCH as u64));
     let (gemm, fast) = (Gemm::new(), Fast::new());
-    let variants: [(&str, &dyn Kernels); 4] =
+    let variants: [(&str, &(dyn Kernels + Sync)); 4] =
         [("portable", &Portable), ("gemm", &gemm), ("matrixmultiply", &Matrixmultiply), ("fast", &fast)];
     for (name, kernels) in variants {
         let mut params = he_params(&t);
@@ -245,11 +247,15 @@ fn training(c: &mut Criterion) {
         )
         .expect("trainer");
         let mut rng = Rng::new(777);
+        // As `host train` runs its steps: on rayon's pool, its other threads polling for work.
         group.bench_function(BenchmarkId::new(name, TRAIN_BATCH), |b| {
-            b.iter(|| {
-                let stats =
-                    trainer.step(kernels, black_box(&x), Targets::Labels(&y), 1e-3, &mut rng).expect("step");
-                black_box(stats.loss);
+            with_spinning_pool(|| {
+                b.iter(|| {
+                    let stats = trainer
+                        .step(kernels, black_box(&x), Targets::Labels(&y), 1e-3, &mut rng)
+                        .expect("step");
+                    black_box(stats.loss);
+                })
             })
         });
     }
