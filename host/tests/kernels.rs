@@ -96,8 +96,10 @@ fn fast_agrees_with_portable_on_every_isa_sparse_and_dense() {
     assert!(isas.contains(&Isa::Baseline));
     let mut rng = Rng::new(12);
     // Batches below and above SMALL_BATCH, outputs below SPARSE_MIN_OUTPUTS, ragged against
-    // 16 lanes and 4 GEMV rows, and wider than one 256-output register block.
+    // 16 lanes and 4 GEMV rows, wider than one 256-output register block, and an input over
+    // 2 MiB (the forward then fetches each next task's rows ahead) with a ragged last task.
     let shapes = [
+        (1000, 784, 40),
         (1, 784, 256),
         (3, 17, 35),
         (7, 100, 10),
