@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod kernels_int8;
 pub mod model_io;
 pub mod plot;
+mod prefetch;
 pub mod quant;
 pub mod schedule;
 pub mod train;

@@ -27,6 +27,7 @@ use rayon::prelude::*;
 
 use super::dataset::{Dataset, Features};
 use super::error::{Error, Result};
+use crate::prefetch::{prefetch, Cache};
 
 /// How stored features become model inputs.
 ///
@@ -518,11 +519,11 @@ impl<'a> DataLoader<'a> {
                 let out = inputs[..n * d].par_chunks_mut(ROWS_PER_TASK * d.max(1));
                 out.zip(batch.par_chunks(ROWS_PER_TASK)).for_each(|(out, batch)| {
                     for &i in batch.iter().take(AHEAD) {
-                        prefetch_row(v, i as usize * d, d);
+                        prefetch(Cache::L1, v, i as usize * d, d);
                     }
                     for (k, (out, &i)) in out.chunks_exact_mut(d.max(1)).zip(batch).enumerate() {
                         if let Some(&next) = batch.get(k + AHEAD) {
-                            prefetch_row(v, next as usize * d, d);
+                            prefetch(Cache::L1, v, next as usize * d, d);
                         }
                         let i = i as usize;
                         let raw = &v[i * d..(i + 1) * d];
@@ -586,23 +587,6 @@ impl<'a> DataLoader<'a> {
         one_hot(&labels[..n], c, targets);
         Some(n)
     }
-}
-
-/// Asks the CPU to bring `data[start..start + len]` into cache (a hint: no effect on results).
-#[inline]
-fn prefetch_row(data: &[u8], start: usize, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for at in (start..(start + len).min(data.len())).step_by(64) {
-        // SAFETY: `at < data.len()`, so the address is inside the slice; a prefetch never
-        // faults or changes memory, and SSE is part of the x86-64 baseline.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                data.as_ptr().add(at).cast(),
-            )
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (data, start, len);
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use std::cell::RefCell;
 use mlp::{activation, Activation};
 
 use super::simd::{Baseline4, Simd};
+use crate::prefetch::{prefetch, Cache};
 use rayon::prelude::*;
 
 /// Lanes per chunk: one AVX-512 vector.
@@ -531,38 +532,6 @@ const STREAMED_INPUT_BYTES: usize = 2 << 20;
 /// Rows of `x` ahead of the one being compacted whose cache lines are requested early: rows
 /// of MNIST (3 KiB) cross 4 KiB pages, where the hardware's stream prefetcher stops.
 const PREFETCH_ROWS: usize = 2;
-
-/// Which cache [`prefetch`] fills.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Cache {
-    L1,
-    L2,
-}
-
-/// Asks for `x[from .. from + len]` (clamped to `x`) to be brought into `cache`, one
-/// request per 64-byte line; no effect on the results.
-#[inline(always)]
-fn prefetch(cache: Cache, x: &[f32], from: usize, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
-        let end = (from + len).min(x.len());
-        let mut i = from;
-        while i < end {
-            // SAFETY: a prefetch is only a hint (it never faults), and `i < x.len()`.
-            unsafe {
-                let p = x.as_ptr().add(i).cast();
-                match cache {
-                    Cache::L1 => _mm_prefetch::<_MM_HINT_T0>(p),
-                    Cache::L2 => _mm_prefetch::<_MM_HINT_T1>(p),
-                }
-            };
-            i += 16;
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (cache, x, from, len);
-}
 
 /// Ends every row of a [`SparseRows`]: larger than any index, so the kernel's scan of a
 /// row stops there without a separate length test.
