@@ -1,29 +1,29 @@
 //! Criterion benches of the CPU paths, in samples per second:
 //!
 //! - `f32_inference`: the tutorial model 784-256-10 (`mlp::Model::forward`) with
-//!   `mlp::Portable`, `host::kernels::Gemm` (our packed SGEMM alone) and
-//!   `host::kernels::Fast` (what the host trains with: GEMV, zero-skipping or SGEMM per
-//!   product) and `host::kernels::Prepared` (what it infers with: `Fast` with the model's wide
+//!   `mlp::Portable`, `cpu::Gemm` (our packed SGEMM alone) and
+//!   `cpu::Fast` (what the host trains with: GEMV, zero-skipping or SGEMM per
+//!   product) and `cpu::Prepared` (what it infers with: `Fast` with the model's wide
 //!   layers transposed once), at batch 1 and 10,000 (the MNIST test set).
 //! - `f32_products`: the first layer's forward and weight gradient alone (784→256, batch 256,
-//!   MNIST rows): `gemm` (ours), `matrixmultiply` (`host::kernels::Matrixmultiply`) and
+//!   MNIST rows): `gemm` (ours), `matrixmultiply` (`cpu::Matrixmultiply`) and
 //!   `fast`. Names: `{forward,weight_gradient}/{gemm,matrixmultiply,fast}`.
 //! - `f32_gemm`: dense products (random values, batch 256) of the default recipe's layers
 //!   784→256, 512→256 and 256→10, ours against matrixmultiply. Names:
 //!   `{inputs}x{outputs}_{forward,weight_gradient,input_gradient}/{gemm,matrixmultiply}`.
 //! - `int8_inference`: the same model quantized to int8 (`mlp::int8::forward`) with
-//!   `mlp::int8::PortableInt8` and `host::kernels_int8::Int8Fast` (each vector path the CPU
+//!   `mlp::int8::PortableInt8` and `cpu::FastInt8` (each vector path the CPU
 //!   has; on AVX-512 also the packed sparse VNNI kernel alone, `fast_avx512vnni_sparse`, what
 //!   CPUs without AMX run at 10,000), at batch 1 and 10,000 (input already quantized).
 //! - `training`: one `mlp::Trainer::step` (Adam, cross-entropy) at batch 256, Portable, Gemm,
 //!   Matrixmultiply and Fast; Gemm and Fast run as `host train` runs them (inside
-//!   `host::kernels::pool::with_spinning_pool`).
+//!   `cpu::pool::with_spinning_pool`).
 //! - `epoch`: one epoch of the tutorial recipe through `host::train::train` (Fast, batch 256,
 //!   60,000 samples, no evaluation).
 //!
 //! `cargo bench -p benches` (synthetic data) or `MNIST_DIR=../shared/data/mnist cargo bench
 //! -p benches`; one group: `cargo bench -p benches -- int8_inference`. `Gemm`, `Fast` and
-//! `Int8Fast` run on rayon's threads (`RAYON_NUM_THREADS`), `Matrixmultiply` on its own
+//! `FastInt8` run on rayon's threads (`RAYON_NUM_THREADS`, or `cpu::pool::Threads`), `Matrixmultiply` on its own
 //! (`MATMUL_NUM_THREADS`); `Portable` and `PortableInt8` are single-threaded. Compare
 //! kernels with `RAYON_NUM_THREADS=1 MATMUL_NUM_THREADS=1`.
 
@@ -35,12 +35,13 @@ use std::time::Duration;
 use benches::{
     he_params, labels, quantize_int8, raw_u8, scaled_f32, tutorial_topology, BenchData, TEST_SAMPLES,
 };
+use cpu::int8::Int8Strategy;
+use cpu::isa::Level;
+use cpu::pool::with_spinning_pool;
+use cpu::{Fast, FastInt8, Gemm, Matrixmultiply, Prepared};
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use host::kernels::pool::with_spinning_pool;
-use host::kernels::{Fast, Gemm, Matrixmultiply, Prepared};
-use host::kernels_int8::{Int8Fast, Int8Path, Int8Strategy};
 use host::train::{RunData, RunOptions, TrainSettings};
 use mlp::int8::{self, Int8Kernels, Int8Model, PortableInt8};
 use mlp::{
@@ -111,16 +112,21 @@ fn int8_inference(c: &mut Criterion) {
     q.quantize_u8(&raw, &mut input).expect("quantize the input");
     let mut group = c.benchmark_group("int8_inference");
     configure(&mut group, 1, 3);
-    // Core's portable loops, then host::kernels_int8::Int8Fast on every vector path this CPU
-    // has (fastest first: the first one is what `Int8Fast::new()` picks: GEMV for small
+    // Core's portable loops, then cpu::FastInt8 on every vector path this CPU
+    // has (fastest first: the first one is what `FastInt8::new()` picks: GEMV for small
     // batches, packed AMX tiles for large ones where the CPU and OS allow AMX-INT8), and the
     // packed sparse VNNI kernel alone (large batches only: it repacks the weights).
     let mut variants: Vec<(String, Box<dyn Int8Kernels>, bool)> =
         vec![("portable".into(), Box::new(PortableInt8), false)];
-    for path in Int8Path::ALL.into_iter().filter(|&p| p != Int8Path::Portable) {
-        if let Some(k) = Int8Fast::with_path(path) {
-            variants.push((format!("fast_{path:?}").to_lowercase(), Box::new(k), false));
-            if path == Int8Path::Avx512Vnni {
+    for k in FastInt8::available() {
+        let name = match k.level() {
+            Level::Avx512 => "fast_avx512vnni",
+            Level::Avx2 => "fast_avx2",
+            Level::Baseline => continue,
+        };
+        {
+            variants.push((name.into(), Box::new(k), false));
+            if k.level() == Level::Avx512 {
                 variants.push((
                     "fast_avx512vnni_sparse".into(),
                     Box::new(k.with_strategy(Int8Strategy::Sparse)),

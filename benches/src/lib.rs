@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use host::data::{idx, Dataset, Features};
+use data::{idx, Dataset, Features};
 use mlp::init::{initialize, Init};
 use mlp::{int8, Activation, InputTransform, LayerSpec, Model, Portable, Rng, Topology};
 

@@ -2,8 +2,8 @@
 //! result: never a panic; on Ok the data set's invariants hold.
 #![no_main]
 
-use host::data::csv::{parse_csv_bytes, CsvOptions, Header, LabelColumn, Labels};
-use host::data::{DataLoader, LoaderOptions, Normalization};
+use data::csv::{parse_csv_bytes, CsvOptions, Header, LabelColumn, Labels};
+use data::{DataLoader, LoaderOptions, Normalization};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! allocate from an unchecked header; on Ok the shapes must be consistent.
 #![no_main]
 
-use host::data::idx;
+use data::idx;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

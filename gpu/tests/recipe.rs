@@ -28,7 +28,7 @@ fn report(name: &str, t: &Trained) -> f64 {
 #[ignore = "needs a CUDA GPU and MNIST_DIR"]
 fn tutorial_recipe_on_the_gpu_reaches_the_cpu_accuracy() {
     let dir = digits_dir();
-    let (train_set, test_set) = host::data::idx::load_mnist(&dir)
+    let (train_set, test_set) = data::idx::load_mnist(&dir)
         .unwrap_or_else(|e| panic!("MNIST in {} (set MNIST_DIR): {e}", dir.display()));
     let settings = TrainSettings::tutorial();
     let data = RunData::new(train_set, Some(test_set), &settings).unwrap();

@@ -7,13 +7,13 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use crate::data::{self, csv::CsvOptions, csv::LabelColumn, Dataset, Features, Row};
 use crate::quant::{self, AnyModel, Calibration};
 use crate::schedule::Schedule;
 use crate::train::{
     self, ActivationArg, Checkpoint, EpochMetrics, Evaluation, NormalizationArg, OptimizerArg, RunData,
     RunOptions, TrainSettings,
 };
+use data::{self, csv::CsvOptions, csv::LabelColumn, Dataset, Features, Row};
 
 /// Train, evaluate and ship a multi-layer perceptron: MNIST in one command, then int8 and
 /// a Cortex-M board.
@@ -23,6 +23,10 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Threads for training, evaluation and the int8 kernels (default: one per core, or
+    /// RAYON_NUM_THREADS). Results are the same bits for any count.
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// The subcommands.
@@ -154,9 +158,6 @@ pub struct TrainArgs {
     /// Input normalization.
     #[arg(long, value_enum)]
     pub normalization: Option<NormalizationArg>,
-    /// Threads for the matrix products (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
     /// Where to train: the CPU, or an NVIDIA GPU through CUDA (the GPU path has not yet been
     /// run on hardware; see README.md, "GPU").
     #[arg(long, value_enum, default_value_t = train::DeviceArg::Cpu)]
@@ -368,7 +369,17 @@ pub struct DownloadArgs {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    match cli.threads {
+        Some(n) => {
+            let threads = cpu::pool::Threads::new(n).map_err(|e| anyhow::anyhow!("--threads {n}: {e}"))?;
+            threads.install(|| run_command(cli.command))
+        }
+        None => run_command(cli.command),
+    }
+}
+
+fn run_command(command: Command) -> Result<()> {
+    match command {
         Command::Train(a) => cmd_train(a),
         Command::Eval(a) => cmd_eval(a),
         Command::Predict(a) => cmd_predict(a),
@@ -378,17 +389,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Download(a) => cmd_download(a),
         Command::Export(a) => crate::export::run(a),
     }
-}
-
-fn set_threads(threads: Option<usize>) -> Result<()> {
-    if let Some(t) = threads {
-        if t == 0 {
-            bail!("--threads must be at least 1");
-        }
-        // matrixmultiply reads this once, at its first product.
-        std::env::set_var("MATMUL_NUM_THREADS", t.to_string());
-    }
-    Ok(())
 }
 
 /// Training and test data named by the data options.
@@ -507,7 +507,6 @@ fn curves(name: &str, history: &[EpochMetrics]) -> crate::plot::RunCurves {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
-    set_threads(a.threads)?;
     let resume = a.resume.as_deref().map(Checkpoint::load).transpose()?;
     let settings = match &resume {
         Some(ck) => {

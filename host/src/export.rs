@@ -15,10 +15,10 @@ use clap::{Args, ValueEnum};
 use mlp::int8::{self, Int8Layer, Int8Model};
 use mlp::{Activation, LayerSpec, ModelFile, Topology};
 
-use crate::data::{self, Dataset, Features};
-use crate::kernels_int8::Int8Fast;
 use crate::model_io::{write_atomic, SavedModel};
 use crate::quant::{self, AnyModel, Calibration};
+use cpu::int8::FastInt8;
+use data::{self, Dataset, Features};
 
 /// `host export --help` examples.
 pub const EXAMPLES: &str = "Examples:
@@ -647,7 +647,7 @@ struct ImageSet {
 }
 
 enum HostOutputs {
-    /// int8 logits, `n × classes`, from core's integer path (`Int8Fast` kernels).
+    /// int8 logits, `n × classes`, from core's integer path (`FastInt8` kernels).
     Int8 { classes: usize, values: Vec<i8> },
     /// f32 outputs (probabilities for softmax), `n × classes`.
     F32 { classes: usize, values: Vec<f32> },
@@ -679,7 +679,7 @@ impl ImageSet {
                     let mut act = vec![0i8; q.act_workspace_len(n)];
                     let mut acc = vec![0i32; q.acc_workspace_len(n)];
                     values.extend_from_slice(int8::forward(
-                        &Int8Fast::new(),
+                        &FastInt8::new(),
                         &q,
                         &xq,
                         n,

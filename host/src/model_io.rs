@@ -27,8 +27,8 @@ impl InputPipeline {
     /// The pipeline equal to a loader normalization for `n` features stored as `u8`
     /// (`from_u8`) or `f32`: u8 features are first divided by 255 for every normalization
     /// but `None`, as the loader does.
-    pub fn from_normalization(norm: &crate::data::Normalization, n: usize, from_u8: bool) -> Self {
-        use crate::data::Normalization as N;
+    pub fn from_normalization(norm: &data::Normalization, n: usize, from_u8: bool) -> Self {
+        use data::Normalization as N;
         let pre = if from_u8 { 1.0 / 255.0 } else { 1.0 };
         match norm {
             N::None => Self::identity(n),

@@ -5,11 +5,11 @@ use anyhow::{bail, Context, Result};
 use mlp::int8::{self, Int8Model, MinMax, Ranges, Tap};
 use mlp::{Activation, DType, ModelFile, MAX_LAYERS};
 
-use crate::data::{DataLoader, Dataset, Features, LoaderOptions, Normalization};
-use crate::kernels::Fast;
-use crate::kernels_int8::Int8Fast;
 use crate::model_io::SavedModel;
 use crate::train::{evaluate_with, Evaluation, EVAL_BATCH};
+use cpu::f32::Fast;
+use cpu::int8::FastInt8;
+use data::{DataLoader, Dataset, Features, LoaderOptions, Normalization};
 
 /// How activation ranges are estimated from calibration samples.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -100,7 +100,7 @@ pub fn quantize(model: &SavedModel, ranges: &Ranges) -> Result<Vec<u8>> {
 
 /// Runs an int8 model file on raw samples (as stored: pixels 0-255 or CSV values) and
 /// returns class probabilities (dequantized logits through softmax). The products run on
-/// [`Int8Fast`] (AVX-512 VNNI / AVX2 where present), bit-identical to core's portable kernel.
+/// [`FastInt8`] (AVX-512 VNNI / AVX2 where present), bit-identical to core's portable kernel.
 #[derive(Debug)]
 pub struct Int8Runner<'a> {
     model: Int8Model<'a>,
@@ -151,7 +151,7 @@ impl<'a> Int8Runner<'a> {
         }
         self.act.resize(q.act_workspace_len(n), 0);
         self.acc.resize(q.acc_workspace_len(n), 0);
-        let logits = int8::forward(&Int8Fast::new(), q, &self.xq, n, &mut self.act, &mut self.acc)?;
+        let logits = int8::forward(&FastInt8::new(), q, &self.xq, n, &mut self.act, &mut self.acc)?;
         let mut probs = vec![0.0; logits.len()];
         q.dequantize_output(logits, &mut probs)?;
         Ok(probs)

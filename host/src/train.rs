@@ -14,11 +14,11 @@ use mlp::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::data::{DataLoader, Dataset, Features, LoaderOptions, Normalization};
-use crate::kernels::pool::with_spinning_pool;
-use crate::kernels::{Fast, Prepared};
 use crate::model_io::{write_atomic, InputPipeline, SavedModel};
 use crate::schedule::Schedule;
+use cpu::f32::{Fast, Prepared};
+use cpu::pool::with_spinning_pool;
+use data::{DataLoader, Dataset, Features, LoaderOptions, Normalization};
 
 mod device;
 pub use device::{Device, DeviceArg};
@@ -632,7 +632,7 @@ pub fn train_on(
             // The steps run on one of rayon's threads, so that the kernels' parallel parts
             // start on the pool directly instead of waking it from outside at every product,
             // and the pool's other threads poll for those parts instead of sleeping between
-            // them (see `kernels::pool`).
+            // them (see `cpu::pool`).
             (loss_sum, correct, seen, lr, steps) = with_spinning_pool(|| -> Result<_> {
                 let mut trainer = Trainer::new(
                     &topology,

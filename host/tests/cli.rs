@@ -169,8 +169,8 @@ fn mnist_cli_train_eval_predict_and_plots() {
     assert_eq!(eval["samples"], 10_000);
 
     // A test digit saved as a PGM predicts its label (the first test image is a 7).
-    let (_, test) = host::data::idx::load_mnist(Path::new(mnist)).unwrap();
-    let Some(host::data::Row::U8(pixels)) = test.row(0) else { panic!("u8 images") };
+    let (_, test) = data::idx::load_mnist(Path::new(mnist)).unwrap();
+    let Some(data::Row::U8(pixels)) = test.row(0) else { panic!("u8 images") };
     let mut pgm = b"P5\n28 28\n255\n".to_vec();
     pgm.extend_from_slice(pixels);
     std::fs::write(d.join("seven.pgm"), pgm).unwrap();

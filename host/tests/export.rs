@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use assert_cmd::Command;
-use host::data::idx::encode_u8;
+use data::idx::encode_u8;
 use host::model_io::{InputPipeline, SavedModel};
 use mlp::init::{initialize, Init};
 use mlp::int8::Int8Model;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use std::ops::ControlFlow;
 
-use host::data::{idx, Dataset};
+use data::{idx, Dataset};
 use host::model_io::SavedModel;
 use host::train::{evaluate, train, Checkpoint, RunData, RunOptions, TrainSettings};
 

@@ -2,7 +2,7 @@
 
 use std::ops::ControlFlow;
 
-use host::data::{Dataset, Features};
+use data::{Dataset, Features};
 use host::model_io::SavedModel;
 use host::train::{evaluate, train, Checkpoint, NormalizationArg, RunData, RunOptions, TrainSettings};
 

@@ -8,8 +8,8 @@ use anyhow::{anyhow, bail, Result};
 use mlp::{Rng, Topology, TrainConfig};
 
 use super::{Evaluation, RunData, TrainSettings, EVAL_BATCH};
-use crate::data::{DataLoader, Dataset, Features};
 use crate::model_io::InputPipeline;
+use data::{DataLoader, Dataset, Features};
 
 /// Where training runs, as named on the command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -6,7 +6,7 @@
 //! what is wrong and what to do; no input makes this module panic.
 //!
 //! ```no_run
-//! use host::data::{self, DataLoader, LoaderOptions, Normalization};
+//! use data::{DataLoader, LoaderOptions, Normalization};
 //! # fn main() -> Result<(), data::Error> {
 //! let dir = data::download::resolve_mnist_dir(None)?; // --data, $MNIST_DIR, ./data/mnist, download
 //! let (train, test) = data::idx::load_mnist(&dir)?;

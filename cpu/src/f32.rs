@@ -18,14 +18,13 @@
 //! calling thread, and the optimizer's elementwise pass split over rayon's threads.
 //!
 //! The vector code is written once and compiled for AVX-512, AVX2 + FMA and the baseline,
-//! chosen at run time ([`Isa`]); threads come from rayon's pool (`RAYON_NUM_THREADS`), and
+//! chosen at run time ([`Isa`]); threads come from rayon's pool (sized by [`crate::pool::Threads`]), and
 //! every output is computed by one task in a fixed order, so results do not depend on the
 //! thread count. Results differ from [`mlp::Portable`] only by summation order;
-//! `tests/kernels.rs` checks the agreement on random and ragged shapes for every [`Isa`].
+//! `cpu/tests/f32.rs` checks the agreement on random and ragged shapes for every [`Isa`].
 
 pub mod gemm;
 pub mod gemv;
-pub mod pool;
 mod simd;
 pub mod sparse;
 
@@ -35,8 +34,8 @@ use gemm::{Init, Mat};
 use mlp::{activation, Activation, Kernels, Model, ParamChunk, Portable, Shape};
 use rayon::prelude::*;
 
+use crate::isa::Isa;
 use sparse::Epilogue;
-pub use sparse::Isa;
 
 /// Our packed, cache-blocked SGEMM ([`gemm`]) alone, for every product: [`Fast`]'s dense
 /// path, kept as a type of its own so benches can compare it with the zero-skipping kernels
@@ -58,9 +57,9 @@ impl Gemm {
         Self { isa: Isa::best() }
     }
 
-    /// A specific instruction set, or `None` when this CPU lacks it.
-    pub fn with_isa(isa: Isa) -> Option<Self> {
-        isa.is_available().then_some(Self { isa })
+    /// A specific instruction set (a token from [`Isa::detect`] or [`Isa::available`]).
+    pub fn with_isa(isa: Isa) -> Self {
+        Self { isa }
     }
 
     /// The instruction set in use.
@@ -124,9 +123,9 @@ impl Fast {
         Self { isa: Isa::best() }
     }
 
-    /// A specific instruction set, or `None` when this CPU lacks it.
-    pub fn with_isa(isa: Isa) -> Option<Self> {
-        isa.is_available().then_some(Self { isa })
+    /// A specific instruction set (a token from [`Isa::detect`] or [`Isa::available`]).
+    pub fn with_isa(isa: Isa) -> Self {
+        Self { isa }
     }
 
     /// The instruction set in use.
@@ -268,7 +267,7 @@ impl Kernels for Fast {
 /// other weights goes to [`Fast`].
 ///
 /// ```
-/// use host::kernels::Prepared;
+/// use cpu::Prepared;
 /// use mlp::{Activation, LayerSpec, Model, Topology};
 ///
 /// let t = Topology::new(4, &[LayerSpec::dense(32, Activation::Relu), LayerSpec::dense(2, Activation::Softmax)])?;

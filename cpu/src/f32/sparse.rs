@@ -25,6 +25,7 @@ use std::cell::RefCell;
 use mlp::{activation, Activation};
 
 use super::simd::{Baseline4, Simd};
+use crate::isa::{Isa, Level};
 use crate::prefetch::{prefetch, Cache};
 use rayon::prelude::*;
 
@@ -35,43 +36,6 @@ const ROWS_PER_TASK: usize = 64;
 /// The most rows per task for large batches: every task streams all of `Wt` through L1 once,
 /// so fewer, taller tasks read it fewer times (while leaving each thread several tasks).
 const MAX_ROWS_PER_TASK: usize = 256;
-
-/// The instruction set the loops are compiled for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Isa {
-    /// AVX-512F (16-lane FMAs, mask compress for the nonzero scan).
-    Avx512,
-    /// AVX2 + FMA (8-lane FMAs).
-    Avx2Fma,
-    /// The compilation target's baseline (SSE2 on x86-64), separate multiply and add.
-    Baseline,
-}
-
-impl Isa {
-    /// Every variant, fastest first.
-    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2Fma, Isa::Baseline];
-
-    /// Whether this CPU runs the variant (detected at run time; always true for `Baseline`).
-    pub fn is_available(self) -> bool {
-        match self {
-            Isa::Baseline => true,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => {
-                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
-        }
-    }
-
-    /// The fastest variant this CPU runs (detected once).
-    pub fn best() -> Isa {
-        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| Isa::ALL.into_iter().find(|i| i.is_available()).unwrap_or(Isa::Baseline))
-    }
-}
 
 /// The fraction of nonzero values among the first rows of `x` (`rows × inputs`): a cheap
 /// estimate that decides between the zero-skipping and the dense kernels.
@@ -142,10 +106,10 @@ fn padded(outputs: usize) -> usize {
 /// Outputs per panel of the dense operand for `isa`: as many vectors as stay in registers
 /// as accumulators (8) with room for the loaded operand.
 fn panel_width(isa: Isa) -> usize {
-    match isa {
-        Isa::Avx512 => 128,
-        Isa::Avx2Fma => 64,
-        Isa::Baseline => 32,
+    match isa.level() {
+        Level::Avx512 => 128,
+        Level::Avx2 => 64,
+        Level::Baseline => 32,
     }
 }
 
@@ -435,14 +399,14 @@ fn transpose_columns(
     assert!(cn <= LANES && c0 + cn <= cols && src.len() >= rows * cols && dst_stride >= rows);
     let mut r0 = 0;
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 {
-        // SAFETY: `Isa::Avx512` is only used after `is_available` confirmed AVX-512F;
+    if isa.level() == Level::Avx512 {
+        // SAFETY: an `Isa` token of level Avx512 exists only after detection confirmed AVX-512F;
         // the bounds it needs are checked inside.
         r0 = unsafe { x86::transpose_rows_avx512(src, rows, cols, c0, block, dst_stride) };
     }
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx2Fma {
-        // SAFETY: `Isa::Avx2Fma` is only used after `is_available` confirmed AVX2; the
+    if isa.level() == Level::Avx2 {
+        // SAFETY: an `Isa` token of level Avx2 exists only after detection confirmed AVX2; the
         // bounds it needs are checked inside.
         r0 = unsafe { x86::transpose_rows_avx2(src, rows, cols, c0, block, dst_stride) };
     }
@@ -471,14 +435,14 @@ fn dispatch_forward(
     ib: &mut [u32],
     vb: &mut [f32],
 ) {
-    match isa {
+    match isa.level() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx512` is only constructed for use after `is_available` confirmed
-        // the CPU has AVX-512F (see `Fast`), which is all `forward_avx512` requires.
-        Isa::Avx512 => unsafe { x86::forward_avx512(x, inputs, wt, bias, outputs, y, ib, vb) },
+        // SAFETY: an `Isa` token of level Avx512 exists only after detection confirmed
+        // the CPU has AVX-512F, which is all `forward_avx512` requires.
+        Level::Avx512 => unsafe { x86::forward_avx512(x, inputs, wt, bias, outputs, y, ib, vb) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { x86::forward_avx2(x, inputs, wt, bias, outputs, y, ib, vb) },
+        Level::Avx2 => unsafe { x86::forward_avx2(x, inputs, wt, bias, outputs, y, ib, vb) },
         _ => forward_rows::<Baseline4>(x, inputs, wt, bias, outputs, y, ib, vb, nonzeros_scalar),
     }
 }
@@ -494,13 +458,13 @@ fn dispatch_params(
     ib: &mut [u32],
     vb: &mut [f32],
 ) {
-    match isa {
+    match isa.level() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx512` is only used after `is_available` confirmed AVX-512F.
-        Isa::Avx512 => unsafe { x86::params_avx512(x, inputs, j0, dy, dwt, ib, vb) },
+        // SAFETY: an `Isa` token of level Avx512 exists only after detection confirmed AVX-512F.
+        Level::Avx512 => unsafe { x86::params_avx512(isa, x, inputs, j0, dy, dwt, ib, vb) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { x86::params_avx2(x, inputs, j0, dy, dwt, ib, vb) },
+        Level::Avx2 => unsafe { x86::params_avx2(isa, x, inputs, j0, dy, dwt, ib, vb) },
         _ => params_cols::<Baseline4>(isa, x, inputs, j0, dy, dwt, ib, vb, nonzeros_scalar),
     }
 }
@@ -1073,7 +1037,9 @@ mod x86 {
 
     /// [`super::params_cols`] compiled for AVX-512.
     #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn params_avx512(
+        isa: Isa,
         x: &[f32],
         inputs: usize,
         j0: usize,
@@ -1082,12 +1048,14 @@ mod x86 {
         ib: &mut [u32],
         vb: &mut [f32],
     ) {
-        params_cols::<Avx512>(Isa::Avx512, x, inputs, j0, dy, dwt, ib, vb, nonzeros_avx512_safe)
+        params_cols::<Avx512>(isa, x, inputs, j0, dy, dwt, ib, vb, nonzeros_avx512_safe)
     }
 
     /// [`super::params_cols`] compiled for AVX2 + FMA.
     #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn params_avx2(
+        isa: Isa,
         x: &[f32],
         inputs: usize,
         j0: usize,
@@ -1096,7 +1064,7 @@ mod x86 {
         ib: &mut [u32],
         vb: &mut [f32],
     ) {
-        params_cols::<Avx2>(Isa::Avx2Fma, x, inputs, j0, dy, dwt, ib, vb, nonzeros_scalar)
+        params_cols::<Avx2>(isa, x, inputs, j0, dy, dwt, ib, vb, nonzeros_scalar)
     }
 }
 
@@ -1106,7 +1074,7 @@ mod tests {
 
     #[test]
     fn transpose_matches_scalar_on_ragged_shapes() {
-        for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+        for isa in Isa::available() {
             for (rows, cols) in
                 [(1usize, 1usize), (3, 17), (16, 16), (17, 33), (32, 48), (47, 5), (64, 300), (256, 784)]
             {

@@ -1,8 +1,8 @@
 //! DataLoader: determinism, every sample exactly once per epoch, drop_last, the last partial
 //! batch, normalization and one-hot targets.
 
-use host::data::loader::{mean_std, one_hot};
-use host::data::{DataLoader, Dataset, Error, Features, LoaderOptions, Normalization};
+use data::loader::{mean_std, one_hot};
+use data::{DataLoader, Dataset, Error, Features, LoaderOptions, Normalization};
 
 /// `n` samples of 3 u8 features; sample i's features are (i, i, i) mod 256 and its label
 /// is i % 4, so a batch tells which samples it holds.
@@ -237,10 +237,10 @@ fn short_buffers_are_a_clear_panic() {
 
 #[test]
 fn extreme_finite_csv_values_normalize_to_finite_inputs() {
-    let ds = host::data::csv::parse_csv(
+    let ds = data::csv::parse_csv(
         "extreme.csv",
         "3e38,1e-30,0\n-3e38,2e-30,1\n1,3e-30,0\n",
-        &host::data::csv::CsvOptions::default(),
+        &data::csv::CsvOptions::default(),
     )
     .unwrap();
     for norm in [

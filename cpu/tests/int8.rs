@@ -1,25 +1,28 @@
-//! `host::kernels_int8::Int8Fast` is bit-identical to core's `PortableInt8` on every path this
+//! `cpu::FastInt8` is bit-identical to core's `PortableInt8` on every path this
 //! CPU supports (paths it lacks are skipped with a message) and every layer strategy (GEMV,
 //! packed sparse, packed dense, automatic), for bare products (`dense_i8`) and whole layers
 //! (`dense_requantize`: product, bias, requantization, clamp or table), on ragged shapes,
 //! sparse and dense inputs, random offsets, random requantization constants, extreme values,
 //! and through `mlp::int8::forward` on a quantized model.
 
-use host::kernels_int8::{Int8Fast, Int8Path, Int8Strategy, GEMV_MAX_BATCH, PARALLEL_MACS};
+use cpu::int8::{Int8Strategy, GEMV_MAX_BATCH, PARALLEL_MACS};
+use cpu::isa::{Isa, Level};
+use cpu::pool::Threads;
+use cpu::FastInt8;
 use mlp::int8::{self, Int8Kernels, Int8Layer, Int8LayerParts, PortableInt8};
 use mlp::{init, Activation, InputTransform, LayerSpec, Model, Portable, Rng, Shape, Topology};
 
 /// Every path to check: the always-present portable path, the detected best one, and each other
 /// path the CPU has (reporting the ones it lacks).
-fn kernels() -> Vec<Int8Fast> {
-    let mut out = vec![Int8Fast::new()];
-    for p in Int8Path::ALL {
-        match Int8Fast::with_path(p) {
+fn kernels() -> Vec<FastInt8> {
+    let mut out = vec![FastInt8::new()];
+    for level in Level::ALL {
+        match Isa::detect(level).and_then(FastInt8::with_isa) {
             Some(k) => out.push(k),
-            None => eprintln!("skipping int8 path {p:?}: not supported by this CPU"),
+            None => eprintln!("skipping int8 path {level:?}: not supported by this CPU"),
         }
     }
-    assert!(out.iter().any(|k| k.path() == Int8Path::Portable));
+    assert!(out.iter().any(|k| k.level() == Level::Baseline));
     out
 }
 
@@ -44,15 +47,16 @@ fn random_offset(rng: &mut Rng) -> i32 {
     }
 }
 
-fn check(k: &Int8Fast, s: Shape, x: &[i8], off: i32, w: &[i8]) {
+fn check(k: &FastInt8, s: Shape, x: &[i8], off: i32, w: &[i8]) {
     let mut want = vec![0x5a5a_5a5a; s.batch * s.outputs];
     PortableInt8.dense_i8(s, x, off, w, &mut want);
     let mut got = vec![-1; s.batch * s.outputs];
     k.dense_i8(s, x, off, w, &mut got);
-    assert_eq!(got, want, "path {:?}, {} threads, {s:?}, offset {off}", k.path(), k.threads());
+    let threads = rayon::current_num_threads();
+    assert_eq!(got, want, "path {:?}, {threads} threads, {s:?}, offset {off}", k.level());
 }
 
-fn check_random(rng: &mut Rng, ks: &[Int8Fast], s: Shape) {
+fn check_random(rng: &mut Rng, ks: &[FastInt8], s: Shape) {
     let x = random_i8(rng, s.batch * s.inputs);
     let w = random_i8(rng, s.outputs * s.inputs);
     let off = random_offset(rng);
@@ -144,13 +148,13 @@ fn threaded_products_match_portable() {
     let mut rng = Rng::new(5);
     for batch in [37, 64] {
         let s = Shape { batch, inputs: 784, outputs: 256 };
-        assert!(batch * 784 * 256 >= host::kernels_int8::PARALLEL_MACS);
+        assert!(batch * 784 * 256 >= PARALLEL_MACS);
         let x = random_i8(&mut rng, s.batch * s.inputs);
         let w = random_i8(&mut rng, s.outputs * s.inputs);
         let off = random_offset(&mut rng);
         for k in kernels() {
             for threads in [1, 2, 3] {
-                check(&k.with_threads(threads), s, &x, off, &w);
+                Threads::new(threads).unwrap().install(|| check(&k, s, &x, off, &w));
             }
         }
     }
@@ -167,7 +171,7 @@ fn empty_dimensions_match_portable() {
             let mut got = want.clone();
             PortableInt8.dense_i8(s, &x, 3, &w, &mut want);
             k.dense_i8(s, &x, 3, &w, &mut got);
-            assert_eq!(got, want, "{:?} {s:?}", k.path());
+            assert_eq!(got, want, "{:?} {s:?}", k.level());
         }
     }
 }
@@ -211,12 +215,12 @@ fn forward_on_quantized_model_matches_portable() {
     let want = run(&PortableInt8);
     assert_eq!(want.len(), batch * 10);
     for k in kernels() {
-        assert_eq!(run(&k), want, "path {:?}", k.path());
+        assert_eq!(run(&k), want, "path {:?}", k.level());
     }
 }
 
 /// Every path the CPU has, each with every strategy.
-fn layer_kernels() -> Vec<Int8Fast> {
+fn layer_kernels() -> Vec<FastInt8> {
     let strategies = [
         Int8Strategy::Auto,
         Int8Strategy::Gemv,
@@ -338,7 +342,7 @@ fn inputs_with_blanks(rng: &mut Rng, n: usize, blank_per_mille: u32) -> Vec<i8> 
     x
 }
 
-fn check_layer(k: &Int8Fast, l: &Int8Layer<'_>, batch: usize, x: &[i8], off: i32) {
+fn check_layer(k: &FastInt8, l: &Int8Layer<'_>, batch: usize, x: &[i8], off: i32) {
     let s = Shape { batch, inputs: l.inputs(), outputs: l.outputs() };
     let mut acc = vec![0x5a5a_5a5a; batch * s.outputs];
     let mut want = vec![0x33; batch * s.outputs];
@@ -350,9 +354,9 @@ fn check_layer(k: &Int8Fast, l: &Int8Layer<'_>, batch: usize, x: &[i8], off: i32
         got,
         want,
         "path {:?}, strategy {:?}, {} threads, {s:?}, offset {off}, {:?}",
-        k.path(),
+        k.level(),
         k.strategy(),
-        k.threads(),
+        rayon::current_num_threads(),
         l.activation()
     );
 }
@@ -463,7 +467,7 @@ fn big_threaded_layers_match_portable() {
         let off = if blanks > 0 { 128 } else { random_offset(&mut rng) };
         for k in layer_kernels() {
             for threads in [1, 2, 3] {
-                check_layer(&k.with_threads(threads), &owned.layer(), batch, &x, off);
+                Threads::new(threads).unwrap().install(|| check_layer(&k, &owned.layer(), batch, &x, off));
             }
         }
     }
@@ -509,7 +513,7 @@ fn forward_matches_portable_for_every_strategy_and_batch() {
         };
         let want = run(&PortableInt8);
         for k in layer_kernels() {
-            assert_eq!(run(&k), want, "path {:?}, strategy {:?}, batch {batch}", k.path(), k.strategy());
+            assert_eq!(run(&k), want, "path {:?}, strategy {:?}, batch {batch}", k.level(), k.strategy());
         }
     }
 }

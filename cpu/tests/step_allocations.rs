@@ -6,7 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use host::kernels::Fast;
+use cpu::Fast;
 use mlp::{
     init, Activation, Init, LayerSpec, Loss, Optimizer, Rng, Targets, Topology, TrainBuffers, TrainConfig,
     Trainer,
@@ -65,7 +65,7 @@ fn a_warm_training_step_does_not_allocate() {
     };
     let mut trainer =
         Trainer::new(&t, TrainConfig::new(Loss::CrossEntropy, optimizer, batch), buffers).unwrap();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let pool = cpu::pool::Threads::new(2).unwrap();
     let fast = Fast::new();
     pool.install(|| {
         // Warm-up: each thread's scratch grows the first time that thread runs each kind of

@@ -1,7 +1,8 @@
-//! The host's SGEMM kernels against core's portable reference, on random and ragged shapes.
+//! The f32 kernels (`Gemm`, `Fast`) against core's portable reference, on random and ragged shapes.
 
-use host::kernels::gemm::{gemm, Init, Mat};
-use host::kernels::{Fast, Gemm, Isa, Matrixmultiply};
+use cpu::f32::gemm::{gemm, Init, Mat};
+use cpu::isa::Level;
+use cpu::{Fast, Gemm, Isa, Matrixmultiply};
 use mlp::{Kernels, Portable, Rng, Shape};
 
 fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
@@ -17,9 +18,8 @@ fn close(a: &[f32], b: &[f32], k: usize) -> bool {
 
 #[test]
 fn gemm_agrees_with_portable_on_many_shapes() {
-    let gemms: Vec<Box<dyn Kernels>> = Isa::ALL
-        .into_iter()
-        .filter_map(Gemm::with_isa)
+    let gemms: Vec<Box<dyn Kernels>> = Isa::available()
+        .map(Gemm::with_isa)
         .map(|g| Box::new(g) as Box<dyn Kernels>)
         .chain([Box::new(Matrixmultiply) as Box<dyn Kernels>])
         .collect();
@@ -92,8 +92,8 @@ fn agrees(kernels: &dyn Kernels, s: Shape, x: &[f32], rng: &mut Rng) -> Result<(
 
 #[test]
 fn fast_agrees_with_portable_on_every_isa_sparse_and_dense() {
-    let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_available()).collect();
-    assert!(isas.contains(&Isa::Baseline));
+    let isas: Vec<Isa> = Isa::available().collect();
+    assert!(isas.iter().any(|i| i.level() == Level::Baseline));
     let mut rng = Rng::new(12);
     // Batches below and above SMALL_BATCH, outputs below SPARSE_MIN_OUTPUTS, ragged against
     // 16 lanes and 4 GEMV rows, wider than one 256-output register block, and an input over
@@ -111,7 +111,7 @@ fn fast_agrees_with_portable_on_every_isa_sparse_and_dense() {
         (130, 15, 100),
     ];
     for isa in isas {
-        let fast = Fast::with_isa(isa).expect("available");
+        let fast = Fast::with_isa(isa);
         assert_eq!(fast.isa(), isa);
         for &(batch, inputs, outputs) in &shapes {
             let s = Shape { batch, inputs, outputs };
@@ -128,13 +128,13 @@ fn fast_agrees_with_portable_on_every_isa_sparse_and_dense() {
 #[test]
 fn fast_propagates_nan_inputs_like_the_dense_product() {
     let s = Shape { batch: 16, inputs: 40, outputs: 64 };
-    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+    for isa in Isa::available() {
         let mut x = vec![0.0; s.batch * s.inputs];
         x[5 * s.inputs + 33] = f32::NAN;
         x[7] = 1.0;
         let w = vec![0.5; s.outputs * s.inputs];
         let mut y = vec![0.0; s.batch * s.outputs];
-        Fast::with_isa(isa).expect("available").dense_forward(s, &x, &w, &vec![0.0; s.outputs], &mut y);
+        Fast::with_isa(isa).dense_forward(s, &x, &w, &vec![0.0; s.outputs], &mut y);
         for (b, row) in y.chunks(s.outputs).enumerate() {
             assert_eq!(row.iter().all(|v| v.is_nan()), b == 5, "{isa:?} row {b}");
         }
@@ -156,8 +156,8 @@ fn our_gemm_agrees_with_portable_on_random_ragged_shapes_for_every_isa() {
         Shape { batch: 37, inputs: 520, outputs: 33 },
         Shape { batch: 0, inputs: 3, outputs: 4 },
     ]);
-    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
-        let gemm = Gemm::with_isa(isa).expect("available");
+    for isa in Isa::available() {
+        let gemm = Gemm::with_isa(isa);
         assert_eq!(gemm.isa(), isa);
         for &s in &shapes {
             let x = random(s.batch * s.inputs, &mut rng);
@@ -172,8 +172,8 @@ fn our_gemm_agrees_with_portable_on_random_ragged_shapes_for_every_isa() {
 /// of a layer without outputs is zero (Portable cannot run these shapes).
 #[test]
 fn our_gemm_handles_empty_sums() {
-    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
-        let gemm = Gemm::with_isa(isa).expect("available");
+    for isa in Isa::available() {
+        let gemm = Gemm::with_isa(isa);
         let s = Shape { batch: 5, inputs: 0, outputs: 7 };
         let bias: Vec<f32> = (0..7).map(|o| o as f32).collect();
         let mut y = vec![f32::NAN; 5 * 7];
@@ -189,8 +189,8 @@ fn our_gemm_handles_empty_sums() {
 #[test]
 fn our_gemm_propagates_nan_in_every_product() {
     let s = Shape { batch: 30, inputs: 40, outputs: 20 };
-    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
-        let gemm = Gemm::with_isa(isa).expect("available");
+    for isa in Isa::available() {
+        let gemm = Gemm::with_isa(isa);
         let mut x = vec![0.5; s.batch * s.inputs];
         x[13 * s.inputs + 33] = f32::NAN;
         let w = vec![0.25; s.outputs * s.inputs];
@@ -226,8 +226,8 @@ fn our_gemm_does_not_depend_on_the_thread_count() {
     // small ones that run on one thread.
     let shapes =
         [(256, 784, 256), (301, 100, 70), (1000, 300, 10), (97, 300, 10), (64, 33, 130), (300, 17, 5)];
-    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
-        let gemm = Gemm::with_isa(isa).expect("available");
+    for isa in Isa::available() {
+        let gemm = Gemm::with_isa(isa);
         for (batch, inputs, outputs) in shapes {
             let s = Shape { batch, inputs, outputs };
             let x = random(batch * inputs, &mut rng);
@@ -235,7 +235,7 @@ fn our_gemm_does_not_depend_on_the_thread_count() {
             let b = random(outputs, &mut rng);
             let dy = random(batch * outputs, &mut rng);
             let products = |threads: usize| {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+                let pool = cpu::pool::Threads::new(threads).expect("pool");
                 pool.install(|| {
                     let mut y = vec![0.0; batch * outputs];
                     let mut dx = vec![0.0; batch * inputs];
@@ -257,7 +257,7 @@ fn our_gemm_does_not_depend_on_the_thread_count() {
 #[test]
 fn our_gemm_handles_general_strides() {
     let mut rng = Rng::new(15);
-    for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+    for isa in Isa::available() {
         for (m, k, n) in [(1, 1, 1), (13, 7, 40), (30, 50, 9), (29, 3, 33)] {
             // A[i][p] at i·2k + p·2 (row-major), B[p][j] at p·2 + j·2k (column-major), both
             // using every other element.

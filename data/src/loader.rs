@@ -2,8 +2,8 @@
 //! buffers the caller owns, with a seeded shuffle per epoch.
 //!
 //! ```
-//! use host::data::{Dataset, Features, DataLoader, LoaderOptions, Normalization};
-//! # fn main() -> Result<(), host::data::Error> {
+//! use data::{Dataset, Features, DataLoader, LoaderOptions, Normalization};
+//! # fn main() -> Result<(), data::Error> {
 //! let ds = Dataset::new("toy", Features::U8(vec![0, 255, 128, 64, 32, 16]), 2, vec![0, 1, 1], 2, None)?;
 //! let mut loader = DataLoader::new(&ds, LoaderOptions {
 //!     batch_size: 2,
@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use super::dataset::{Dataset, Features};
 use super::error::{Error, Result};
-use crate::prefetch::{prefetch, Cache};
+use cpu::prefetch::{prefetch, Cache};
 
 /// How stored features become model inputs.
 ///

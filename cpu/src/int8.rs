@@ -1,13 +1,13 @@
 //! A fast host implementation of core's int8 kernel seam, [`mlp::int8::Int8Kernels`].
 //!
-//! [`Int8Fast`] computes whole layers ([`Int8Kernels::dense_requantize`]: product, bias,
+//! [`FastInt8`] computes whole layers ([`Int8Kernels::dense_requantize`]: product, bias,
 //! requantization, activation) and bare products ([`Int8Kernels::dense_i8`]) bit-identically
 //! to core's [`PortableInt8`]: the product is defined modulo 2^32, so any summation order
 //! gives the same bits, and the vector requantization reproduces `mlp::int8::fixed` exactly.
-//! Paths, chosen once at run time with `is_x86_feature_detected!` (or forced with
-//! [`Int8Fast::with_path`]):
+//! Paths, by the [`Isa`] token it is built with ([`FastInt8::new`]: the best one detected;
+//! [`FastInt8::with_isa`]: a given one):
 //!
-//! - [`Int8Path::Avx512Vnni`]: `vpdpbusd` (u8 × i8 → i32 sums of four). The signed input is
+//! - [`Level::Avx512`] (with AVX-512BW and VNNI): `vpdpbusd` (u8 × i8 → i32 sums of four). The signed input is
 //!   biased to `u = x ^ 0x80 = x + 128`, so `Σ_j (x_j + off) · w_j = Σ_j u_j · w_j +
 //!   (off - 128) · Σ_j w_j`. When `off == 128` (input zero point -128: inputs scaled to
 //!   [0, 1] like MNIST pixels, every ReLU layer's output) there is nothing to correct;
@@ -30,22 +30,23 @@
 //!     grants the tile state): the same packed layout is exactly the `tdpbusd` weight tile;
 //!     32 samples × 32 outputs per tile step, every 64-input chunk that is not blank in all
 //!     32 samples, in inline assembly. 784-256 runs at about 4 M samples/s on one core.
-//! - [`Int8Path::Avx2`]: `u` zero-extended and weights sign-extended to i16, multiplied with
+//! - [`Level::Avx2`]: `u` zero-extended and weights sign-extended to i16, multiplied with
 //!   `vpmaddwd` (exact for these ranges, unlike the saturating `vpmaddubsw`), in register
 //!   tiles; the same correction; the requantization epilogue on 8 lanes.
-//! - [`Int8Path::Portable`]: core's [`PortableInt8`] (also the only path off x86-64).
+//! - [`Level::Baseline`]: core's [`PortableInt8`] (also the only path off x86-64).
 //!
 //! Activation tables (sigmoid, tanh, ...) are looked up with scalar code after the vector
 //! requantization. Large layers (at least [`PARALLEL_MACS`] multiply-adds) are split by batch
-//! rows over rayon's threads; every output is computed by exactly one thread, so results do
+//! rows over the current rayon pool's threads (sized by [`crate::pool::Threads`]); every output is computed by exactly one thread, so results do
 //! not depend on the thread count. Scratch (packed weights, constants) lives in a
 //! thread-local buffer that grows once.
 
 use std::cell::RefCell;
-use std::sync::OnceLock;
 
 use mlp::int8::{Int8Kernels, Int8Layer, PortableInt8};
 use mlp::Shape;
+
+use crate::isa::{Isa, Level};
 
 #[cfg(target_arch = "x86_64")]
 mod amx;
@@ -65,43 +66,6 @@ pub const GEMV_MAX_BATCH: usize = 6;
 /// With [`Int8Strategy::Auto`], packed batches of at least this many samples use AMX tiles
 /// where available (below it, configuring the tiles costs more than they save).
 pub const AMX_MIN_BATCH: usize = 12;
-
-/// An implementation path of [`Int8Fast`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Int8Path {
-    /// AVX-512 VNNI `vpdpbusd` (needs `avx512f`, `avx512bw` and `avx512vnni`).
-    Avx512Vnni,
-    /// AVX2 `vpmovzxbw` / `vpmovsxbw` + `vpmaddwd`.
-    Avx2,
-    /// Core's [`PortableInt8`] plain loops.
-    Portable,
-}
-
-impl Int8Path {
-    /// Every path, fastest first.
-    pub const ALL: [Int8Path; 3] = [Int8Path::Avx512Vnni, Int8Path::Avx2, Int8Path::Portable];
-
-    /// Whether this CPU can run the path (detected at run time; always true for `Portable`).
-    pub fn is_available(self) -> bool {
-        match self {
-            Int8Path::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            Int8Path::Avx512Vnni => avx512::Vnni::detect().is_some(),
-            #[cfg(target_arch = "x86_64")]
-            Int8Path::Avx2 => avx2::Avx2::detect().is_some(),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
-        }
-    }
-
-    /// The fastest path this CPU supports (detected once, then cached).
-    pub fn best() -> Int8Path {
-        static BEST: OnceLock<Int8Path> = OnceLock::new();
-        *BEST.get_or_init(|| {
-            Int8Path::ALL.into_iter().find(|p| p.is_available()).unwrap_or(Int8Path::Portable)
-        })
-    }
-}
 
 /// How the AVX-512 VNNI path runs a layer ([`Int8Kernels::dense_requantize`]); the other
 /// paths ignore it. Every strategy gives the same bytes; forcing one is for tests and benches.
@@ -123,36 +87,42 @@ pub enum Int8Strategy {
     Amx,
 }
 
-/// The fast int8 kernels (see the [module docs](self)). Construct with [`Int8Fast::new`] (the
-/// best detected path) or [`Int8Fast::with_path`]; the path is checked against the CPU when
-/// the value is built and fixed for its lifetime.
+/// The fast int8 kernels (see the [module docs](self)). Construct with [`FastInt8::new`] (the
+/// best detected path) or [`FastInt8::with_isa`]; the path is fixed for the value's lifetime.
 #[derive(Clone, Copy, Debug)]
-pub struct Int8Fast {
-    path: Int8Path,
-    threads: usize,
+pub struct FastInt8 {
+    isa: Isa,
     strategy: Int8Strategy,
 }
 
-impl Default for Int8Fast {
+impl Default for FastInt8 {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Int8Fast {
-    /// The fastest path this CPU supports, threads up to the available parallelism (at most 8).
+impl FastInt8 {
+    /// The fastest path this CPU supports.
     pub fn new() -> Self {
-        Self { path: Int8Path::best(), threads: default_threads(), strategy: Int8Strategy::Auto }
+        Isa::available()
+            .find_map(Self::with_isa)
+            .unwrap_or(Self { isa: Isa::baseline(), strategy: Int8Strategy::Auto })
     }
 
-    /// A specific path, or `None` when this CPU lacks the instructions it needs.
-    pub fn with_path(path: Int8Path) -> Option<Self> {
-        path.is_available().then(|| Self { path, threads: default_threads(), strategy: Int8Strategy::Auto })
+    /// The path for `isa`, or `None` when the int8 kernels of that level need more than it
+    /// proves (level [`Level::Avx512`] also needs AVX-512BW and AVX-512 VNNI).
+    pub fn with_isa(isa: Isa) -> Option<Self> {
+        let ok = match isa.level() {
+            Level::Avx512 => cfg!(target_arch = "x86_64") && crate::isa::Vnni::detect().is_some(),
+            Level::Avx2 => cfg!(target_arch = "x86_64"),
+            Level::Baseline => true,
+        };
+        ok.then_some(Self { isa, strategy: Int8Strategy::Auto })
     }
 
-    /// The same kernels with at most `threads` threads per product (`0` is read as `1`).
-    pub fn with_threads(self, threads: usize) -> Self {
-        Self { threads: threads.max(1), ..self }
+    /// Every path this CPU runs, fastest first (always ending with the portable one).
+    pub fn available() -> impl Iterator<Item = FastInt8> {
+        Isa::available().filter_map(Self::with_isa)
     }
 
     /// The same kernels with a forced layer strategy (AVX-512 VNNI path only).
@@ -160,25 +130,15 @@ impl Int8Fast {
         Self { strategy, ..self }
     }
 
-    /// The path in use.
-    pub fn path(&self) -> Int8Path {
-        self.path
-    }
-
-    /// The most threads one product uses.
-    pub fn threads(&self) -> usize {
-        self.threads
+    /// The instruction-set level in use.
+    pub fn level(&self) -> Level {
+        self.isa.level()
     }
 
     /// The layer strategy.
     pub fn strategy(&self) -> Int8Strategy {
         self.strategy
     }
-}
-
-fn default_threads() -> usize {
-    static THREADS: OnceLock<usize> = OnceLock::new();
-    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(8))
 }
 
 /// 64 bytes, 64-byte aligned: one vector of packed weights or biased inputs.
@@ -273,13 +233,12 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     }
 }
 
-/// Splits `rows` rows of `x` (`k` wide) and `y` (`n` wide) into up to `threads` contiguous
-/// parts of whole multiples of `align` rows and runs `f` on each, in parallel when
-/// `macs >= PARALLEL_MACS`.
+/// Splits `rows` rows of `x` (`k` wide) and `y` (`n` wide) into one contiguous part of whole
+/// multiples of `align` rows per thread of the current rayon pool and runs `f` on each, in
+/// parallel when `macs >= PARALLEL_MACS`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[allow(clippy::too_many_arguments)]
 fn split_rows<T: Send, F>(
-    threads: usize,
     macs: usize,
     align: usize,
     rows: usize,
@@ -291,7 +250,7 @@ fn split_rows<T: Send, F>(
 ) where
     F: Fn(&[i8], &mut [T]) + Sync,
 {
-    let threads = threads.min(rows.div_ceil(align)).max(1);
+    let threads = rayon::current_num_threads().min(rows.div_ceil(align)).max(1);
     if threads <= 1 || macs < PARALLEL_MACS {
         f(x, y);
         return;
@@ -305,7 +264,7 @@ fn split_rows<T: Send, F>(
     });
 }
 
-impl Int8Kernels for Int8Fast {
+impl Int8Kernels for FastInt8 {
     fn dense_i8(&self, shape: Shape, x: &[i8], input_offset: i32, w: &[i8], acc: &mut [i32]) {
         let Shape { batch, inputs, outputs } = shape;
         if inputs == 0 || outputs == 0 {
@@ -317,20 +276,20 @@ impl Int8Kernels for Int8Fast {
             "dense_i8 operand too short"
         );
         let (x, w, acc) = (&x[..batch * inputs], &w[..outputs * inputs], &mut acc[..batch * outputs]);
-        match self.path {
+        match self.level() {
             #[cfg(target_arch = "x86_64")]
-            Int8Path::Avx512Vnni | Int8Path::Avx2 => with_scratch(|s| {
+            Level::Avx512 | Level::Avx2 => with_scratch(|s| {
                 // u = x + 128, so Σ (x + off)·w = Σ u·w + (off - 128)·Σ w.
                 let factor = input_offset.wrapping_sub(128);
                 s.sums.resize(outputs, 0);
                 let sums = &mut s.sums[..outputs];
-                let vnni = avx512::Vnni::detect().filter(|_| self.path == Int8Path::Avx512Vnni);
+                let vnni = avx512::Vnni::detect().filter(|_| self.level() == Level::Avx512);
                 let avx = avx2::Avx2::detect();
                 if factor != 0 {
                     match (vnni, avx) {
                         (Some(v), _) => avx512::row_sums(v, w, inputs, sums),
                         (None, Some(a)) => avx2::row_sums(a, w, inputs, sums),
-                        (None, None) => unreachable!("Int8Fast paths are checked against the CPU"),
+                        (None, None) => unreachable!("FastInt8 paths are checked against the CPU"),
                     }
                     for v in sums.iter_mut() {
                         *v = v.wrapping_mul(factor);
@@ -339,41 +298,37 @@ impl Int8Kernels for Int8Fast {
                 let corr = (factor != 0).then_some(&*sums);
                 let macs = batch.saturating_mul(inputs).saturating_mul(outputs);
                 match (vnni, avx) {
-                    (Some(v), _) => {
-                        split_rows(self.threads, macs, 4, batch, inputs, x, outputs, acc, |xc, ac| {
-                            tiles::<4, 4>(
-                                &|x, w, k| avx512::block::<4, 4>(v, x, w, k),
-                                &|x, w, k| avx512::block::<4, 1>(v, x, w, k),
-                                &|x, w, k| avx512::block::<1, 4>(v, x, w, k),
-                                &|x, w, k| avx512::block::<1, 1>(v, x, w, k),
-                                xc.len() / inputs,
-                                inputs,
-                                outputs,
-                                xc,
-                                w,
-                                corr,
-                                ac,
-                            )
-                        })
-                    }
-                    (None, Some(a)) => {
-                        split_rows(self.threads, macs, 2, batch, inputs, x, outputs, acc, |xc, ac| {
-                            tiles::<2, 4>(
-                                &|x, w, k| avx2::block::<2, 4>(a, x, w, k),
-                                &|x, w, k| avx2::block::<2, 1>(a, x, w, k),
-                                &|x, w, k| avx2::block::<1, 4>(a, x, w, k),
-                                &|x, w, k| avx2::block::<1, 1>(a, x, w, k),
-                                xc.len() / inputs,
-                                inputs,
-                                outputs,
-                                xc,
-                                w,
-                                corr,
-                                ac,
-                            )
-                        })
-                    }
-                    (None, None) => unreachable!("Int8Fast paths are checked against the CPU"),
+                    (Some(v), _) => split_rows(macs, 4, batch, inputs, x, outputs, acc, |xc, ac| {
+                        tiles::<4, 4>(
+                            &|x, w, k| avx512::block::<4, 4>(v, x, w, k),
+                            &|x, w, k| avx512::block::<4, 1>(v, x, w, k),
+                            &|x, w, k| avx512::block::<1, 4>(v, x, w, k),
+                            &|x, w, k| avx512::block::<1, 1>(v, x, w, k),
+                            xc.len() / inputs,
+                            inputs,
+                            outputs,
+                            xc,
+                            w,
+                            corr,
+                            ac,
+                        )
+                    }),
+                    (None, Some(a)) => split_rows(macs, 2, batch, inputs, x, outputs, acc, |xc, ac| {
+                        tiles::<2, 4>(
+                            &|x, w, k| avx2::block::<2, 4>(a, x, w, k),
+                            &|x, w, k| avx2::block::<2, 1>(a, x, w, k),
+                            &|x, w, k| avx2::block::<1, 4>(a, x, w, k),
+                            &|x, w, k| avx2::block::<1, 1>(a, x, w, k),
+                            xc.len() / inputs,
+                            inputs,
+                            outputs,
+                            xc,
+                            w,
+                            corr,
+                            ac,
+                        )
+                    }),
+                    (None, None) => unreachable!("FastInt8 paths are checked against the CPU"),
                 }
             }),
             _ => PortableInt8.dense_i8(shape, x, input_offset, w, acc),
@@ -390,7 +345,7 @@ impl Int8Kernels for Int8Fast {
         y: &mut [i8],
     ) {
         let Shape { batch, inputs, outputs } = shape;
-        let simple = self.path == Int8Path::Portable
+        let simple = self.level() == Level::Baseline
             || inputs == 0
             || outputs == 0
             || batch == 0
@@ -413,7 +368,7 @@ impl Int8Kernels for Int8Fast {
             let w = layer.weights();
             let factor = input_offset.wrapping_sub(128);
             let macs = batch.saturating_mul(inputs).saturating_mul(outputs);
-            let vnni = avx512::Vnni::detect().filter(|_| self.path == Int8Path::Avx512Vnni);
+            let vnni = avx512::Vnni::detect().filter(|_| self.level() == Level::Avx512);
             let avx = avx2::Avx2::detect();
             with_scratch(|s| match (vnni, avx) {
                 (Some(v), _) => {
@@ -430,7 +385,7 @@ impl Int8Kernels for Int8Fast {
                         Int8Strategy::Sparse | Int8Strategy::Dense | Int8Strategy::Amx => false,
                     };
                     if gemv {
-                        split_rows(self.threads, macs, 1, batch, inputs, x, outputs, y, |xc, yc| {
+                        split_rows(macs, 1, batch, inputs, x, outputs, y, |xc, yc| {
                             avx512::gemv_layer(v, &l, xc, w, yc)
                         });
                     } else {
@@ -444,17 +399,9 @@ impl Int8Kernels for Int8Fast {
                             (_, Some(a)) if batch >= AMX_MIN_BATCH => avx512::Kernel::Amx(a),
                             _ => avx512::Kernel::Auto,
                         };
-                        split_rows(
-                            self.threads,
-                            macs,
-                            avx512::BLOCK,
-                            batch,
-                            inputs,
-                            x,
-                            outputs,
-                            y,
-                            |xc, yc| avx512::packed_layer(v, &l, &p, wq, xc, yc, kernel),
-                        );
+                        split_rows(macs, avx512::BLOCK, batch, inputs, x, outputs, y, |xc, yc| {
+                            avx512::packed_layer(v, &l, &p, wq, xc, yc, kernel)
+                        });
                     }
                 }
                 (None, Some(a)) => {
@@ -465,7 +412,7 @@ impl Int8Kernels for Int8Fast {
                     let corr = (factor != 0).then(|| (&s.sums[..outputs], factor));
                     let clamp = build_params(layer, corr, &mut s.params);
                     let params = &s.params[..];
-                    split_rows(self.threads, macs, 2, batch, inputs, x, outputs, acc, |xc, ac| {
+                    split_rows(macs, 2, batch, inputs, x, outputs, acc, |xc, ac| {
                         let b = xc.len() / inputs;
                         tiles::<2, 4>(
                             &|x, w, k| avx2::block::<2, 4>(a, x, w, k),
@@ -488,7 +435,7 @@ impl Int8Kernels for Int8Fast {
                         }
                     }
                 }
-                (None, None) => unreachable!("Int8Fast paths are checked against the CPU"),
+                (None, None) => unreachable!("FastInt8 paths are checked against the CPU"),
             });
         }
         #[cfg(not(target_arch = "x86_64"))]

@@ -34,7 +34,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::simd::{Baseline4, Simd};
-use super::Isa;
+use crate::isa::{Isa, Level};
 
 /// Most steps of `k` per block (blocks are evened out: 784 = 2 × 392): an `MR × kc` panel
 /// of `A` (at most 28 KiB for AVX-512's 14 rows) stays in L1 while the `B` panels stream past
@@ -81,12 +81,12 @@ struct Tile {
 
 /// The tile used for a product with `n` columns on `isa`.
 fn tile(isa: Isa, n: usize) -> Tile {
-    match isa {
-        Isa::Avx512 if n <= 16 => Tile { mr: 16, nr: 16 },
-        Isa::Avx512 => Tile { mr: 14, nr: 32 },
-        Isa::Avx2Fma if n <= 8 => Tile { mr: 12, nr: 8 },
-        Isa::Avx2Fma => Tile { mr: 6, nr: 16 },
-        Isa::Baseline => Tile { mr: 4, nr: 8 },
+    match isa.level() {
+        Level::Avx512 if n <= 16 => Tile { mr: 16, nr: 16 },
+        Level::Avx512 => Tile { mr: 14, nr: 32 },
+        Level::Avx2 if n <= 8 => Tile { mr: 12, nr: 8 },
+        Level::Avx2 => Tile { mr: 6, nr: 16 },
+        Level::Baseline => Tile { mr: 4, nr: 8 },
     }
 }
 
@@ -120,12 +120,10 @@ fn with_scratch<R>(
 /// `rayon`'s threads.
 ///
 /// # Panics
-/// If an operand is too short for the shape (a bug in the caller: core checks every length),
-/// or this CPU lacks `isa`.
+/// If an operand is too short for the shape (a bug in the caller: core checks every length).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(isa: Isa, m: usize, k: usize, n: usize, a: Mat<'_>, b: Mat<'_>, init: Init<'_>, c: &mut [f32]) {
     // The vector code below relies on this check (see `dispatch`).
-    assert!(isa.is_available(), "{isa:?} is not available on this CPU");
     assert!(a.fits(m, k) && b.fits(k, n) && c.len() >= m * n, "gemm operand too short");
     if let Init::Bias(bias) = init {
         assert!(bias.len() >= n, "gemm bias too short");
@@ -199,23 +197,22 @@ struct Job<'a> {
     c: &'a mut [f32],
 }
 
-/// Runs `job` with the micro-kernel of `isa` and `tile`. Only called by [`gemm`], after its
-/// `is_available` assertion.
+/// Runs `job` with the micro-kernel of `isa` and `tile`.
 fn dispatch(isa: Isa, tile: Tile, job: Job<'_>) {
-    match (isa, tile.mr) {
+    match (isa.level(), tile.mr) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `gemm` asserted `isa.is_available()`: the CPU has AVX-512F, which is all
-        // these functions need.
-        (Isa::Avx512, 16) => unsafe { x86::run_avx512_narrow(job) },
+        // SAFETY: an `Isa` token of level Avx512 exists only after detection confirmed
+        // AVX-512F, which is all these functions need.
+        (Level::Avx512, 16) => unsafe { x86::run_avx512_narrow(job) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        (Isa::Avx512, _) => unsafe { x86::run_avx512(job) },
+        (Level::Avx512, _) => unsafe { x86::run_avx512(job) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 and FMA.
-        (Isa::Avx2Fma, 12) => unsafe { x86::run_avx2_narrow(job) },
+        (Level::Avx2, 12) => unsafe { x86::run_avx2_narrow(job) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 and FMA.
-        (Isa::Avx2Fma, _) => unsafe { x86::run_avx2(job) },
+        (Level::Avx2, _) => unsafe { x86::run_avx2(job) },
         // SAFETY: `Baseline4` needs no CPU feature beyond the compilation target's.
         _ => unsafe { run::<Baseline4, 4, 2>(job) },
     }

@@ -6,16 +6,7 @@ use std::arch::x86_64::*;
 
 use super::{Clamp, ParamBlock};
 
-/// Proof that the CPU has `avx2`: built only by [`Avx2::detect`].
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Avx2(());
-
-impl Avx2 {
-    /// The token, if the CPU has AVX2 (detected at run time, cached by std).
-    pub(super) fn detect() -> Option<Self> {
-        std::arch::is_x86_feature_detected!("avx2").then_some(Avx2(()))
-    }
-}
+pub(super) use crate::isa::Avx2;
 
 /// Σ_j (x[r][j] ^ 0x80 as u8) · w[c][j] for each of `MB` rows of `x` and `NO` rows of `w`.
 pub(super) fn block<const MB: usize, const NO: usize>(

@@ -27,19 +27,7 @@ pub(super) const BLOCK: usize = 32;
 /// kernel (several samples per weight load, every quad); below it, the sparse one.
 pub(super) const DENSE_ABOVE: f64 = 0.80;
 
-/// Proof that the CPU has `avx512f`, `avx512bw` and `avx512vnni`: built only by [`Vnni::detect`].
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Vnni(());
-
-impl Vnni {
-    /// The token, if the CPU has the features (detected at run time, cached by std).
-    pub(super) fn detect() -> Option<Self> {
-        (std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vnni"))
-        .then_some(Vnni(()))
-    }
-}
+pub(super) use crate::isa::Vnni;
 
 /// The packed ("VNNI B") layout of a weight matrix: per chunk of `NV` output vectors, per
 /// input quad `k`, per output vector `v`: one line of 16 dwords, the 4 weights of inputs

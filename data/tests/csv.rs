@@ -1,8 +1,8 @@
 //! CSV reader: Iris-style files, label options, and every kind of malformed input with its
 //! line number.
 
-use host::data::csv::{load_csv, parse_csv, parse_csv_bytes, CsvOptions, Header, LabelColumn, Labels};
-use host::data::{Error, Features};
+use data::csv::{load_csv, parse_csv, parse_csv_bytes, CsvOptions, Header, LabelColumn, Labels};
+use data::{Error, Features};
 
 const IRIS: &str = "\
 sepal_length,sepal_width,petal_length,petal_width,species

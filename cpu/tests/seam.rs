@@ -7,7 +7,7 @@
 //!   variant, `dense_backward_input_activation`) against the product followed by core's activation
 //!   pass, for every activation.
 
-use host::kernels::Fast;
+use cpu::Fast;
 use mlp::{activation, Activation, Kernels, Optimizer, Portable, Rng, Shape};
 
 fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
@@ -30,7 +30,7 @@ const OPTIMIZERS: [Optimizer; 9] = [
 fn threaded_update_is_bit_identical_to_the_single_pass() {
     let mut rng = Rng::new(3);
     for threads in [1, 2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = cpu::pool::Threads::new(threads).unwrap();
         for n in [0usize, 1, 17, 32 * 1024 + 1, 203_530] {
             for opt in OPTIMIZERS {
                 let opt = opt.with_weight_decay(0.01);
@@ -132,7 +132,7 @@ fn fused_activations_match_the_product_then_the_pass() {
 
 #[test]
 fn prepared_weights_match_fast_and_fall_back_for_other_weights() {
-    use host::kernels::Prepared;
+    use cpu::Prepared;
     use mlp::{LayerSpec, Model, Topology};
     let mut rng = Rng::new(21);
     // A wide ragged hidden layer (prepared), a narrow one (not), and a softmax output.

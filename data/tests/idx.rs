@@ -5,9 +5,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use data::idx::{self, encode_u8, Split};
+use data::{Error, Features};
 use flate2::{write::GzEncoder, Compression};
-use host::data::idx::{self, encode_u8, Split};
-use host::data::{Error, Features};
 
 fn gz(data: &[u8]) -> Vec<u8> {
     let mut e = GzEncoder::new(Vec::new(), Compression::default());
@@ -211,7 +211,7 @@ fn mutated_inputs_never_panic() {
     }
 }
 
-/// The real thing: run with `MNIST_DIR=../shared/data/mnist cargo test -p host -- --ignored`.
+/// The real thing: run with `MNIST_DIR=../shared/data/mnist cargo test -p data -- --ignored`.
 #[test]
 #[ignore = "needs MNIST_DIR (e.g. MNIST_DIR=../shared/data/mnist)"]
 fn real_mnist_from_mnist_dir() {
@@ -226,7 +226,7 @@ fn real_mnist_from_mnist_dir() {
     assert_eq!(train.labels()[0], 5);
     assert_eq!(test.labels()[0], 7);
     assert!(train.class_counts().iter().all(|&c| c > 5000));
-    let (mean, std) = host::data::loader::mean_std(&train);
+    let (mean, std) = data::loader::mean_std(&train);
     assert!((mean - 0.1307).abs() < 1e-4, "mean {mean}");
     assert!((std - 0.3081).abs() < 1e-4, "std {std}");
 }

@@ -10,54 +10,9 @@
 //! (`tilerelease`) on the same thread, with no other tile user in between.
 
 use std::arch::asm;
-use std::sync::OnceLock;
 
 use super::Line;
-
-/// Proof that the CPU has AMX-TILE and AMX-INT8 and that the OS granted this process the tile
-/// state: built only by [`Amx::detect`].
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Amx(());
-
-impl Amx {
-    /// The token, if AMX-INT8 is usable (checked once, then cached).
-    pub(super) fn detect() -> Option<Self> {
-        static USABLE: OnceLock<bool> = OnceLock::new();
-        USABLE
-            .get_or_init(|| {
-                let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
-                let cpu = leaf7.edx & (1 << 24) != 0 && leaf7.edx & (1 << 25) != 0;
-                cpu && request_tile_permission()
-            })
-            .then_some(Amx(()))
-    }
-}
-
-/// `arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18) == 0`.
-#[cfg(target_os = "linux")]
-fn request_tile_permission() -> bool {
-    let ret: i64;
-    // SAFETY: the arch_prctl system call (158 on x86-64 Linux) with this request only changes
-    // the process's permitted extended state; it reads and writes no memory of ours. The
-    // syscall instruction clobbers rcx and r11, declared as outputs.
-    unsafe {
-        asm!(
-            "syscall",
-            inlateout("rax") 158i64 => ret,
-            in("rdi") 0x1023i64,
-            in("rsi") 18i64,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack)
-        );
-    }
-    ret == 0
-}
-
-#[cfg(not(target_os = "linux"))]
-fn request_tile_permission() -> bool {
-    false
-}
+pub(super) use crate::isa::Amx;
 
 /// The tile configuration (palette 1): all 8 tiles 16 rows × 64 bytes.
 #[repr(C, align(64))]

@@ -1,4 +1,11 @@
-//! Keeping rayon's threads awake through a loop of short parallel products.
+//! The threads the kernels run on: [`Threads`], one control for every parallel part (the f32
+//! and int8 kernels, the optimizer's pass, the data loader), and [`with_spinning_pool`],
+//! which keeps them awake through a loop of short parallel products.
+//!
+//! Every kernel runs its parallel parts on the *current* rayon pool: inside
+//! [`Threads::install`] that is the pool it built, elsewhere rayon's global pool (one thread
+//! per core, or `RAYON_NUM_THREADS`). Every output is computed by one task in a fixed order,
+//! so results are the same bits for any thread count.
 //!
 //! A training step is a chain of parallel regions of a few hundred microseconds each, with
 //! serial work between them (the output layer, the loss). Between regions rayon puts its idle
@@ -18,6 +25,65 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// A pool of a chosen number of threads for the kernels (see the [module docs](self)).
+///
+/// ```
+/// let two = cpu::pool::Threads::new(2)?;
+/// assert_eq!(two.install(rayon::current_num_threads), 2);
+/// # Ok::<(), cpu::pool::ThreadsError>(())
+/// ```
+#[derive(Debug)]
+pub struct Threads {
+    pool: rayon::ThreadPool,
+}
+
+impl Threads {
+    /// A pool of `count` threads (at least 1).
+    pub fn new(count: usize) -> Result<Self, ThreadsError> {
+        if count == 0 {
+            return Err(ThreadsError::Zero);
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(count)
+            .thread_name(|i| format!("mlp-{i}"))
+            // Whole commands run here (`host --threads N`): give them a main thread's stack.
+            .stack_size(8 << 20)
+            .build()
+            .map_err(|e| ThreadsError::Spawn(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// The number of threads.
+    pub fn count(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Runs `f` on this pool: every kernel it calls runs its parallel parts on these threads.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+}
+
+/// Why a [`Threads`] pool could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThreadsError {
+    /// Zero threads were asked for.
+    Zero,
+    /// The operating system refused to start the threads.
+    Spawn(String),
+}
+
+impl std::fmt::Display for ThreadsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ThreadsError::Zero => write!(f, "the number of threads must be at least 1"),
+            ThreadsError::Spawn(e) => write!(f, "could not start the threads: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ThreadsError {}
 
 thread_local! {
     /// Set while this thread runs a spinner: a second one picked up from inside it returns.

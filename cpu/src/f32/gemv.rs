@@ -6,20 +6,21 @@
 //! the weights read for a digit. Written once as plain loops over `[f32; 16]` chunks and
 //! compiled for AVX-512, AVX2 + FMA and the baseline, like [`super::sparse`].
 
-use super::sparse::{Isa, LANES};
+use super::sparse::LANES;
+use crate::isa::{Isa, Level};
 
 /// Rows of `W` that share one pass over `x`.
 const ROWS: usize = 4;
 
 /// `y = W x + bias` for one sample; `active` is scratch of at least `x.len() / 16` entries.
 pub fn forward(isa: Isa, x: &[f32], w: &[f32], bias: &[f32], y: &mut [f32], active: &mut [u32]) {
-    match isa {
+    match isa.level() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx512` is only used after `is_available` confirmed AVX-512F.
-        Isa::Avx512 => unsafe { x86::avx512(x, w, bias, y, active) },
+        // SAFETY: an `Isa` token of level Avx512 exists only after detection confirmed AVX-512F.
+        Level::Avx512 => unsafe { x86::avx512(x, w, bias, y, active) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2Fma` is only used after `is_available` confirmed AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { x86::avx2(x, w, bias, y, active) },
+        // SAFETY: an `Isa` token of level Avx2 exists only after detection confirmed AVX2 and FMA.
+        Level::Avx2 => unsafe { x86::avx2(x, w, bias, y, active) },
         _ => body::<false>(x, w, bias, y, active),
     }
 }

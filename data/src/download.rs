@@ -423,7 +423,7 @@ mod net {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::data::download::MNIST_FILES;
+        use crate::download::MNIST_FILES;
 
         #[test]
         fn hex_and_known_digest() {

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use flate2::{write::GzEncoder, Compression};
-use host::data::download::{
+use data::download::{
     download_files, download_mnist, resolve_mnist_dir_with, sha256_hex, ExpectedFile, MNIST_FILES,
 };
-use host::data::idx::encode_u8;
-use host::data::{Error, FailureKind};
+use data::idx::encode_u8;
+use data::{Error, FailureKind};
+use flate2::{write::GzEncoder, Compression};
 
 /// What the test server answers for a path.
 #[derive(Clone)]
@@ -364,14 +364,14 @@ fn resolution_order_data_then_env_then_default_then_download() {
     // Neither: download into the default folder, then find it there without downloading.
     assert_eq!(resolve(None, None).unwrap(), default_dir);
     assert_eq!(server.hits(), 4);
-    let (train, test) = host::data::idx::load_mnist(&default_dir).unwrap();
+    let (train, test) = data::idx::load_mnist(&default_dir).unwrap();
     assert_eq!((train.len(), test.len(), train.input_len()), (12, 12, 16));
     assert_eq!(resolve(None, Some(PathBuf::new())).unwrap(), default_dir);
     assert_eq!(server.hits(), 4);
 }
 
 /// The real files through the real digests, served from this machine:
-/// `MNIST_DIR=../shared/data/mnist cargo test -p host -- --ignored`.
+/// `MNIST_DIR=../shared/data/mnist cargo test -p data -- --ignored`.
 #[test]
 #[ignore = "needs MNIST_DIR (e.g. MNIST_DIR=../shared/data/mnist)"]
 fn real_mnist_files_pass_the_embedded_digests() {
@@ -390,7 +390,7 @@ fn real_mnist_files_pass_the_embedded_digests() {
     let dir = tempfile::tempdir().unwrap();
     download_mnist(dir.path(), &[&refused_mirror(), &server.url()], false).unwrap();
     assert_eq!(server.hits(), 4);
-    let (train, test) = host::data::idx::load_mnist(dir.path()).unwrap();
+    let (train, test) = data::idx::load_mnist(dir.path()).unwrap();
     assert_eq!((train.len(), test.len()), (60_000, 10_000));
     assert_eq!(train.labels()[0], 5);
 

@@ -4,7 +4,7 @@
 
 /// Which cache [`prefetch`] fills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Cache {
+pub enum Cache {
     /// The L1 data cache (and the levels below it): data needed within a few hundred cycles.
     L1,
     /// L2 (not L1): data needed later, that would push more urgent data out of L1.
@@ -14,7 +14,7 @@ pub(crate) enum Cache {
 /// Asks for `data[from .. from + len]` (clamped to `data`) to be brought into `cache`, one
 /// request per 64-byte line. Does nothing on targets other than x86-64.
 #[inline(always)]
-pub(crate) fn prefetch<T>(cache: Cache, data: &[T], from: usize, len: usize) {
+pub fn prefetch<T>(cache: Cache, data: &[T], from: usize, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
