@@ -1,34 +1,73 @@
-//! The f32 kernels (`Gemm`, `Fast`) against core's portable reference, on random and ragged shapes.
+//! The f32 test matrix: every implementation of core's seam this CPU runs (`Portable`, our
+//! SGEMM `Gemm` and `Fast` on every detected instruction set, `Matrixmultiply`) through the
+//! same test bodies, against `Portable` within the rounding of a different summation order.
+//! `Prepared` (a fixed model's weights transposed once) is checked in `seam.rs`.
 
 use cpu::f32::gemm::{gemm, Init, Mat};
 use cpu::isa::Level;
 use cpu::{Fast, Gemm, Isa, Matrixmultiply};
 use mlp::{Kernels, Portable, Rng, Shape};
+use mlp_tests::fixtures::{close_sums as close, random as random_values, sparse_random};
 
-fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
-    (0..n).map(|_| rng.uniform_in(-1.0, 1.0)).collect()
+/// One entry of the matrix.
+struct Backend {
+    name: String,
+    kernels: Box<dyn Kernels + Sync>,
+    /// Runs its parallel parts on the current rayon pool (and so is checked for results
+    /// that do not depend on the thread count); matrixmultiply has threads of its own.
+    on_pool: bool,
+    /// Runs products with no terms (`inputs` or `outputs` 0), which `Portable` rejects.
+    empty_sums: bool,
 }
 
-/// Relative error bound for sums of `k` products of values in [-1, 1]: both sides round
-/// each of `k` additions, in different orders.
-fn close(a: &[f32], b: &[f32], k: usize) -> bool {
-    let tol = 1e-6 * (k as f32 + 1.0);
-    a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + x.abs().max(y.abs())))
+/// Every f32 kernel this CPU runs.
+fn backends() -> Vec<Backend> {
+    let mut v = vec![Backend {
+        name: "portable".into(),
+        kernels: Box::new(Portable),
+        on_pool: false,
+        empty_sums: false,
+    }];
+    let isas: Vec<Isa> = Isa::available().collect();
+    assert!(isas.iter().any(|i| i.level() == Level::Baseline));
+    for isa in isas {
+        let (gemm, fast) = (Gemm::with_isa(isa), Fast::with_isa(isa));
+        assert_eq!((gemm.isa(), fast.isa()), (isa, isa));
+        let level = format!("{:?}", isa.level()).to_lowercase();
+        v.push(Backend {
+            name: format!("gemm/{level}"),
+            kernels: Box::new(gemm),
+            on_pool: true,
+            empty_sums: true,
+        });
+        v.push(Backend {
+            name: format!("fast/{level}"),
+            kernels: Box::new(fast),
+            on_pool: true,
+            empty_sums: true,
+        });
+    }
+    v.push(Backend {
+        name: "matrixmultiply".into(),
+        kernels: Box::new(Matrixmultiply),
+        on_pool: false,
+        empty_sums: false,
+    });
+    v
+}
+
+fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
+    random_values(rng, n)
 }
 
 #[test]
-fn gemm_agrees_with_portable_on_many_shapes() {
-    let gemms: Vec<Box<dyn Kernels>> = Isa::available()
-        .map(Gemm::with_isa)
-        .map(|g| Box::new(g) as Box<dyn Kernels>)
-        .chain([Box::new(Matrixmultiply) as Box<dyn Kernels>])
-        .collect();
-    for gemm in &gemms {
-        agrees_on_many_shapes(gemm.as_ref());
+fn every_kernel_agrees_with_portable_on_a_grid_of_shapes() {
+    for b in backends() {
+        agrees_on_many_shapes(&b.name, b.kernels.as_ref());
     }
 }
 
-fn agrees_on_many_shapes(gemm: &dyn Kernels) {
+fn agrees_on_many_shapes(name: &str, kernels: &dyn Kernels) {
     let mut rng = Rng::new(11);
     let dims = [1usize, 2, 3, 7, 8, 15, 16, 17, 33, 64, 100];
     for (i, &batch) in dims.iter().enumerate() {
@@ -36,30 +75,12 @@ fn agrees_on_many_shapes(gemm: &dyn Kernels) {
             for &outputs in dims.iter().rev().skip(i % 4) {
                 let s = Shape { batch, inputs, outputs };
                 let x = random(batch * inputs, &mut rng);
-                let w = random(outputs * inputs, &mut rng);
-                let b = random(outputs, &mut rng);
-                let dy = random(batch * outputs, &mut rng);
-                let (mut y1, mut y2) = (vec![f32::NAN; batch * outputs], vec![f32::NAN; batch * outputs]);
-                Portable.dense_forward(s, &x, &w, &b, &mut y1);
-                gemm.dense_forward(s, &x, &w, &b, &mut y2);
-                assert!(close(&y1, &y2, inputs), "forward {s:?}");
-                let (mut dx1, mut dx2) = (vec![f32::NAN; batch * inputs], vec![f32::NAN; batch * inputs]);
-                Portable.dense_backward_input(s, &dy, &w, &mut dx1);
-                gemm.dense_backward_input(s, &dy, &w, &mut dx2);
-                assert!(close(&dx1, &dx2, outputs), "backward input {s:?}");
-                let (mut dw1, mut dw2) = (vec![f32::NAN; outputs * inputs], vec![f32::NAN; outputs * inputs]);
-                let (mut db1, mut db2) = (vec![f32::NAN; outputs], vec![f32::NAN; outputs]);
-                Portable.dense_backward_params(s, &x, &dy, &mut dw1, &mut db1);
-                gemm.dense_backward_params(s, &x, &dy, &mut dw2, &mut db2);
-                assert!(close(&dw1, &dw2, batch) && close(&db1, &db2, batch), "backward params {s:?}");
+                if let Err(what) = agrees(kernels, s, &x, &mut rng) {
+                    panic!("{name}: {what}");
+                }
             }
         }
     }
-}
-
-/// Values in [-1, 1] with about `zeros` of them exactly zero (like pixels or ReLU outputs).
-fn sparse_random(n: usize, zeros: f32, rng: &mut Rng) -> Vec<f32> {
-    (0..n).map(|_| if rng.uniform_in(0.0, 1.0) < zeros { 0.0 } else { rng.uniform_in(-1.0, 1.0) }).collect()
 }
 
 /// Every product of `kernels` against `Portable` on one shape and one input.
@@ -91,9 +112,7 @@ fn agrees(kernels: &dyn Kernels, s: Shape, x: &[f32], rng: &mut Rng) -> Result<(
 }
 
 #[test]
-fn fast_agrees_with_portable_on_every_isa_sparse_and_dense() {
-    let isas: Vec<Isa> = Isa::available().collect();
-    assert!(isas.iter().any(|i| i.level() == Level::Baseline));
+fn every_kernel_agrees_with_portable_on_sparse_and_dense_inputs() {
     let mut rng = Rng::new(12);
     // Batches below and above SMALL_BATCH, outputs below SPARSE_MIN_OUTPUTS, ragged against
     // 16 lanes and 4 GEMV rows, wider than one 256-output register block, and an input over
@@ -110,15 +129,13 @@ fn fast_agrees_with_portable_on_every_isa_sparse_and_dense() {
         (70, 784, 256),
         (130, 15, 100),
     ];
-    for isa in isas {
-        let fast = Fast::with_isa(isa);
-        assert_eq!(fast.isa(), isa);
+    for b in backends() {
         for &(batch, inputs, outputs) in &shapes {
             let s = Shape { batch, inputs, outputs };
             for zeros in [0.0, 0.6, 0.85, 1.0] {
-                let x = sparse_random(batch * inputs, zeros, &mut rng);
-                if let Err(what) = agrees(&fast, s, &x, &mut rng) {
-                    panic!("{isa:?}, {:.0}% zeros: {what}", zeros * 100.0);
+                let x = sparse_random(&mut rng, batch * inputs, zeros);
+                if let Err(what) = agrees(b.kernels.as_ref(), s, &x, &mut rng) {
+                    panic!("{}, {:.0}% zeros: {what}", b.name, zeros * 100.0);
                 }
             }
         }
@@ -126,17 +143,17 @@ fn fast_agrees_with_portable_on_every_isa_sparse_and_dense() {
 }
 
 #[test]
-fn fast_propagates_nan_inputs_like_the_dense_product() {
+fn every_kernel_propagates_nan_inputs_like_the_dense_product() {
     let s = Shape { batch: 16, inputs: 40, outputs: 64 };
-    for isa in Isa::available() {
+    for b in backends() {
         let mut x = vec![0.0; s.batch * s.inputs];
         x[5 * s.inputs + 33] = f32::NAN;
         x[7] = 1.0;
         let w = vec![0.5; s.outputs * s.inputs];
         let mut y = vec![0.0; s.batch * s.outputs];
-        Fast::with_isa(isa).dense_forward(s, &x, &w, &vec![0.0; s.outputs], &mut y);
-        for (b, row) in y.chunks(s.outputs).enumerate() {
-            assert_eq!(row.iter().all(|v| v.is_nan()), b == 5, "{isa:?} row {b}");
+        b.kernels.dense_forward(s, &x, &w, &vec![0.0; s.outputs], &mut y);
+        for (r, row) in y.chunks(s.outputs).enumerate() {
+            assert_eq!(row.iter().all(|v| v.is_nan()), r == 5, "{} row {r}", b.name);
         }
     }
 }
@@ -144,7 +161,7 @@ fn fast_propagates_nan_inputs_like_the_dense_product() {
 /// Random ragged shapes (1..100 in each dimension, rarely a whole number of vectors) and the
 /// edge cases (k = 0, one row, one column) on every instruction set of our SGEMM.
 #[test]
-fn our_gemm_agrees_with_portable_on_random_ragged_shapes_for_every_isa() {
+fn every_kernel_agrees_with_portable_on_random_ragged_shapes() {
     let mut rng = Rng::new(13);
     let dim = |rng: &mut Rng| 1 + (rng.uniform_in(0.0, 1.0) * 99.0) as usize;
     let mut shapes: Vec<Shape> = (0..60)
@@ -156,13 +173,11 @@ fn our_gemm_agrees_with_portable_on_random_ragged_shapes_for_every_isa() {
         Shape { batch: 37, inputs: 520, outputs: 33 },
         Shape { batch: 0, inputs: 3, outputs: 4 },
     ]);
-    for isa in Isa::available() {
-        let gemm = Gemm::with_isa(isa);
-        assert_eq!(gemm.isa(), isa);
+    for b in backends() {
         for &s in &shapes {
             let x = random(s.batch * s.inputs, &mut rng);
-            if let Err(what) = agrees(&gemm, s, &x, &mut rng) {
-                panic!("{isa:?}: {what}");
+            if let Err(what) = agrees(b.kernels.as_ref(), s, &x, &mut rng) {
+                panic!("{}: {what}", b.name);
             }
         }
     }
@@ -171,9 +186,9 @@ fn our_gemm_agrees_with_portable_on_random_ragged_shapes_for_every_isa() {
 /// Empty sums (k = 0): the forward of a layer without inputs is its bias, the input gradient
 /// of a layer without outputs is zero (Portable cannot run these shapes).
 #[test]
-fn our_gemm_handles_empty_sums() {
-    for isa in Isa::available() {
-        let gemm = Gemm::with_isa(isa);
+fn kernels_handle_empty_sums() {
+    for b in backends().into_iter().filter(|b| b.empty_sums) {
+        let (gemm, isa) = (b.kernels.as_ref(), &b.name);
         let s = Shape { batch: 5, inputs: 0, outputs: 7 };
         let bias: Vec<f32> = (0..7).map(|o| o as f32).collect();
         let mut y = vec![f32::NAN; 5 * 7];
@@ -187,10 +202,10 @@ fn our_gemm_handles_empty_sums() {
 }
 
 #[test]
-fn our_gemm_propagates_nan_in_every_product() {
+fn every_kernel_propagates_nan_in_every_product() {
     let s = Shape { batch: 30, inputs: 40, outputs: 20 };
-    for isa in Isa::available() {
-        let gemm = Gemm::with_isa(isa);
+    for b in backends() {
+        let (gemm, isa) = (b.kernels.as_ref(), &b.name);
         let mut x = vec![0.5; s.batch * s.inputs];
         x[13 * s.inputs + 33] = f32::NAN;
         let w = vec![0.25; s.outputs * s.inputs];
@@ -220,14 +235,14 @@ fn our_gemm_propagates_nan_in_every_product() {
 
 /// Every output is computed by one task in a fixed order: 1 and 2 threads give the same bits.
 #[test]
-fn our_gemm_does_not_depend_on_the_thread_count() {
+fn kernels_on_the_pool_do_not_depend_on_the_thread_count() {
     let mut rng = Rng::new(14);
     // Large enough to be split over threads (at least 1 M multiply-adds), ragged, narrow, and
     // small ones that run on one thread.
     let shapes =
         [(256, 784, 256), (301, 100, 70), (1000, 300, 10), (97, 300, 10), (64, 33, 130), (300, 17, 5)];
-    for isa in Isa::available() {
-        let gemm = Gemm::with_isa(isa);
+    for b in backends().into_iter().filter(|b| b.on_pool) {
+        let (gemm, isa) = (b.kernels.as_ref(), &b.name);
         for (batch, inputs, outputs) in shapes {
             let s = Shape { batch, inputs, outputs };
             let x = random(batch * inputs, &mut rng);

@@ -11,6 +11,7 @@ use cpu::pool::Threads;
 use cpu::FastInt8;
 use mlp::int8::{self, Int8Kernels, Int8Layer, Int8LayerParts, PortableInt8};
 use mlp::{init, Activation, InputTransform, LayerSpec, Model, Portable, Rng, Shape, Topology};
+use mlp_tests::fixtures::random_i8;
 
 /// Every path to check: the always-present portable path, the detected best one, and each other
 /// path the CPU has (reporting the ones it lacks).
@@ -24,17 +25,6 @@ fn kernels() -> Vec<FastInt8> {
     }
     assert!(out.iter().any(|k| k.level() == Level::Baseline));
     out
-}
-
-/// Random int8s, about one in eight replaced by an extreme (-128 or 127).
-fn random_i8(rng: &mut Rng, n: usize) -> Vec<i8> {
-    (0..n)
-        .map(|_| match rng.below(16) {
-            0 => i8::MIN,
-            1 => i8::MAX,
-            _ => rng.next_u32() as u8 as i8,
-        })
-        .collect()
 }
 
 /// The offset core passes: minus a zero point in [-128, 127], extremes favoured.

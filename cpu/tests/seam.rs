@@ -9,22 +9,12 @@
 
 use cpu::Fast;
 use mlp::{activation, Activation, Kernels, Optimizer, Portable, Rng, Shape};
+use mlp_tests::fixtures::{self, ACTIVATIONS};
+use mlp_tests::optim::all_optimizers;
 
 fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
-    (0..n).map(|_| rng.uniform_in(-1.0, 1.0)).collect()
+    fixtures::random(rng, n)
 }
-
-const OPTIMIZERS: [Optimizer; 9] = [
-    Optimizer::sgd(),
-    Optimizer::momentum(0.9),
-    Optimizer::nesterov(0.9),
-    Optimizer::adagrad(),
-    Optimizer::rmsprop(),
-    Optimizer::adadelta(),
-    Optimizer::adam(),
-    Optimizer::adamw(),
-    Optimizer::adamax(),
-];
 
 #[test]
 fn threaded_update_is_bit_identical_to_the_single_pass() {
@@ -32,7 +22,7 @@ fn threaded_update_is_bit_identical_to_the_single_pass() {
     for threads in [1, 2, 3] {
         let pool = cpu::pool::Threads::new(threads).unwrap();
         for n in [0usize, 1, 17, 32 * 1024 + 1, 203_530] {
-            for opt in OPTIMIZERS {
+            for opt in all_optimizers() {
                 let opt = opt.with_weight_decay(0.01);
                 let params = random(n, &mut rng);
                 // Nonzero state, as after some steps (Adagrad/Adamax/Adadelta need it >= 0).
@@ -63,21 +53,10 @@ fn threaded_update_still_checks_its_inputs() {
     assert!(opt.update_with(&Fast::new(), &mut p, &g, &mut s[..7], 1, 1e-3).is_err(), "short state");
 }
 
-const ACTIVATIONS: [Activation; 8] = [
-    Activation::Identity,
-    Activation::Sigmoid,
-    Activation::Tanh,
-    Activation::Relu,
-    Activation::LeakyRelu(0.1),
-    Activation::Elu(1.0),
-    Activation::Gelu,
-    Activation::Softmax,
-];
-
 /// Values in [-1, 1], about 70% of them exactly zero, so wide layers take the zero-skipping
 /// kernels (and their fused epilogue).
 fn mostly_zero(n: usize, rng: &mut Rng) -> Vec<f32> {
-    (0..n).map(|_| if rng.uniform() < 0.7 { 0.0 } else { rng.uniform_in(-1.0, 1.0) }).collect()
+    fixtures::sparse_random(rng, n, 0.7)
 }
 
 #[test]

@@ -10,9 +10,12 @@
 //!
 //! [`rounding`] sizes the tolerances of the comparisons (how much f32 rounding a result may
 //! honestly carry), [`cases`] draws random networks and runs core and the reference on them,
-//! [`util`] holds buffers and comparisons.
+//! [`util`] holds buffers and comparisons, [`fixtures`] the activation lists, random inputs and
+//! tolerances every kernel's tests share, [`int8`] random quantized models for the int8 tests.
 
 pub mod cases;
+pub mod fixtures;
+pub mod int8;
 pub mod optim;
 pub mod reference;
 pub mod rounding;

@@ -44,6 +44,7 @@ use mlp::{Activation, Error, LayerSpec, Loss, Optimizer, Portable, Rng, Targets,
 use mlp_tests::cases::{
     config, net_case, run_core, run_reference, CaseData, Features, NetCase, OwnedTargets,
 };
+use mlp_tests::fixtures::HIDDEN_ACTIVATIONS;
 use mlp_tests::reference::{has_kink, one_hot};
 use mlp_tests::rounding::{batch_norm_amplification, loss_magnitude};
 use mlp_tests::util::{f64s, max_abs, normal, Buffers};
@@ -223,17 +224,6 @@ proptest! {
     }
 }
 
-/// Hidden activations with fixed parameters, for the exhaustive sweep.
-const HIDDEN: [Activation; 7] = [
-    Activation::Identity,
-    Activation::Sigmoid,
-    Activation::Tanh,
-    Activation::Relu,
-    Activation::LeakyRelu(0.1),
-    Activation::Elu(1.0),
-    Activation::Gelu,
-];
-
 /// Every (loss, output activation) pair core accepts.
 fn loss_outputs() -> Vec<(Loss, Activation)> {
     let mut v = vec![
@@ -243,7 +233,7 @@ fn loss_outputs() -> Vec<(Loss, Activation)> {
         (Loss::BinaryCrossEntropy, Activation::Identity),
         (Loss::Mse, Activation::Softmax),
     ];
-    v.extend(HIDDEN.iter().map(|&a| (Loss::Mse, a)));
+    v.extend(HIDDEN_ACTIVATIONS.iter().map(|&a| (Loss::Mse, a)));
     v
 }
 
@@ -253,7 +243,7 @@ fn loss_outputs() -> Vec<(Loss, Activation)> {
 fn every_activation_loss_and_layer_option_is_checked() {
     let mut seed = 0u64;
     let (mut compared, mut total) = (0, 0);
-    for hidden in HIDDEN {
+    for hidden in HIDDEN_ACTIVATIONS {
         for (loss, out) in loss_outputs() {
             for (bn, dropout) in [(false, false), (true, false), (false, true), (true, true)] {
                 seed += 1;

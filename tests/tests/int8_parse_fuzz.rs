@@ -1,12 +1,11 @@
 //! Random byte strings and mutated valid files never panic the parser, nor parsing followed
 //! by inference (int8 or f32).
 
-mod int8_common;
-
-use int8_common::*;
 use mlp::format::{self, ModelFile};
 use mlp::int8::{self, Int8Model};
 use mlp::{Activation, DType, InputTransform, Model, Portable, Rng};
+use mlp_tests::fixtures::OUTPUT_ACTIVATIONS;
+use mlp_tests::int8::*;
 use proptest::prelude::*;
 
 /// Parses `bytes`; if that works, runs inference on a fixed input. Must never panic.
@@ -42,7 +41,7 @@ fn parse_and_run(bytes: &[u8]) -> bool {
 fn valid_files() -> Vec<Vec<u8>> {
     let mut rng = Rng::new(1234);
     let mut out = Vec::new();
-    for (k, output) in OUTPUT.iter().enumerate() {
+    for (k, output) in OUTPUT_ACTIVATIONS.iter().enumerate() {
         let b = random_model(&mut rng, 3 + k, *output, k % 2 == 0);
         let x = random_inputs(&mut rng, 8 * (3 + k));
         let tf = if k % 2 == 0 {
@@ -50,7 +49,7 @@ fn valid_files() -> Vec<Vec<u8>> {
         } else {
             InputTransform::Identity
         };
-        out.push(int8_common::quantize(&b, &x, 8, &tf));
+        out.push(mlp_tests::int8::quantize(&b, &x, 8, &tf));
         let mut f32_bytes = vec![0u8; format::encoded_len(&b.t, &tf)];
         format::write(&b.t, &b.params, &b.running, &tf, &mut f32_bytes).unwrap();
         out.push(f32_bytes);

@@ -2,11 +2,10 @@
 //! int8 model as `static` arrays (`host export --format rust`), with no model file to parse.
 //! It must give the same bits as parsing the file, and refuse inconsistent parts.
 
-mod int8_common;
-
-use int8_common::*;
 use mlp::int8::{self, Int8Layer, Int8LayerParts, PortableInt8};
 use mlp::{Activation, Error, InputTransform, Rng};
+use mlp_tests::fixtures::OUTPUT_ACTIVATIONS;
+use mlp_tests::int8::*;
 
 /// The parts of a parsed layer, as an exporter writes them (owned arrays).
 struct Owned {
@@ -66,7 +65,12 @@ fn layers_from_parts_run_bit_identical_to_the_parsed_file() {
     let mut rng = Rng::new(2024);
     for round in 0..40 {
         let input = 1 + rng.below(20) as usize;
-        let b = random_model(&mut rng, input, OUTPUT[round % OUTPUT.len()], round % 3 == 0);
+        let b = random_model(
+            &mut rng,
+            input,
+            OUTPUT_ACTIVATIONS[round % OUTPUT_ACTIVATIONS.len()],
+            round % 3 == 0,
+        );
         let x = random_inputs(&mut rng, 16 * b.t.input());
         let file = quantize(&b, &x, 16, &InputTransform::Identity);
         let m = int8::Int8Model::parse(&file).unwrap();

@@ -8,7 +8,7 @@
 //!
 //! Needs the two targets (`rustup target add thumbv6m-none-eabi thumbv7em-none-eabihf`), so
 //! it is ignored by default; CI installs them and runs
-//! `cargo test -p mlp --test int8_float_free -- --ignored`. Equivalent by hand:
+//! `cargo test -p mlp-tests --test int8_float_free -- --ignored`. Equivalent by hand:
 //! `cargo rustc -p mlp --release --target thumbv6m-none-eabi -- --emit asm` and reading the
 //! `mlp::int8` functions in `target/thumbv6m-none-eabi/release/deps/mlp-*.s`.
 

@@ -27,11 +27,11 @@
 //! batch-norm folding rounds in f32, the tables use f32 libm functions).
 //! For a softmax output layer the logits are compared.
 
-mod int8_common;
-
-use int8_common::*;
 use mlp::int8::{self, Int8Model};
 use mlp::{fold_batch_norm, Activation, InputTransform, Rng};
+use mlp_tests::fixtures::OUTPUT_ACTIVATIONS;
+use mlp_tests::int8::*;
+use mlp_tests::reference;
 
 struct Sample {
     deq: Vec<f64>,
@@ -86,7 +86,7 @@ fn evaluate(b: &Built, file: &[u8], x: &[f32], batch: usize) -> Vec<Sample> {
                 assert!((b_hat - bias[o] as f64).abs() <= s_in * s_w / 2.0 * (1.0 + 1e-9) + 1e-12);
                 let a = z.abs() + e_acc;
                 let slack = 1e-5 * (1.0 + z.abs());
-                y[o] = act_f64(act, z);
+                y[o] = reference::act(act, z);
                 ey[o] = if layer.table().is_some() {
                     let e_pre = e_acc + a * 2f64.powi(-31) + 1.5 * layer.pre_scale() as f64 + slack;
                     lipschitz(act) * e_pre + s_out + 1e-5 * (1.0 + y[o].abs())
@@ -116,12 +116,12 @@ fn dequantized_outputs_are_within_the_derived_bound() {
     let mut rng = Rng::new(2024);
     let (mut outputs, mut worst) = (0usize, 0.0f64);
     for model in 0..120 {
-        let output = OUTPUT[model % OUTPUT.len()];
+        let output = OUTPUT_ACTIVATIONS[model % OUTPUT_ACTIVATIONS.len()];
         let input = 1 + rng.below(20) as usize;
         let b = random_model(&mut rng, input, output, model % 3 == 0);
         let batch = 48;
         let x = random_inputs(&mut rng, batch * input);
-        let file = int8_common::quantize(&b, &x, batch, &InputTransform::Identity);
+        let file = mlp_tests::int8::quantize(&b, &x, batch, &InputTransform::Identity);
         for (k, s) in evaluate(&b, &file, &x, batch).iter().enumerate() {
             for o in 0..s.deq.len() {
                 let err = (s.deq[o] - s.reference[o]).abs();
@@ -158,7 +158,7 @@ fn a_wrong_requantization_shift_breaks_the_bound() {
     let b = Built { t, params, running: vec![] };
     let batch = 32;
     let x = random_inputs(&mut rng, batch * 8);
-    let mut file = int8_common::quantize(&b, &x, batch, &InputTransform::Identity);
+    let mut file = mlp_tests::int8::quantize(&b, &x, batch, &InputTransform::Identity);
     let ratio = |file: &[u8]| {
         evaluate(&b, file, &x, batch)
             .iter()
@@ -200,7 +200,7 @@ fn top1_agrees_on_well_separated_inputs_and_mostly_overall() {
         let b = random_model(&mut rng, input, Activation::Softmax, model % 2 == 1);
         let batch = 64;
         let x = random_inputs(&mut rng, batch * input);
-        let file = int8_common::quantize(&b, &x, batch, &InputTransform::Identity);
+        let file = mlp_tests::int8::quantize(&b, &x, batch, &InputTransform::Identity);
         let m = Int8Model::parse(&file).unwrap();
         let mut xq = vec![0i8; x.len()];
         m.quantize_input(&x, &mut xq).unwrap();
@@ -237,7 +237,7 @@ fn u8_input_table_equals_float_transform_then_quantize() {
     let (scale, offset) = (1.0 / 255.0, -0.1307);
     let transform = InputTransform::Global { scale, offset };
     let x: Vec<f32> = raw.iter().map(|&r| r as f32 * scale + offset).collect();
-    let file = int8_common::quantize(&b, &x, 40, &transform);
+    let file = mlp_tests::int8::quantize(&b, &x, 40, &transform);
     let m = Int8Model::parse(&file).unwrap();
     let (mut via_table, mut via_float) = (vec![0i8; raw.len()], vec![0i8; raw.len()]);
     m.quantize_u8(&raw, &mut via_table).unwrap();
@@ -257,7 +257,7 @@ fn u8_input_table_equals_float_transform_then_quantize() {
     // A per-feature transform has no table.
     let sc = vec![0.5f32; 16];
     let of = vec![0.0f32; 16];
-    let file = int8_common::quantize(&b, &x, 40, &InputTransform::PerFeature { scale: &sc, offset: &of });
+    let file = mlp_tests::int8::quantize(&b, &x, 40, &InputTransform::PerFeature { scale: &sc, offset: &of });
     let m = Int8Model::parse(&file).unwrap();
     assert!(m.input_table().is_none());
     assert_eq!(m.quantize_u8(&raw, &mut via_table), Err(mlp::Error::NoInputTable));
@@ -268,7 +268,7 @@ fn dequantize_output_gives_probabilities_close_to_f32() {
     let mut rng = Rng::new(11);
     let b = random_model(&mut rng, 10, Activation::Softmax, false);
     let x = random_inputs(&mut rng, 10 * 32);
-    let file = int8_common::quantize(&b, &x, 32, &InputTransform::Identity);
+    let file = mlp_tests::int8::quantize(&b, &x, 32, &InputTransform::Identity);
     let m = Int8Model::parse(&file).unwrap();
     let mut xq = vec![0i8; x.len()];
     m.quantize_input(&x, &mut xq).unwrap();
@@ -313,7 +313,7 @@ fn another_kernel_through_the_seam_is_bit_identical() {
     for _ in 0..20 {
         let b = random_model(&mut rng, 12, Activation::Softmax, false);
         let x = random_inputs(&mut rng, 12 * 16);
-        let file = int8_common::quantize(&b, &x, 16, &InputTransform::Identity);
+        let file = mlp_tests::int8::quantize(&b, &x, 16, &InputTransform::Identity);
         let m = Int8Model::parse(&file).unwrap();
         let mut xq = vec![0i8; x.len()];
         m.quantize_input(&x, &mut xq).unwrap();
@@ -336,7 +336,7 @@ fn workspace_and_input_errors_not_panics() {
     let mut rng = Rng::new(8);
     let b = random_model(&mut rng, 6, Activation::Softmax, false);
     let x = random_inputs(&mut rng, 6 * 4);
-    let file = int8_common::quantize(&b, &x, 4, &InputTransform::Identity);
+    let file = mlp_tests::int8::quantize(&b, &x, 4, &InputTransform::Identity);
     let m = Int8Model::parse(&file).unwrap();
     let xq = vec![0i8; 12];
     let mut act = vec![0i8; m.act_workspace_len(2)];

@@ -1,29 +1,18 @@
-//! Helpers shared by the int8 integration tests: random models, calibration, quantization,
-//! integer inference and an f64 reference forward pass.
-#![allow(dead_code)]
+//! Helpers shared by the int8 tests: random models, calibration, quantization, integer
+//! inference, and an error bound for the f64 reference forward pass.
 
 use mlp::int8::{self, Int8Model, PortableInt8, Ranges};
 use mlp::{init, Activation, InputTransform, LayerSpec, Model, Portable, Rng, Topology};
 
+use crate::fixtures::HIDDEN_ACTIVATIONS;
+
 /// A model with its f32 parameters and batch-norm running statistics.
+#[derive(Debug)]
 pub struct Built {
     pub t: Topology,
     pub params: Vec<f32>,
     pub running: Vec<f32>,
 }
-
-pub const HIDDEN: [Activation; 7] = [
-    Activation::Identity,
-    Activation::Sigmoid,
-    Activation::Tanh,
-    Activation::Relu,
-    Activation::LeakyRelu(0.1),
-    Activation::Elu(1.0),
-    Activation::Gelu,
-];
-
-pub const OUTPUT: [Activation; 5] =
-    [Activation::Softmax, Activation::Identity, Activation::Sigmoid, Activation::Tanh, Activation::Relu];
 
 /// A random topology (1 to 3 hidden layers of width 1 to 24, any activation), He/Xavier
 /// weights and random biases; with `bn`, batch norm on hidden layers and random running
@@ -32,7 +21,7 @@ pub fn random_model(rng: &mut Rng, input: usize, output: Activation, bn: bool) -
     let hidden = 1 + rng.below(3) as usize;
     let mut specs = Vec::new();
     for _ in 0..hidden {
-        let mut l = LayerSpec::dense(1 + rng.below(24) as usize, HIDDEN[rng.below(7) as usize]);
+        let mut l = LayerSpec::dense(1 + rng.below(24) as usize, HIDDEN_ACTIVATIONS[rng.below(7) as usize]);
         if bn {
             l = l.with_batch_norm();
         }
@@ -104,31 +93,6 @@ pub fn reseal(bytes: &mut [u8]) {
     bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// The activation in f64 (an independent implementation of core's f32 ones).
-pub fn act_f64(a: Activation, z: f64) -> f64 {
-    match a {
-        Activation::Identity | Activation::Softmax => z,
-        Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
-        Activation::Tanh => z.tanh(),
-        Activation::Relu => z.max(0.0),
-        Activation::LeakyRelu(al) => {
-            if z > 0.0 {
-                z
-            } else {
-                al as f64 * z
-            }
-        }
-        Activation::Elu(al) => {
-            if z > 0.0 {
-                z
-            } else {
-                al as f64 * (z.exp() - 1.0)
-            }
-        }
-        Activation::Gelu => 0.5 * z * (1.0 + erf(z / std::f64::consts::SQRT_2)),
-    }
-}
-
 /// A Lipschitz constant of the activation (for the error bound).
 pub fn lipschitz(a: Activation) -> f64 {
     match a {
@@ -137,20 +101,5 @@ pub fn lipschitz(a: Activation) -> f64 {
         // max |GELU'(z)| = 1.1289 at z = ±√2.
         Activation::Gelu => 1.13,
         _ => 1.0,
-    }
-}
-
-/// erf by its Taylor series / continued fraction is overkill here: Abramowitz-Stegun 7.1.26
-/// has absolute error < 1.5e-7, far below any int8 step.
-fn erf(x: f64) -> f64 {
-    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
-    let y = 1.0
-        - t * (0.254_829_592
-            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))))
-            * (-x * x).exp();
-    if x < 0.0 {
-        -y
-    } else {
-        y
     }
 }

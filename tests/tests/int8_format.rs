@@ -1,12 +1,11 @@
 //! The int8 model file: round trips, field-by-field agreement with an independent
 //! re-quantization, alignment, dtype errors, and every corruption class.
 
-mod int8_common;
-
-use int8_common::*;
 use mlp::format::{self, ModelFile};
 use mlp::int8::{self, Int8Model};
 use mlp::{fold_batch_norm, Activation, DType, Error, InputTransform, LayerSpec, Rng, Topology};
+use mlp_tests::int8::*;
+use mlp_tests::reference::act;
 
 const TRANSFORM: InputTransform<'static> = InputTransform::Global { scale: 1.0 / 255.0, offset: -0.5 };
 
@@ -32,7 +31,7 @@ fn sample() -> (Built, Vec<f32>, Vec<u8>) {
     running[v].iter_mut().for_each(|x| *x = rng.uniform_in(0.5, 2.0));
     let b = Built { t, params, running };
     let x: Vec<f32> = (0..5 * 30).map(|_| rng.uniform_in(-0.5, 0.5)).collect();
-    let file = int8_common::quantize(&b, &x, 30, &TRANSFORM);
+    let file = mlp_tests::int8::quantize(&b, &x, 30, &TRANSFORM);
     (b, x, file)
 }
 
@@ -126,7 +125,7 @@ fn every_field_matches_an_independent_requantization() {
             // Against an f64 activation: equal except where f32 vs f64 sits on a rounding tie.
             let mut off_by_one = 0;
             for q in -128..=127i32 {
-                let y = act_f64(layer.activation(), s_pre as f64 * (q - z_pre) as f64);
+                let y = act(layer.activation(), s_pre as f64 * (q - z_pre) as f64);
                 let want = ((y / s_out as f64).round() as i32 + z_out).clamp(-128, 127);
                 let got = table[(q + 128) as usize] as i32;
                 assert!((got - want).abs() <= 1, "table[{q}] = {got}, want {want}");
@@ -142,7 +141,7 @@ fn every_field_matches_an_independent_requantization() {
 #[test]
 fn round_trip_is_deterministic_and_alignment_free() {
     let (b, x, file) = sample();
-    assert_eq!(int8_common::quantize(&b, &x, 30, &TRANSFORM), file, "quantizing twice differs");
+    assert_eq!(mlp_tests::int8::quantize(&b, &x, 30, &TRANSFORM), file, "quantizing twice differs");
     let m = Int8Model::parse(&file).unwrap();
     let xq: Vec<i8> = (0..5 * 4).map(|i| (i * 37 % 256) as u8 as i8).collect();
     let want = run_int8(&m, &xq, 4);
