@@ -95,8 +95,7 @@ impl Kernels for Gemm {
 pub struct Matrixmultiply;
 
 /// Below this batch size the products are per sample: packing and threading cost more than
-/// they save. Measured crossover on the 2-core AVX-512 machine: 784x256 forward at batch 1
-/// took 29 us portable vs 206 us SGEMM, at batch 8 232 vs 218 us.
+/// they save (the measured crossover: docs/PERFORMANCE.md, "Batch size and kernel choice").
 pub const SMALL_BATCH: usize = 8;
 
 /// The zero-skipping kernels run when at most this fraction of the inputs is nonzero.

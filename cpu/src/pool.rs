@@ -7,15 +7,11 @@
 //! per core, or `RAYON_NUM_THREADS`). Every output is computed by one task in a fixed order,
 //! so results are the same bits for any thread count.
 //!
-//! A training step is a chain of parallel regions of a few hundred microseconds each, with
-//! serial work between them (the output layer, the loss). Between regions rayon puts its idle
-//! threads to sleep, and on a virtual machine waking a sleeping core takes long enough that
-//! the first tasks of the next region run on the calling thread alone: measured on the 2-core
-//! development VM (`host train --recipe tutorial`), the weight gradient took 365 µs per step
-//! and Adam's pass 140 µs, the same as on one thread; with the other thread kept awake, 275 µs
-//! and 86 µs, and the epoch 0.232 → 0.19 s. OpenMP runtimes (and so PyTorch) do the same by
-//! default: their idle threads spin for a while (`KMP_BLOCKTIME`, `OMP_WAIT_POLICY`) before
-//! they sleep.
+//! A training step is a chain of short parallel regions with serial work between them (the
+//! output layer, the loss). Between regions rayon puts its idle threads to sleep, and where
+//! waking a core is slow (as on a virtual machine) the next region runs mostly on the calling
+//! thread. OpenMP runtimes (and so PyTorch) avoid this the same way: their idle threads spin a
+//! while before they sleep. Measurements: docs/PERFORMANCE.md, "The spinning pool".
 //!
 //! [`with_spinning_pool`] runs a closure on one of rayon's threads while every other thread of
 //! the pool runs a *spinner*: a job that polls for work with [`rayon::yield_now`] (which runs
