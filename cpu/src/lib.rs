@@ -15,6 +15,7 @@ pub mod int8;
 pub mod isa;
 pub mod pool;
 pub mod prefetch;
+mod scratch;
 
 pub use f32::{Fast, Gemm, Matrixmultiply, Prepared};
 pub use int8::FastInt8;

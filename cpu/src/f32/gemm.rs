@@ -35,6 +35,7 @@ use rayon::prelude::*;
 
 use super::simd::{Baseline4, Simd};
 use crate::isa::{Isa, Level};
+use crate::scratch::with_scratch;
 
 /// Most steps of `k` per block (blocks are evened out: 784 = 2 × 392): an `MR × kc` panel
 /// of `A` (at most 28 KiB for AVX-512's 14 rows) stays in L1 while the `B` panels stream past
@@ -95,25 +96,6 @@ thread_local! {
     static PACKED_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// The packed rows of `A` of the task this thread runs.
     static PACKED_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on `n` floats of this thread's buffer `key`, which grows to the largest size
-/// asked for and is then reused. A re-entrant call (a pool worker that picked up another
-/// product while waiting) gets a fresh buffer instead of a double borrow.
-fn with_scratch<R>(
-    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
-    n: usize,
-    f: impl FnOnce(&mut [f32]) -> R,
-) -> R {
-    key.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut v) => {
-            if v.len() < n {
-                v.resize(n, 0.0);
-            }
-            f(&mut v[..n])
-        }
-        Err(_) => f(&mut vec![0.0; n]),
-    })
 }
 
 /// `C[m×n] = A[m×k] · B[k×n] + init`, `C` row-major with `n` columns (overwritten), on

@@ -26,6 +26,7 @@ use mlp::{activation, Activation};
 
 use super::simd::{Baseline4, Simd};
 use crate::isa::{Isa, Level};
+use crate::scratch::with_scratch;
 use crate::prefetch::{prefetch, Cache};
 use rayon::prelude::*;
 
@@ -55,42 +56,6 @@ thread_local! {
     static INDICES: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     /// A thread's nonzero values (and padded output rows).
     static VALUES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on `n` elements of this thread's scratch buffer `key`, which grows to the
-/// largest size asked for and is then reused, so a training loop allocates only in its
-/// first steps. The slice starts on a 64-byte boundary (a cache line: whole-vector loads
-/// from it never straddle two lines). A re-entrant call (a thread-pool worker that picked up
-/// another product while waiting) gets a fresh buffer instead of a double borrow.
-fn with_scratch<T: Copy + Default + 'static, R>(
-    key: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
-    n: usize,
-    f: impl FnOnce(&mut [T]) -> R,
-) -> R {
-    let slack = 64 / std::mem::size_of::<T>().max(1);
-    let aligned = |v: &mut [T]| {
-        // `align_offset` may give up (usize::MAX): then the slice is merely unaligned.
-        let off = v.as_ptr().align_offset(64);
-        if off < slack {
-            off
-        } else {
-            0
-        }
-    };
-    key.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut v) => {
-            if v.len() < n + slack {
-                v.resize(n + slack, T::default());
-            }
-            let off = aligned(&mut v);
-            f(&mut v[off..off + n])
-        }
-        Err(_) => {
-            let mut v = vec![T::default(); n + slack];
-            let off = aligned(&mut v);
-            f(&mut v[off..off + n])
-        }
-    })
 }
 
 /// Runs `f` on `n` entries of this thread's index scratch (see [`with_scratch`]).
