@@ -11,7 +11,7 @@
 //! - anything else: [`Gemm`], our packed, cache-blocked SGEMM ([`gemm`]: AVX-512 and AVX2 +
 //!   FMA micro-kernels, bias add fused, a one-vector-wide tile for narrow layers), which
 //!   matches `matrixmultiply` ([`Matrixmultiply`], kept for comparison) on large products and
-//!   beats it on narrow and small ones (measured in the README and `benches/benches/cpu.rs`).
+//!   beats it on narrow and small ones (measured in docs/PERFORMANCE.md with `benches/benches/cpu.rs`).
 //!
 //! Around the products, `Fast` implements the seam's provided methods: the activation (or
 //! its derivative) fused into each task of a product, small products and passes kept on the

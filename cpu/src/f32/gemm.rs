@@ -17,7 +17,7 @@
 //!   accumulating an `MR × NR` tile of `C` in registers: per step of `k`, `NR / LANES` vector
 //!   loads of `B`, `MR` broadcasts of `A` and `MR · NR / LANES` FMAs.
 //!
-//! Tiles (`MR × NR`, chosen by measurement on a Sapphire Rapids core, see the README):
+//! Tiles (`MR × NR`, chosen by measurement on a Sapphire Rapids core, see docs/PERFORMANCE.md):
 //! AVX-512 14 × 32 (28 of the 32 zmm registers accumulate), AVX2 + FMA 6 × 16 (12 ymm), the baseline 4 × 8
 //! (plain arithmetic on `[f32; 4]`, which LLVM maps onto SSE). Narrow products (`n` at most
 //! one vector, such as the 10-class output layer) use a one-vector-wide tile with more rows
