@@ -221,16 +221,10 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// Runs `f` with this thread's scratch (a fresh one if it is in use further up the stack).
+/// Runs `f` with this thread's scratch (see [`crate::scratch::with_local`]).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
-    let mut f = Some(f);
-    let r = SCRATCH.with(|s| s.try_borrow_mut().ok().map(|mut s| (f.take().expect("called once"))(&mut s)));
-    match (r, f) {
-        (Some(r), _) => r,
-        (None, Some(f)) => f(&mut Scratch::default()),
-        (None, None) => unreachable!("the closure runs at most once"),
-    }
+    crate::scratch::with_local(&SCRATCH, f)
 }
 
 /// Splits `rows` rows of `x` (`k` wide) and `y` (`n` wide) into one contiguous part of whole
