@@ -31,11 +31,13 @@
 //! With no GPU, [`Gpu::new`] returns [`GpuError::NoDevice`] (the crate builds without any
 //! CUDA installed: the libraries are loaded at run time).
 
+mod dataset;
 mod device;
 mod trainer;
 
+pub use dataset::{DeviceDataset, Features};
 pub use device::{Gpu, GpuOptions};
-pub use trainer::{DeviceDataset, EpochStats, EvalStats, Features, GpuTrainer, Start};
+pub use trainer::{EpochStats, EvalStats, GpuTrainer, Start};
 
 use std::fmt;
 

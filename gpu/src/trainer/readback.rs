@@ -1,0 +1,94 @@
+//! Reading parameters, gradients, optimizer state, running statistics and per-step metrics
+//! back from the device.
+
+use cudarc::driver::CudaSlice;
+use mlp::Error as CoreError;
+
+use super::GpuTrainer;
+use crate::GpuError;
+
+impl GpuTrainer {
+    pub(super) fn read_one(&self, s: &CudaSlice<f32>) -> Result<f32, GpuError> {
+        let mut v = [0.0f32];
+        self.gpu
+            .stream()
+            .memcpy_dtoh(&s.slice(0..1), &mut v[..])
+            .map_err(|e| GpuError::driver("downloading", e))?;
+        Ok(v[0])
+    }
+
+    /// Waits for the queued steps and reads the first `steps` per-step losses, correct counts,
+    /// and the divergence flag.
+    pub(super) fn read_steps(&self, steps: usize) -> Result<(Vec<f32>, Vec<u32>, i32), GpuError> {
+        let s = self.gpu.stream();
+        let err = |e| GpuError::driver("reading the epoch's metrics", e);
+        let mut loss = vec![0.0f32; steps];
+        let mut correct = vec![0u32; steps];
+        let mut diverged = [0i32];
+        s.memcpy_dtoh(&self.per_step.loss.slice(0..steps), &mut loss[..]).map_err(err)?;
+        s.memcpy_dtoh(&self.per_step.correct.slice(0..steps), &mut correct[..]).map_err(err)?;
+        s.memcpy_dtoh(&self.diverged, &mut diverged[..]).map_err(err)?;
+        s.synchronize().map_err(err)?;
+        Ok((loss, correct, diverged[0]))
+    }
+
+    /// Copies parameters, batch-norm running statistics and optimizer state back into core's
+    /// flat layout (the buffers `mlp::Trainer` and the model file use).
+    pub fn download(
+        &self,
+        params: &mut [f32],
+        running: &mut [f32],
+        optimizer_state: &mut [f32],
+    ) -> Result<(), GpuError> {
+        let lens = [
+            (mlp::Buffer::Params, self.param_len, params.len()),
+            (mlp::Buffer::Running, self.running_len, running.len()),
+            (mlp::Buffer::OptimizerState, self.state_len, optimizer_state.len()),
+        ];
+        for (buffer, expected, actual) in lens {
+            if expected != actual {
+                return Err(CoreError::BufferLength { buffer, expected, actual }.into());
+            }
+        }
+        let s = self.gpu.stream();
+        let err = |e| GpuError::driver("downloading the model", e);
+        for (src, dst) in [(&self.params, params), (&self.running, running), (&self.state, optimizer_state)] {
+            if !dst.is_empty() {
+                let len = dst.len();
+                s.memcpy_dtoh(&src.slice(0..len), dst).map_err(err)?;
+            }
+        }
+        s.synchronize().map_err(err)
+    }
+
+    /// The parameters, in core's flat layout.
+    pub fn params(&self) -> Result<Vec<f32>, GpuError> {
+        self.read_all(&self.params, self.param_len)
+    }
+
+    /// The gradients of the last step, in core's flat layout (before clipping).
+    pub fn grads(&self) -> Result<Vec<f32>, GpuError> {
+        self.read_all(&self.grads, self.param_len)
+    }
+
+    /// The optimizer state, in core's flat layout.
+    pub fn optimizer_state(&self) -> Result<Vec<f32>, GpuError> {
+        self.read_all(&self.state, self.state_len)
+    }
+
+    /// The batch-norm running statistics.
+    pub fn running(&self) -> Result<Vec<f32>, GpuError> {
+        self.read_all(&self.running, self.running_len)
+    }
+
+    fn read_all(&self, src: &CudaSlice<f32>, len: usize) -> Result<Vec<f32>, GpuError> {
+        let mut v = vec![0.0f32; len];
+        if len > 0 {
+            let s = self.gpu.stream();
+            let err = |e| GpuError::driver("downloading", e);
+            s.memcpy_dtoh(&src.slice(0..len), &mut v[..]).map_err(err)?;
+            s.synchronize().map_err(err)?;
+        }
+        Ok(v)
+    }
+}
