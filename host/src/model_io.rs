@@ -9,22 +9,24 @@ use anyhow::{bail, Context, Result};
 use mlp::{format, InputTransform, Model, ModelFile, Topology};
 use rayon::prelude::*;
 
-/// How raw stored samples become network inputs: `x[j] = raw[j] * scale[j] + offset[j]`.
+/// Core's [`InputTransform`] held as owned, per-feature vectors (as `PathBuf` holds a
+/// `Path`): how raw stored samples become network inputs, `x[j] = raw[j] * scale[j] + offset[j]`.
+/// [`as_transform`](Self::as_transform) lends it out as the model file stores it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct InputPipeline {
+pub struct InputTransformBuf {
     /// One scale per input feature.
     pub scale: Vec<f32>,
     /// One offset per input feature.
     pub offset: Vec<f32>,
 }
 
-impl InputPipeline {
+impl InputTransformBuf {
     /// The identity on `n` features.
     pub fn identity(n: usize) -> Self {
-        InputPipeline { scale: vec![1.0; n], offset: vec![0.0; n] }
+        InputTransformBuf { scale: vec![1.0; n], offset: vec![0.0; n] }
     }
 
-    /// The pipeline equal to a loader normalization for `n` features stored as `u8`
+    /// The transform equal to a loader normalization for `n` features stored as `u8`
     /// (`from_u8`) or `f32`: u8 features are first divided by 255 for every normalization
     /// but `None`, as the loader does.
     pub fn from_normalization(norm: &data::Normalization, n: usize, from_u8: bool) -> Self {
@@ -32,18 +34,18 @@ impl InputPipeline {
         let pre = if from_u8 { 1.0 / 255.0 } else { 1.0 };
         match norm {
             N::None => Self::identity(n),
-            N::Scale01 => InputPipeline { scale: vec![1.0 / 255.0; n], offset: vec![0.0; n] },
+            N::Scale01 => InputTransformBuf { scale: vec![1.0 / 255.0; n], offset: vec![0.0; n] },
             N::Standardize { mean, std } => {
-                InputPipeline { scale: vec![pre / std; n], offset: vec![-mean / std; n] }
+                InputTransformBuf { scale: vec![pre / std; n], offset: vec![-mean / std; n] }
             }
-            N::PerFeature { mean, std } => InputPipeline {
+            N::PerFeature { mean, std } => InputTransformBuf {
                 scale: std.iter().map(|s| pre / s).collect(),
                 offset: mean.iter().zip(std).map(|(m, s)| -m / s).collect(),
             },
         }
     }
 
-    /// Applies the pipeline in place to whole rows of raw values (a batch's rows spread over
+    /// Applies the transform in place to whole rows of raw values (a batch's rows spread over
     /// rayon's threads; each value is computed alone, so the thread count never matters).
     pub fn apply(&self, rows: &mut [f32]) {
         const ROWS_PER_TASK: usize = 32;
@@ -85,7 +87,7 @@ pub struct SavedModel {
     /// Batch-norm running statistics.
     pub running: Vec<f32>,
     /// Raw sample to network input.
-    pub input: InputPipeline,
+    pub input: InputTransformBuf,
 }
 
 impl SavedModel {
@@ -111,7 +113,7 @@ impl SavedModel {
         file.read_params(&mut params)?;
         file.read_running(&mut running)?;
         let (scale, offset) = (0..topology.input()).map(|j| file.input_scale_offset(j)).unzip();
-        Ok(SavedModel { topology, params, running, input: InputPipeline { scale, offset } })
+        Ok(SavedModel { topology, params, running, input: InputTransformBuf { scale, offset } })
     }
 
     /// Reads a model file.

@@ -8,7 +8,7 @@ use std::process::Output;
 
 use assert_cmd::Command;
 use data::idx::encode_u8;
-use host::model_io::{InputPipeline, SavedModel};
+use host::model_io::{InputTransformBuf, SavedModel};
 use mlp::init::{initialize, Init};
 use mlp::int8::Int8Model;
 use mlp::{Activation, LayerSpec, Rng, Topology};
@@ -61,7 +61,7 @@ fn setup(dir: &Path) {
         topology,
         params,
         running: Vec::new(),
-        input: InputPipeline { scale: vec![1.0 / 255.0; PIXELS], offset: vec![0.0; PIXELS] },
+        input: InputTransformBuf { scale: vec![1.0 / 255.0; PIXELS], offset: vec![0.0; PIXELS] },
     };
     model.save(&dir.join("f32.mlp")).unwrap();
 }

@@ -1,0 +1,111 @@
+//! The epoch loop on the CPU: core's trainer with the host kernels, one step per batch of
+//! the loader, the inputs transformed as the loader copies them.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::ProgressBar;
+use mlp::{Error as CoreError, Rng, Targets, Topology, TrainBuffers, TrainConfig, Trainer};
+
+use super::{Checkpoint, EpochPlan, EpochStats};
+use cpu::f32::Fast;
+use cpu::pool::with_spinning_pool;
+use data::DataLoader;
+
+/// The CPU's scratch for a run: gradients, the trainer's workspace and one batch.
+pub(super) struct CpuRun<'t> {
+    topology: &'t Topology,
+    config: TrainConfig,
+    grads: Vec<f32>,
+    workspace: Vec<f32>,
+    x: Vec<f32>,
+    y: Vec<u32>,
+}
+
+impl<'t> CpuRun<'t> {
+    /// Buffers for `topology` trained with `config` on the loader's batches.
+    pub(super) fn new(topology: &'t Topology, config: TrainConfig, loader: &DataLoader<'_>) -> Self {
+        CpuRun {
+            topology,
+            config,
+            grads: vec![0.0; topology.param_len()],
+            workspace: vec![0.0; topology.train_workspace_len(config.max_batch)],
+            x: loader.input_buffer(),
+            y: loader.label_buffer(),
+        }
+    }
+
+    /// One epoch over `loader` (set to the epoch), updating `run`'s parameters, running
+    /// statistics, optimizer state and step count; `bar` shows the progress since `started`.
+    pub(super) fn epoch(
+        &mut self,
+        run: &mut Checkpoint,
+        loader: &mut DataLoader<'_>,
+        plan: &EpochPlan<'_>,
+        rng: &mut Rng,
+        bar: &ProgressBar,
+        started: Instant,
+    ) -> Result<EpochStats> {
+        let CpuRun { topology, config, grads, workspace, x, y } = self;
+        let model = &mut run.model;
+        let input_len = topology.input();
+        // The steps run on one of rayon's threads, so that the kernels' parallel parts
+        // start on the pool directly instead of waking it from outside at every product,
+        // and the pool's other threads poll for those parts instead of sleeping between
+        // them (see `cpu::pool`).
+        let (stats, steps) = with_spinning_pool(|| -> Result<_> {
+            let mut trainer = Trainer::new(
+                topology,
+                *config,
+                TrainBuffers {
+                    params: &mut model.params,
+                    grads,
+                    running: &mut model.running,
+                    optimizer_state: &mut run.optimizer_state,
+                    workspace,
+                },
+            )?;
+            trainer.set_steps(run.steps);
+            let kernels = Fast::new();
+            let mut stats = EpochStats { loss_sum: 0.0, correct: 0, seen: 0, lr: plan.base_lr };
+            let mut batch_index = 0;
+            while let Some(n) = loader.next_batch_affine(x, y, &model.input.scale, &model.input.offset) {
+                batch_index += 1;
+                let inputs = &x[..n * input_len];
+                let lr = plan.settings.schedule.lr(
+                    plan.base_lr,
+                    trainer.steps(),
+                    plan.total_steps,
+                    plan.per_epoch,
+                );
+                stats.lr = lr;
+                let step = match trainer.step(&kernels, inputs, Targets::Labels(&y[..n]), lr, rng) {
+                    Err(CoreError::NonFinite { what }) => bail!(
+                        "training diverged at epoch {}, batch {batch_index}: {what} is NaN or infinite; \
+                         lower the learning rate (--lr {}) or clip gradients (--grad-clip 1.0)",
+                        plan.epoch + 1,
+                        lr
+                    ),
+                    other => {
+                        other.with_context(|| format!("epoch {}, batch {batch_index}", plan.epoch + 1))?
+                    }
+                };
+                stats.loss_sum += step.loss as f64 * n as f64;
+                stats.correct += step.correct;
+                stats.seen += n;
+                if batch_index % 8 == 0 || batch_index as u64 == plan.per_epoch {
+                    let rate = stats.seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                    bar.set_position(batch_index as u64);
+                    bar.set_message(format!(
+                        "loss {:.4}  {:.0} samples/s",
+                        stats.loss_sum / stats.seen as f64,
+                        rate
+                    ));
+                }
+            }
+            Ok((stats, trainer.steps()))
+        })?;
+        run.steps = steps;
+        Ok(stats)
+    }
+}
