@@ -20,6 +20,56 @@ pub enum Calibration {
     Percentile(f64),
 }
 
+impl Calibration {
+    /// `--percentile P` when given, else min/max.
+    pub fn from_percentile(percentile: Option<f64>) -> Self {
+        percentile.map_or(Calibration::MinMax, Calibration::Percentile)
+    }
+}
+
+impl std::fmt::Display for Calibration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Calibration::MinMax => f.write_str("min/max"),
+            Calibration::Percentile(p) => write!(f, "percentile {p}"),
+        }
+    }
+}
+
+/// An f32 model quantized to int8, and how it was calibrated.
+#[derive(Clone, Debug)]
+pub struct Quantized {
+    /// The int8 model file.
+    pub bytes: Vec<u8>,
+    /// Calibration samples used.
+    pub samples: usize,
+    /// The name of the data set they came from.
+    pub dataset: String,
+    /// How activation ranges were estimated.
+    pub method: Calibration,
+}
+
+impl Quantized {
+    /// "N samples of DATASET (METHOD)", for "calibrated on ...".
+    pub fn describe(&self) -> String {
+        format!("{} samples of {} ({})", self.samples, self.dataset, self.method)
+    }
+}
+
+/// Quantizes `model` to int8 as `host quantize` and `host export` do: activation ranges from
+/// the first `samples` samples of `data` by min/max, or by `percentile` when given.
+pub fn calibrate_and_quantize(
+    model: &SavedModel,
+    data: &Dataset,
+    samples: usize,
+    percentile: Option<f64>,
+) -> Result<Quantized> {
+    let method = Calibration::from_percentile(percentile);
+    let ranges = calibrate(model, data, samples, method)?;
+    let bytes = quantize(model, &ranges)?;
+    Ok(Quantized { bytes, samples: samples.min(data.len()), dataset: data.name().to_string(), method })
+}
+
 /// Activation ranges of `model` on the first `samples` samples of `data`.
 pub fn calibrate(model: &SavedModel, data: &Dataset, samples: usize, method: Calibration) -> Result<Ranges> {
     if samples == 0 {

@@ -1,0 +1,255 @@
+//! The flags of every subcommand, as clap parses them. What they resolve to (settings, data
+//! sets) is in [`super::settings`] and [`super::datasets`].
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::export::{ExportDType, Format};
+use crate::schedule::Schedule;
+use crate::train::{ActivationArg, DeviceArg, NormalizationArg, OptimizerArg};
+
+/// Where training data comes from.
+#[derive(Debug, Args, Clone)]
+pub struct DataArgs {
+    /// A folder of IDX files (MNIST, Fashion-MNIST, KMNIST; .gz or raw). Default: $MNIST_DIR,
+    /// else ./data/mnist, else MNIST is downloaded into ./data/mnist.
+    #[arg(long, value_name = "DIR", conflicts_with = "csv")]
+    pub data: Option<PathBuf>,
+    /// A CSV file of tabular data instead (one sample per row).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// A CSV file to report test metrics on (same columns as --csv).
+    #[arg(long, value_name = "FILE", requires = "csv")]
+    pub csv_test: Option<PathBuf>,
+    /// The CSV label column: a header name or a 0-based index (default: the last column).
+    #[arg(long, value_name = "COLUMN", requires = "csv")]
+    pub label: Option<String>,
+}
+
+/// A named starting point for the training options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Recipe {
+    /// 784-512-256-10 ReLU, dropout 0.2, Adam one-cycle peak 2e-3, batch 128, 12 epochs
+    Default,
+    /// The PyTorch tutorial: 784-256-10 ReLU, Adam 1e-3 constant, batch 256, 10 epochs
+    Tutorial,
+}
+
+/// `host train` options. Each one left out comes from the recipe.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The recipe the other options start from (default: `default` when no model or
+    /// optimization option is given, else `tutorial`, so options mean what they mean in the
+    /// PyTorch tutorial).
+    #[arg(long, value_enum)]
+    pub recipe: Option<Recipe>,
+    /// Hidden layer widths, e.g. 256 or 512,256.
+    #[arg(long, value_delimiter = ',', value_name = "WIDTHS")]
+    pub hidden: Option<Vec<usize>>,
+    /// Hidden-layer activation.
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationArg>,
+    /// Optimizer.
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
+    /// (Peak) learning rate.
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Learning-rate schedule, stepped every batch.
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
+    /// Samples per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Passes over the training set.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Seed of initialization, shuffling, dropout and the validation split.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Dropout rate after each hidden layer (0 turns it off).
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    /// Batch norm before each hidden activation.
+    #[arg(long)]
+    pub batch_norm: bool,
+    /// Weight decay (L2; decoupled with adamw).
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Fraction of the training set held out for validation.
+    #[arg(long)]
+    pub val_split: Option<f32>,
+    /// Clip gradients to this global L2 norm.
+    #[arg(long)]
+    pub grad_clip: Option<f32>,
+    /// Input normalization.
+    #[arg(long, value_enum)]
+    pub normalization: Option<NormalizationArg>,
+    /// Where to train: the CPU, or an NVIDIA GPU through CUDA (the GPU path has not yet been
+    /// run on hardware; see README.md, "GPU").
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    /// With --device gpu: let cuBLAS use TF32 tensor cores for the products.
+    #[arg(long)]
+    pub tf32: bool,
+    /// Where to save the trained model.
+    #[arg(long, default_value = "model.mlp")]
+    pub out: PathBuf,
+    /// Write per-epoch metrics as JSON here.
+    #[arg(long, value_name = "FILE.json")]
+    pub metrics: Option<PathBuf>,
+    /// Folder for the PNG plots (curves, 5x5 predictions, confusion matrix).
+    #[arg(long, default_value = "plots")]
+    pub plots: PathBuf,
+    /// Skip the plots.
+    #[arg(long)]
+    pub no_plots: bool,
+    /// Checkpoint written after every epoch (default: the --out path + ".ckpt").
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue a run from its checkpoint (its settings; --epochs may extend it).
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub resume: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `host eval` options.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The model file.
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Evaluate on the training split instead of the test split (IDX data).
+    #[arg(long)]
+    pub train_split: bool,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the 5x5 prediction grid and confusion matrix PNGs into this folder.
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
+}
+
+/// `host predict` options.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The model file.
+    pub model: PathBuf,
+    /// Digit images: PNG or PGM, any size; a dark digit on light paper is inverted.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}
+
+/// `host inspect` options.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The model file.
+    pub model: PathBuf,
+}
+
+/// What `host compare` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    /// The tutorials' homework: six hidden layers of 64, sigmoid vs ReLU
+    Homework,
+    /// 784-256-10 with SGD (momentum) vs Adam vs RMSprop
+    Optimizers,
+}
+
+/// `host compare` options.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The configurations to compare.
+    #[arg(long, value_enum, default_value_t = Preset::Homework)]
+    pub preset: Preset,
+    /// Epochs per configuration.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Seed shared by every configuration.
+    #[arg(long, default_value_t = 777)]
+    pub seed: u64,
+    /// Folder for the chart.
+    #[arg(long, default_value = "plots")]
+    pub plots: PathBuf,
+    /// Write the results as JSON here.
+    #[arg(long, value_name = "FILE.json")]
+    pub metrics: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `host quantize` options.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The f32 model file.
+    pub model: PathBuf,
+    /// Where to write the int8 model file.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Training samples used to calibrate activation ranges.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub calibration: usize,
+    /// Use the P-th percentile of each activation instead of its min/max (e.g. 99.99).
+    #[arg(long, value_name = "P")]
+    pub percentile: Option<f64>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `host export` options.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The model file (f32 or int8).
+    pub model: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// Where to write the model.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Parameter type: int8 quantizes an f32 model on training images first.
+    #[arg(long, value_enum, default_value_t = ExportDType::Int8)]
+    pub dtype: ExportDType,
+    /// MNIST folder (IDX files), for calibration and images. Default: $MNIST_DIR, else
+    /// ./data/mnist, else it is downloaded there.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Training samples used to calibrate activation ranges when quantizing.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub calibration: usize,
+    /// Calibrate on the P-th percentile of each activation instead of its min/max.
+    #[arg(long, value_name = "P")]
+    pub percentile: Option<f64>,
+    /// Also write the first N test images with their labels and the host's outputs.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub images: usize,
+    /// Also write the first N training images and labels (for on-device training).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub train_images: usize,
+    /// Where to write the images (default: next to --out, named `<stem>_images.rs` or `.h`).
+    #[arg(long, value_name = "PATH")]
+    pub images_out: Option<PathBuf>,
+}
+
+/// `host download` options.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// Destination folder.
+    #[arg(long, default_value = data::download::DEFAULT_MNIST_DIR)]
+    pub dir: PathBuf,
+    /// Mirror base URL to try (repeatable; default: the usual public mirrors).
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirrors: Vec<String>,
+}

@@ -1,0 +1,40 @@
+//! The data sets the data flags name: an IDX folder (MNIST by default, downloaded when
+//! missing) or CSV files.
+
+use anyhow::Result;
+
+use super::args::DataArgs;
+use data::{self, csv::CsvOptions, csv::LabelColumn, Dataset};
+
+/// Training and test data named by the data options.
+pub fn load_data(args: &DataArgs) -> Result<(Dataset, Option<Dataset>)> {
+    match &args.csv {
+        Some(path) => {
+            let mut opts = CsvOptions::default();
+            if let Some(l) = &args.label {
+                opts.label = match l.parse::<usize>() {
+                    Ok(i) => LabelColumn::Index(i),
+                    Err(_) => LabelColumn::Name(l.clone()),
+                };
+            }
+            let train = data::csv::load_csv(path, &opts)?;
+            let test = match &args.csv_test {
+                Some(p) => {
+                    // Same class numbering as the training file.
+                    if let Some(names) = train.class_names() {
+                        opts.labels = data::csv::Labels::Classes(names.to_vec());
+                    }
+                    opts.num_classes = Some(train.num_classes());
+                    Some(data::csv::load_csv(p, &opts)?)
+                }
+                None => None,
+            };
+            Ok((train, test))
+        }
+        None => {
+            let dir = data::download::resolve_mnist_dir(args.data.as_deref())?;
+            let (train, test) = data::idx::load_mnist(&dir)?;
+            Ok((train, Some(test)))
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! `host predict`: the top-3 classes of digit images (PNG or PGM, preprocessed like MNIST).
+
+use anyhow::{bail, Result};
+
+use super::args::PredictArgs;
+use crate::quant::AnyModel;
+
+/// Runs `host predict`.
+pub fn run(a: PredictArgs) -> Result<()> {
+    let model = AnyModel::load(&a.model)?;
+    let inputs = model.topology()?.input();
+    if inputs != 784 {
+        bail!("{} takes {inputs} inputs, not a 28x28 image; predict is for digit models", a.model.display());
+    }
+    for path in &a.images {
+        let pixels = crate::digit_image::load_digit(path)?;
+        let raw: Vec<f32> = pixels.iter().map(|&p| p as f32).collect();
+        let probs = model.probabilities(&raw, 1, true)?;
+        let mut ranked: Vec<(usize, f32)> = probs.iter().copied().enumerate().collect();
+        ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
+        let top: Vec<String> =
+            ranked.iter().take(3).map(|(c, p)| format!("{c} ({:.1}%)", 100.0 * p)).collect();
+        println!("{}: {}", path.display(), top.join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! What the `train` flags resolve to: the recipe they start from and the run's
+//! [`TrainSettings`] (from the recipe and the flags, or from a checkpoint being resumed), and
+//! where the checkpoint goes.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use super::args::{Recipe, TrainArgs};
+use crate::train::{Checkpoint, TrainSettings};
+
+impl Recipe {
+    /// The recipe's settings.
+    pub fn settings(self) -> TrainSettings {
+        match self {
+            Recipe::Default => TrainSettings::default_recipe(),
+            Recipe::Tutorial => TrainSettings::tutorial(),
+        }
+    }
+}
+
+impl TrainArgs {
+    /// Whether any option that shapes the model or its optimization was given.
+    pub fn any_training_option(&self) -> bool {
+        self.hidden.is_some()
+            || self.activation.is_some()
+            || self.optimizer.is_some()
+            || self.lr.is_some()
+            || self.schedule.is_some()
+            || self.batch_size.is_some()
+            || self.epochs.is_some()
+            || self.dropout.is_some()
+            || self.batch_norm
+            || self.weight_decay.is_some()
+            || self.grad_clip.is_some()
+            || self.normalization.is_some()
+    }
+
+    /// The recipe the options apply to: `--recipe`, else the default recipe when no
+    /// training option is given, else the tutorial's.
+    pub fn recipe(&self) -> Recipe {
+        self.recipe.unwrap_or(if self.any_training_option() { Recipe::Tutorial } else { Recipe::Default })
+    }
+
+    /// The run's settings: the recipe with every given option applied.
+    pub fn settings(&self) -> TrainSettings {
+        let base = self.recipe().settings();
+        let mut s = base.clone();
+        if let Some(h) = &self.hidden {
+            s.hidden = h.iter().copied().filter(|&w| w > 0).collect();
+        }
+        if let Some(v) = self.activation {
+            s.activation = v;
+        }
+        if let Some(v) = self.optimizer {
+            s.optimizer = v;
+            // A different optimizer gets its own customary rate unless --lr says otherwise.
+            if v != base.optimizer {
+                s.lr = None;
+            }
+        }
+        if let Some(v) = self.lr {
+            s.lr = Some(v);
+        }
+        if let Some(v) = self.schedule {
+            s.schedule = v;
+        }
+        if let Some(v) = self.batch_size {
+            s.batch_size = v;
+        }
+        if let Some(v) = self.epochs {
+            s.epochs = v;
+        }
+        if let Some(v) = self.seed {
+            s.seed = v;
+        }
+        if let Some(v) = self.dropout {
+            s.dropout = v;
+        }
+        s.batch_norm |= self.batch_norm;
+        if let Some(v) = self.weight_decay {
+            s.weight_decay = v;
+        }
+        if let Some(v) = self.val_split {
+            s.val_split = v;
+        }
+        if self.grad_clip.is_some() {
+            s.grad_clip = self.grad_clip;
+        }
+        if let Some(v) = self.normalization {
+            s.normalization = v;
+        }
+        s
+    }
+
+    /// The settings of this run: [`settings`](Self::settings), or when resuming, the
+    /// checkpoint's with `--epochs` applied (which must leave epochs to train).
+    pub fn run_settings(&self, resume: Option<&Checkpoint>) -> Result<TrainSettings> {
+        let Some(ck) = resume else { return Ok(self.settings()) };
+        let mut s = ck.settings.clone();
+        if let Some(e) = self.epochs {
+            s.epochs = e;
+        }
+        if s.epochs <= ck.epochs_done {
+            bail!(
+                "the checkpoint already has {} of {} epochs; pass --epochs N with N > {} to train further",
+                ck.epochs_done,
+                s.epochs,
+                ck.epochs_done
+            );
+        }
+        Ok(s)
+    }
+
+    /// Where the checkpoint goes: `--checkpoint`, else the `--out` path + ".ckpt".
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.checkpoint.clone().unwrap_or_else(|| {
+            let mut p = self.out.clone().into_os_string();
+            p.push(".ckpt");
+            PathBuf::from(p)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command, TrainArgs};
+    use crate::train::TrainSettings;
+
+    fn train_args(args: &[&str]) -> TrainArgs {
+        let argv = ["host", "train"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Train(a) => a,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bare_train_uses_the_default_recipe_and_options_apply_to_the_tutorial() {
+        assert_eq!(train_args(&[]).settings(), TrainSettings::default_recipe());
+        assert_eq!(train_args(&["--data", "d", "--quiet"]).settings(), TrainSettings::default_recipe());
+        let literal = train_args(&[
+            "--hidden",
+            "256",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.001",
+            "--batch-size",
+            "256",
+            "--epochs",
+            "10",
+        ]);
+        assert_eq!(literal.settings(), TrainSettings::tutorial());
+        let explicit = train_args(&["--recipe", "default", "--epochs", "3"]).settings();
+        assert_eq!(explicit, TrainSettings { epochs: 3, ..TrainSettings::default_recipe() });
+    }
+
+    #[test]
+    fn another_optimizer_gets_its_customary_rate_unless_lr_is_given() {
+        let s = train_args(&["--optimizer", "sgd"]).settings();
+        assert_eq!(s.learning_rate(), 0.01);
+        let s = train_args(&["--optimizer", "adadelta"]).settings();
+        assert_eq!(s.learning_rate(), 1.0);
+        let s = train_args(&["--optimizer", "sgd", "--lr", "0.5"]).settings();
+        assert_eq!(s.learning_rate(), 0.5);
+    }
+}
