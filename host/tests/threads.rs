@@ -28,8 +28,13 @@ fn write_data(dir: &Path, train: usize, test: usize) {
                 img[at] = 128 + (next() % 128) as u8;
             }
         }
-        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), encode_u8(&[n as u32, 28, 28], &pixels)).unwrap();
-        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), encode_u8(&[n as u32], &labels)).unwrap();
+        std::fs::write(
+            dir.join(format!("{prefix}-images-idx3-ubyte")),
+            encode_u8(&[n as u32, 28, 28], &pixels),
+        )
+        .unwrap();
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), encode_u8(&[n as u32], &labels))
+            .unwrap();
     }
 }
 

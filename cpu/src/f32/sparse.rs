@@ -26,8 +26,8 @@ use mlp::{activation, Activation};
 
 use super::simd::{Baseline4, Simd};
 use crate::isa::{Isa, Level};
-use crate::scratch::with_scratch;
 use crate::prefetch::{prefetch, Cache};
+use crate::scratch::with_scratch;
 use rayon::prelude::*;
 
 /// Lanes per chunk: one AVX-512 vector.
