@@ -30,31 +30,40 @@ pub struct RunCurves {
     pub train_loss: Vec<f64>,
     /// Training accuracy of each epoch (fraction).
     pub train_accuracy: Vec<f64>,
-    /// Loss on the held-out set after each epoch.
-    pub eval_loss: Vec<f64>,
-    /// Accuracy on the held-out set after each epoch (fraction).
-    pub eval_accuracy: Vec<f64>,
-    /// What the held-out set is: `"test"` or `"validation"`.
-    pub eval_label: String,
+    /// The held-out sets measured after each epoch (none, validation, test, or both).
+    pub evals: Vec<EvalCurves>,
+}
+
+/// Loss and accuracy on one held-out set after each epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalCurves {
+    /// What the set is: `"validation"` or `"test"`.
+    pub label: String,
+    /// Loss after each epoch.
+    pub loss: Vec<f64>,
+    /// Accuracy after each epoch (fraction).
+    pub accuracy: Vec<f64>,
 }
 
 /// Writes a PNG (1200x500) with two panels: loss per epoch and accuracy (percent) per
-/// epoch. Training curves are solid lines with filled dots, evaluation curves dashed
-/// lines with hollow dots; each run has its own color. Works for a single run (the
-/// `train` command) and for several runs (the `compare` command).
+/// epoch. Training curves are solid lines with filled dots, held-out curves hollow dots on
+/// dashed lines (the first held-out set) or dotted ones (the second, e.g. test beside
+/// validation); each run has its own color. Works for a single run (the `train` command)
+/// and for several runs (the `compare` command), with or without held-out sets.
 ///
-/// Runs may have different numbers of epochs, but within a run the four series must
-/// have the same length. Non-finite values (a diverged run) are left out of the plot.
+/// Runs may have different numbers of epochs, but within a run every series must have the
+/// same length. Non-finite values (a diverged run) are left out of the plot.
 pub fn training_curves(path: &Path, title: &str, runs: &[RunCurves]) -> Result<()> {
     ensure!(!runs.is_empty(), "training_curves: no runs to plot");
     for run in runs {
         let n = run.train_loss.len();
         ensure!(n > 0, "training_curves: run '{}' has no epochs (train_loss is empty)", run.name);
-        for (what, len) in [
-            ("train_accuracy", run.train_accuracy.len()),
-            ("eval_loss", run.eval_loss.len()),
-            ("eval_accuracy", run.eval_accuracy.len()),
-        ] {
+        let mut lengths = vec![("train_accuracy".to_string(), run.train_accuracy.len())];
+        for e in &run.evals {
+            lengths.push((format!("eval_loss ({})", e.label), e.loss.len()));
+            lengths.push((format!("eval_accuracy ({})", e.label), e.accuracy.len()));
+        }
+        for (what, len) in lengths {
             ensure!(
                 len == n,
                 "training_curves: run '{}' has {n} values in train_loss but {len} in {what}",
@@ -70,13 +79,14 @@ pub fn training_curves(path: &Path, title: &str, runs: &[RunCurves]) -> Result<(
     let mut accuracy_curves = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         let color = run_color(i);
-        let train_label = if several { format!("{} train", run.name) } else { "train".to_string() };
-        let eval_label =
-            if several { format!("{} {}", run.name, run.eval_label) } else { run.eval_label.clone() };
-        loss_curves.push(Curve::new(&train_label, color, false, &run.train_loss, 1.0));
-        loss_curves.push(Curve::new(&eval_label, color, true, &run.eval_loss, 1.0));
-        accuracy_curves.push(Curve::new(&train_label, color, false, &run.train_accuracy, 100.0));
-        accuracy_curves.push(Curve::new(&eval_label, color, true, &run.eval_accuracy, 100.0));
+        let label = |what: &str| if several { format!("{} {what}", run.name) } else { what.to_string() };
+        loss_curves.push(Curve::new(&label("train"), color, Stroke::Solid, &run.train_loss, 1.0));
+        accuracy_curves.push(Curve::new(&label("train"), color, Stroke::Solid, &run.train_accuracy, 100.0));
+        for (k, e) in run.evals.iter().enumerate() {
+            let stroke = if k == 0 { Stroke::Dashed } else { Stroke::Dotted };
+            loss_curves.push(Curve::new(&label(&e.label), color, stroke, &e.loss, 1.0));
+            accuracy_curves.push(Curve::new(&label(&e.label), color, stroke, &e.accuracy, 100.0));
+        }
     }
 
     render_png(path, 1200, 500, |root| {
@@ -454,16 +464,24 @@ fn heat_color(count: u64, max: u64) -> RGBColor {
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
+/// How a curve's line is drawn: training solid, held-out sets dashed or dotted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stroke {
+    Solid,
+    Dashed,
+    Dotted,
+}
+
 /// One line of a panel: (epoch, value) points, split where values are not finite.
 struct Curve {
     label: String,
     color: RGBColor,
-    dashed: bool,
+    stroke: Stroke,
     segments: Vec<Vec<(f64, f64)>>,
 }
 
 impl Curve {
-    fn new(label: &str, color: RGBColor, dashed: bool, values: &[f64], factor: f64) -> Self {
+    fn new(label: &str, color: RGBColor, stroke: Stroke, values: &[f64], factor: f64) -> Self {
         let mut segments = Vec::new();
         let mut current = Vec::new();
         for (i, &v) in values.iter().enumerate() {
@@ -477,7 +495,7 @@ impl Curve {
         if !current.is_empty() {
             segments.push(current);
         }
-        Curve { label: label.to_string(), color, dashed, segments }
+        Curve { label: label.to_string(), color, stroke, segments }
     }
 
     fn values(&self) -> impl Iterator<Item = f64> + '_ {
@@ -514,15 +532,7 @@ fn draw_panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, panel: &Panel<'_>) -
 
     let epochs = panel.epochs;
     let x_pad = if epochs == 1 { 0.5 } else { ((epochs - 1) as f64 * 0.03).max(0.25) };
-    // Whole epochs, at most about 10 ticks, and the last epoch when it is not too close.
-    let step = epochs.div_ceil(10);
-    let mut ticks: Vec<usize> = (1..=epochs).step_by(step).collect();
-    if let Some(&last) = ticks.last() {
-        if last != epochs && 2 * (epochs - last) > step {
-            ticks.push(epochs);
-        }
-    }
-    let ticks: Vec<f64> = ticks.into_iter().map(|e| e as f64).collect();
+    let ticks: Vec<f64> = epoch_ticks(epochs).into_iter().map(|e| e as f64).collect();
 
     let mut chart = ChartBuilder::on(area)
         .caption(panel.caption, (FONT, 20))
@@ -545,15 +555,20 @@ fn draw_panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, panel: &Panel<'_>) -
     let markers = epochs <= 40;
     for curve in panel.curves {
         let line = curve.color.stroke_width(2);
-        let dashed = curve.dashed;
+        let stroke = curve.stroke;
+        let dashed = stroke != Stroke::Solid;
         let color = curve.color;
         chart
             .draw_series(LineSeries::new(std::iter::empty::<(f64, f64)>(), line))?
             .label(curve.label.as_str())
             .legend(move |(x, y)| {
-                // A short line (dashed for evaluation) with the curve's marker.
+                // A short line (broken for held-out sets) with the curve's marker.
                 let line = color.stroke_width(2);
-                let (first_end, second_start) = if dashed { (6, 18) } else { (12, 12) };
+                let (first_end, second_start) = match stroke {
+                    Stroke::Solid => (12, 12),
+                    Stroke::Dashed => (6, 18),
+                    Stroke::Dotted => (3, 21),
+                };
                 let marker = if dashed { color.stroke_width(2) } else { color.filled() };
                 EmptyElement::at((x, y))
                     + PathElement::new(vec![(0, 0), (first_end, 0)], line)
@@ -561,13 +576,19 @@ fn draw_panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, panel: &Panel<'_>) -
                     + Circle::new((12, 0), 4, marker)
             });
         for segment in &curve.segments {
-            if curve.dashed {
-                chart.draw_series(DashedLineSeries::new(segment.iter().copied(), 8, 5, line))?;
-            } else {
-                chart.draw_series(LineSeries::new(segment.iter().copied(), line))?;
+            match stroke {
+                Stroke::Solid => {
+                    chart.draw_series(LineSeries::new(segment.iter().copied(), line))?;
+                }
+                Stroke::Dashed => {
+                    chart.draw_series(DashedLineSeries::new(segment.iter().copied(), 8, 5, line))?;
+                }
+                Stroke::Dotted => {
+                    chart.draw_series(DashedLineSeries::new(segment.iter().copied(), 2, 4, line))?;
+                }
             }
             if markers || segment.len() == 1 {
-                let marker = if curve.dashed { curve.color.stroke_width(2) } else { curve.color.filled() };
+                let marker = if dashed { curve.color.stroke_width(2) } else { curve.color.filled() };
                 chart.draw_series(segment.iter().map(|&point| Circle::new(point, 4, marker)))?;
             }
         }
@@ -581,6 +602,25 @@ fn draw_panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, panel: &Panel<'_>) -
         .border_style(RGBColor(160, 160, 160))
         .draw()?;
     Ok(())
+}
+
+/// The epoch ticks: 1, then multiples of a round step (1, 2, 5, 10, 20, 50, ...) giving
+/// at most about 10 ticks, so 200 epochs tick at 1, 20, 40, ..., 200.
+pub fn epoch_ticks(epochs: usize) -> Vec<usize> {
+    let epochs = epochs.max(1);
+    let mut step = 1;
+    'search: for scale in [1usize, 10, 100, 1_000, 10_000, 100_000, 1_000_000] {
+        for base in [1, 2, 5] {
+            if base * scale * 10 >= epochs {
+                step = base * scale;
+                break 'search;
+            }
+        }
+        step = 10 * scale;
+    }
+    let mut ticks = vec![1];
+    ticks.extend((step..=epochs).step_by(step).filter(|&t| t > 1 && 2 * (t - 1) >= step));
+    ticks
 }
 
 /// The epoch axis: a continuous range with a little room at both ends (so markers on

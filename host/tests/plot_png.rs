@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use host::plot::{confusion_matrix, prediction_grid, training_curves, RunCurves};
+use host::plot::{confusion_matrix, epoch_ticks, prediction_grid, training_curves, EvalCurves, RunCurves};
 
 fn decode(path: &Path) -> image::RgbImage {
     assert!(path.exists(), "{} was not written", path.display());
@@ -34,9 +34,11 @@ fn run(name: &str, epochs: usize, offset: f64) -> RunCurves {
         name: name.to_string(),
         train_loss: (0..epochs).map(|i| 0.8 / e(i) + offset).collect(),
         train_accuracy: (0..epochs).map(|i| 0.9 + 0.08 * (1.0 - 1.0 / e(i)) - offset).collect(),
-        eval_loss: (0..epochs).map(|i| 0.9 / e(i) + offset + 0.02).collect(),
-        eval_accuracy: (0..epochs).map(|i| 0.89 + 0.08 * (1.0 - 1.0 / e(i)) - offset).collect(),
-        eval_label: "test".to_string(),
+        evals: vec![EvalCurves {
+            label: "test".to_string(),
+            loss: (0..epochs).map(|i| 0.9 / e(i) + offset + 0.02).collect(),
+            accuracy: (0..epochs).map(|i| 0.89 + 0.08 * (1.0 - 1.0 / e(i)) - offset).collect(),
+        }],
     }
 }
 
@@ -82,13 +84,46 @@ fn training_curves_with_one_epoch_draw_markers() {
     assert!(count(&img, near(ORANGE)) > 150);
 }
 
+/// A run with no held-out set (a CSV without a test file) plots its training curves alone,
+/// and one with both a validation split and a test set plots both.
+#[test]
+fn training_curves_with_no_held_out_set_or_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train_only.png");
+    let mut alone = run("alone", 12, 0.0);
+    alone.evals.clear();
+    training_curves(&path, "no held-out set", &[alone]).unwrap();
+    assert!(count(&decode(&path), near(BLUE)) > 300, "the training curves are missing");
+
+    let mut both = run("both", 12, 0.0);
+    let mut val = both.evals[0].clone();
+    val.label = "validation".into();
+    val.loss.iter_mut().for_each(|v| *v += 0.1);
+    both.evals.insert(0, val);
+    let path = dir.path().join("both.png");
+    training_curves(&path, "validation and test", &[both.clone()]).unwrap();
+    let with_both = count(&decode(&path), near(BLUE));
+    both.evals.truncate(1);
+    training_curves(&path, "validation only", &[both]).unwrap();
+    assert!(with_both > count(&decode(&path), near(BLUE)) + 100, "the second held-out curve is missing");
+}
+
+#[test]
+fn epoch_ticks_are_round() {
+    assert_eq!(epoch_ticks(1), [1]);
+    assert_eq!(epoch_ticks(10), (1..=10).collect::<Vec<_>>());
+    assert_eq!(epoch_ticks(12), [1, 2, 4, 6, 8, 10, 12]);
+    assert_eq!(epoch_ticks(200), [1, 20, 40, 60, 80, 100, 120, 140, 160, 180, 200]);
+    assert_eq!(epoch_ticks(37), [1, 5, 10, 15, 20, 25, 30, 35]);
+}
+
 #[test]
 fn training_curves_skip_non_finite_values() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nan.png");
     let mut diverged = run("sigmoid lr 10", 6, 0.0);
     diverged.train_loss[3] = f64::NAN;
-    diverged.eval_loss[4] = f64::INFINITY;
+    diverged.evals[0].loss[4] = f64::INFINITY;
     training_curves(&path, "diverged", &[diverged]).unwrap();
     assert_eq!(decode(&path).dimensions(), (1200, 500));
 }
@@ -101,7 +136,7 @@ fn training_curves_reject_bad_input() {
     assert!(err.to_string().contains("no runs"), "{err}");
 
     let mut short = run("short", 5, 0.0);
-    short.eval_accuracy.pop();
+    short.evals[0].accuracy.pop();
     let err = training_curves(&path, "t", &[short]).unwrap_err();
     assert!(err.to_string().contains("eval_accuracy"), "{err}");
 

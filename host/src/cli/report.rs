@@ -70,33 +70,57 @@ pub fn print_epoch(m: &EpochMetrics, epochs: usize) {
     println!("{line}");
 }
 
-/// A run's curves for the charts (test metrics when every epoch has them, else validation).
+/// A run's curves for the charts: training, and every held-out set measured after every
+/// epoch (validation, test, both or neither).
 pub fn curves(name: &str, history: &[EpochMetrics]) -> crate::plot::RunCurves {
-    let (eval_loss, eval_accuracy, eval_label): (Vec<f64>, Vec<f64>, &str) =
-        if history.iter().all(|m| m.test_loss.is_some()) {
-            (
-                history.iter().filter_map(|m| m.test_loss).collect(),
-                history.iter().filter_map(|m| m.test_accuracy).collect(),
-                "test",
-            )
-        } else {
-            (
-                history.iter().filter_map(|m| m.val_loss).collect(),
-                history.iter().filter_map(|m| m.val_accuracy).collect(),
-                "validation",
-            )
-        };
+    let mut evals = Vec::new();
+    if !history.is_empty() && history.iter().all(|m| m.val_loss.is_some() && m.val_accuracy.is_some()) {
+        evals.push(crate::plot::EvalCurves {
+            label: "validation".into(),
+            loss: history.iter().filter_map(|m| m.val_loss).collect(),
+            accuracy: history.iter().filter_map(|m| m.val_accuracy).collect(),
+        });
+    }
+    if !history.is_empty() && history.iter().all(|m| m.test_loss.is_some() && m.test_accuracy.is_some()) {
+        evals.push(crate::plot::EvalCurves {
+            label: "test".into(),
+            loss: history.iter().filter_map(|m| m.test_loss).collect(),
+            accuracy: history.iter().filter_map(|m| m.test_accuracy).collect(),
+        });
+    }
     crate::plot::RunCurves {
         name: name.to_string(),
         train_loss: history.iter().map(|m| m.train_loss).collect(),
         train_accuracy: history.iter().map(|m| m.train_accuracy).collect(),
-        eval_loss,
-        eval_accuracy,
-        eval_label: eval_label.to_string(),
+        evals,
     }
 }
 
-/// The 5x5 grid of the first 25 samples (when they are images) and the confusion matrix.
+/// Which samples the 5x5 grid shows: 25 drawn at random (seeded, so the same model and data
+/// give the same grid), with up to 8 of them mistakes when there are any, so a good model's
+/// grid still shows what it gets wrong. In data-set order.
+pub fn grid_samples(labels: &[u32], predictions: &[u32], seed: u64) -> Vec<usize> {
+    const CELLS: usize = 25;
+    const MAX_MISTAKES: usize = 8;
+    let n = labels.len().min(predictions.len());
+    let mut order: Vec<usize> = (0..n).collect();
+    mlp::Rng::new(seed).shuffle(&mut order);
+    let wrong = |&i: &usize| labels[i] != predictions[i];
+    let mut chosen: Vec<usize> = order.iter().copied().filter(wrong).take(MAX_MISTAKES).collect();
+    let rest = CELLS.min(n) - chosen.len();
+    chosen.extend(order.iter().copied().filter(|i| !wrong(i)).take(rest));
+    if chosen.len() < CELLS.min(n) {
+        // Fewer correct samples than cells: fill with more mistakes.
+        let more = CELLS.min(n) - chosen.len();
+        let extra: Vec<usize> = order.iter().copied().filter(wrong).skip(MAX_MISTAKES).take(more).collect();
+        chosen.extend(extra);
+    }
+    chosen.sort_unstable();
+    chosen
+}
+
+/// The 5x5 grid of 25 samples (when they are images; see [`grid_samples`]) and the
+/// confusion matrix.
 pub fn eval_plots(dir: &Path, data: &Dataset, eval: &Evaluation) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Vec::new();
@@ -105,15 +129,16 @@ pub fn eval_plots(dir: &Path, data: &Dataset, eval: &Evaluation) -> Result<Vec<P
         None => (0..eval.confusion.len()).map(|c| c.to_string()).collect(),
     };
     if let (Some((h, w)), Features::U8(_)) = (data.image_shape(), data.features()) {
-        let n = data.len().min(25);
-        let images: Vec<&[u8]> = (0..n)
-            .filter_map(|i| match data.row(i) {
+        let shown = grid_samples(data.labels(), &eval.predictions, 777);
+        let images: Vec<&[u8]> = shown
+            .iter()
+            .filter_map(|&i| match data.row(i) {
                 Some(Row::U8(r)) => Some(r),
                 _ => None,
             })
             .collect();
-        let predicted: Vec<usize> = eval.predictions[..n].iter().map(|&p| p as usize).collect();
-        let labels: Vec<usize> = data.labels()[..n].iter().map(|&l| l as usize).collect();
+        let predicted: Vec<usize> = shown.iter().map(|&i| eval.predictions[i] as usize).collect();
+        let labels: Vec<usize> = shown.iter().map(|&i| data.labels()[i] as usize).collect();
         let path = dir.join("predictions.png");
         crate::plot::prediction_grid(&path, &images, w, h, &predicted, &labels, data.class_names())?;
         written.push(path);
@@ -127,4 +152,52 @@ pub fn eval_plots(dir: &Path, data: &Dataset, eval: &Evaluation) -> Result<Vec<P
     )?;
     written.push(path);
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(val: bool, test: bool) -> EpochMetrics {
+        EpochMetrics {
+            val_loss: val.then_some(0.5),
+            val_accuracy: val.then_some(0.8),
+            test_loss: test.then_some(0.4),
+            test_accuracy: test.then_some(0.9),
+            epoch: 1,
+            train_loss: 0.3,
+            train_accuracy: 0.95,
+            seconds: 1.0,
+            samples_per_second: 1.0,
+            lr: 1e-3,
+        }
+    }
+
+    #[test]
+    fn curves_keep_every_held_out_set() {
+        let labels =
+            |h: &[EpochMetrics]| curves("r", h).evals.iter().map(|e| e.label.clone()).collect::<Vec<_>>();
+        assert_eq!(labels(&[metrics(true, true), metrics(true, true)]), ["validation", "test"]);
+        assert_eq!(labels(&[metrics(false, true)]), ["test"]);
+        assert_eq!(labels(&[metrics(true, false)]), ["validation"]);
+        assert!(labels(&[metrics(false, false)]).is_empty());
+    }
+
+    #[test]
+    fn the_grid_shows_mistakes_when_there_are_any() {
+        let labels: Vec<u32> = (0..1000).map(|i| i % 10).collect();
+        let mut predictions = labels.clone();
+        for i in [3, 500, 998] {
+            predictions[i] = (labels[i] + 1) % 10;
+        }
+        let shown = grid_samples(&labels, &predictions, 7);
+        assert_eq!(shown.len(), 25);
+        assert!(shown.windows(2).all(|w| w[0] < w[1]), "in order, no repeats");
+        for i in [3, 500, 998] {
+            assert!(shown.contains(&i), "mistake {i} not shown: {shown:?}");
+        }
+        assert_ne!(shown, (0..25).collect::<Vec<_>>(), "not just the first 25");
+        assert_eq!(shown, grid_samples(&labels, &predictions, 7), "seeded");
+        assert_eq!(grid_samples(&labels[..4], &predictions[..4], 7), [0, 1, 2, 3]);
+    }
 }
