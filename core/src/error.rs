@@ -122,6 +122,12 @@ pub enum Error {
     InvalidCalibration { layer: Option<usize> },
     /// The int8 model file has no u8 -> i8 input table (its input transform is per feature).
     NoInputTable,
+    /// A class or feature name for the model file longer than
+    /// [`MAX_NAME_LEN`](crate::format::MAX_NAME_LEN) bytes.
+    NameTooLong { len: usize, max: usize },
+    /// A list of class names (or feature names) whose length is neither 0 nor the model's
+    /// class count (input width).
+    NameCount { what: &'static str, expected: usize, actual: usize },
 }
 
 impl fmt::Display for Error {
@@ -186,7 +192,7 @@ impl fmt::Display for Error {
             Error::BadMagic => f.write_str("not an mlp model file (the first bytes are not MLPM)"),
             Error::UnsupportedVersion { found, supported } => write!(
                 f,
-                "model file format version {found} is not supported (this build reads version {supported}); re-export the model with this version"
+                "model file format version {found} is not supported (this build reads versions 1 to {supported}); re-export the model with this version"
             ),
             Error::UnknownDType { code } => write!(f, "model file has unknown parameter type code {code}"),
             Error::UnknownActivation { code } => write!(f, "model file has unknown activation code {code}"),
@@ -217,6 +223,14 @@ impl fmt::Display for Error {
             Error::InvalidCalibration { layer: Some(i) } => write!(
                 f,
                 "the calibration range of layer {i} is empty or not finite; calibrate on at least one sample"
+            ),
+            Error::NameTooLong { len, max } => write!(
+                f,
+                "a class or feature name is {len} bytes long; the model file holds names of at most {max} bytes: shorten it"
+            ),
+            Error::NameCount { what, expected, actual } => write!(
+                f,
+                "{actual} {what} names given; the model file holds none or exactly {expected}"
             ),
             Error::NoInputTable => f.write_str(
                 "this int8 model has no u8 input table (its input transform is per feature); quantize float inputs instead",

@@ -4,12 +4,17 @@
 //! is either a valid model or an [`Error`] saying what is wrong. The bytes may come from
 //! `include_bytes!` or flash, at any alignment.
 //!
-//! # Layout (version 1), all integers and floats little-endian
+//! # Layout (versions 1 and 2), all integers and floats little-endian
+//!
+//! Version 2 is version 1 with a names section (class and feature names, below) between
+//! the payload and the CRC; everything else is the same byte for byte. [`write`] and
+//! [`int8::quantize`](crate::int8::quantize) write version 1 (no names); [`add_names`] turns
+//! such a file into version 2. Both versions are read.
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `MLPM` |
-//! | 4 | 2 | version (1) |
+//! | 4 | 2 | version (1 or 2) |
 //! | 6 | 1 | dtype: 0 = f32, 1 = int8 |
 //! | 7 | 1 | input transform: 0 none, 1 global, 2 per feature |
 //! | 8 | 4 | input width |
@@ -18,6 +23,7 @@
 //! | 16 + 16L | 4 | parameter count `P` (must equal the topology's `param_len`) |
 //! | 20 + 16L | 4 | running-statistics count `R` (must equal `running_len`) |
 //! | 24 + 16L | … | the payload of the dtype (below) |
+//! | … | … | version 2 only: the names section (below) |
 //! | end - 4 | 4 | CRC-32 (IEEE 802.3, as zlib's `crc32`) of every byte before it |
 //!
 //! ## f32 payload (dtype 0)
@@ -56,6 +62,20 @@
 //! | nm, padded to a multiple of 4 with zeros | weights `i8`, `W[o][j]` row-major, in `[-127, 127]` |
 //! | 0 or 256 | activation table `i8[256]` (sigmoid, tanh, leaky ReLU, ELU, GELU): entry `q + 128` is the output for pre-activation `q` |
 //!
+//! ## Names section (version 2)
+//!
+//! What a deployed classifier needs to speak its user's language without its training data:
+//! the class names (output `i` predicts class `i`) and the input feature names.
+//!
+//! | size | field |
+//! |---|---|
+//! | 4 | class-name count `C` `u32`: 0, or the number of classes (the output width; 2 for a single sigmoid output) |
+//! | 4 | feature-name count `F` `u32`: 0, or the input width |
+//! | 4 | names byte length `N` `u32` |
+//! | N, padded to a multiple of 4 with zeros | `C` class names, then `F` feature names, each a length byte `u8` (0 to 255) and that many bytes of UTF-8 |
+//!
+//! A file without names has `C = F = N = 0` (12 bytes).
+//!
 //! Every section is a multiple of 4 bytes, so every `i32`/`f32` field is 4-byte aligned
 //! when the file is; the parser reads them with `from_le_bytes` and works at any alignment.
 //!
@@ -72,8 +92,13 @@ use crate::topology::{Activation, LayerSpec, Topology, MAX_LAYERS};
 
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"MLPM";
-/// The format version this crate writes and reads.
-pub const VERSION: u16 = 1;
+/// The newest format version this crate reads (and [`add_names`] writes): 2, version 1
+/// plus the names section.
+pub const VERSION: u16 = 2;
+/// The version without names, which [`write`] and `int8::quantize` write.
+pub const VERSION_1: u16 = 1;
+/// The longest class or feature name, in bytes of UTF-8.
+pub const MAX_NAME_LEN: usize = 255;
 
 const HEADER_FIXED: usize = 16;
 const LAYER_RECORD: usize = 16;
@@ -154,6 +179,10 @@ pub struct ModelFile<'a> {
     running: &'a [u8],
     transform_code: u8,
     transform: &'a [u8],
+    version: u16,
+    class_names: u32,
+    feature_names: u32,
+    names: &'a [u8],
 }
 
 /// Bytes a model file of `topology` with input transform `transform` takes.
@@ -228,7 +257,7 @@ pub(crate) fn write_header(
 ) -> Result<(), Error> {
     let count = |n: usize| u32::try_from(n).map_err(|_| Error::ModelTooLarge);
     w.bytes(&MAGIC);
-    w.bytes(&VERSION.to_le_bytes());
+    w.bytes(&VERSION_1.to_le_bytes());
     w.bytes(&[dtype.code(), transform_code]);
     w.u32(count(topology.input())?);
     w.u32(count(topology.layers().len())?);
@@ -252,7 +281,7 @@ impl<'a> ModelFile<'a> {
             return Err(Error::BadMagic);
         }
         let version = r.u16()?;
-        if version != VERSION {
+        if version != VERSION_1 && version != VERSION {
             return Err(Error::UnsupportedVersion { found: version, supported: VERSION });
         }
         let dtype = match r.u8()? {
@@ -291,11 +320,12 @@ impl<'a> ModelFile<'a> {
             return Err(Error::CorruptHeader { what: "parameter counts do not match the topology" });
         }
         let transform_len = InputTransform::payload_len(transform_code, topology.input());
-        let (expected, params, running, transform) = match dtype {
+        let (params, running, transform) = match dtype {
             DType::F32 => {
-                let expected = body_len(&topology, transform_code).saturating_add(4);
-                check_file_len(expected, bytes.len())?;
-                (expected, r.take(p * 4)?, r.take(rn * 4)?, r.take(transform_len)?)
+                if version == VERSION_1 {
+                    check_file_len(body_len(&topology, transform_code).saturating_add(4), bytes.len())?;
+                }
+                (r.take(p.saturating_mul(4))?, r.take(rn.saturating_mul(4))?, r.take(transform_len)?)
             }
             DType::Int8 => {
                 if specs[..layer_count].iter().any(|l| l.batch_norm || l.dropout.to_bits() != 0) {
@@ -312,18 +342,34 @@ impl<'a> ModelFile<'a> {
                     _ => return Err(Error::CorruptPayload { what: "input table flag is neither 0 nor 1" }),
                 };
                 let payload = crate::int8::layout::payload_len(topology.layers(), topology.input(), table);
-                let expected = r.pos.saturating_add(payload).saturating_add(4);
-                check_file_len(expected, bytes.len())?;
-                (expected, r.take(payload)?, &bytes[..0], transform)
+                if version == VERSION_1 {
+                    check_file_len(r.pos.saturating_add(payload).saturating_add(4), bytes.len())?;
+                }
+                (r.take(payload)?, &bytes[..0], transform)
             }
         };
-        let body = &bytes[..expected - 4];
+        let (class_names, feature_names, names) =
+            if version == VERSION { read_names(&mut r, &topology)? } else { (0, 0, &bytes[..0]) };
+        let expected = r.pos.saturating_add(4);
+        check_file_len(expected, bytes.len())?;
+        let body = &bytes[..r.pos];
         let stored = r.u32()?;
         let computed = crc32(body);
         if stored != computed {
             return Err(Error::ChecksumMismatch { stored, computed });
         }
-        let file = ModelFile { topology, dtype, params, running, transform_code, transform };
+        let file = ModelFile {
+            topology,
+            dtype,
+            params,
+            running,
+            transform_code,
+            transform,
+            version,
+            class_names,
+            feature_names,
+            names,
+        };
         if (0..file.topology.input()).any(|j| {
             let (s, o) = file.input_scale_offset(j);
             !(s.is_finite() && o.is_finite())
@@ -358,6 +404,37 @@ impl<'a> ModelFile<'a> {
     /// The network shape.
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// The format version of the file (1: no names section; 2: with one).
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// How many class names the file stores: 0 or [`class_count`].
+    pub fn class_name_count(&self) -> usize {
+        self.class_names as usize
+    }
+
+    /// How many feature names the file stores: 0 or the input width.
+    pub fn feature_name_count(&self) -> usize {
+        self.feature_names as usize
+    }
+
+    /// The name of class `i` (the class output `i` predicts), if the file names its classes.
+    pub fn class_name(&self, i: usize) -> Option<&'a str> {
+        if i >= self.class_names as usize {
+            return None;
+        }
+        nth_name(self.names, i)
+    }
+
+    /// The name of input feature `j`, if the file names its features.
+    pub fn feature_name(&self, j: usize) -> Option<&'a str> {
+        if j >= self.feature_names as usize {
+            return None;
+        }
+        nth_name(self.names, self.class_names as usize + j)
     }
 
     /// How the parameters are stored.
@@ -433,6 +510,132 @@ impl<'a> ModelFile<'a> {
     pub fn running_f32(&self) -> Option<&'a [f32]> {
         borrow_f32s(self.running)
     }
+}
+
+/// The number of classes of a classifier with `topology`: the output width, or 2 for a
+/// single output (a binary classifier).
+pub fn class_count(topology: &Topology) -> usize {
+    topology.output().max(2)
+}
+
+/// Class and feature names for [`add_names`]: each list empty, or one name per class
+/// ([`class_count`]) / per input feature; each name at most [`MAX_NAME_LEN`] bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Names<'a> {
+    /// Class names, by class index.
+    pub classes: &'a [&'a str],
+    /// Feature names, by input index.
+    pub features: &'a [&'a str],
+}
+
+impl Names<'_> {
+    fn strings(&self) -> impl Iterator<Item = &str> {
+        self.classes.iter().chain(self.features).copied()
+    }
+
+    /// Unpadded length of the names block `N`.
+    fn block_len(&self) -> usize {
+        self.strings().fold(0usize, |acc, s| acc.saturating_add(1).saturating_add(s.len()))
+    }
+
+    /// Bytes the names section takes (counts, length, padded block).
+    pub fn section_len(&self) -> usize {
+        12usize.saturating_add(self.block_len().div_ceil(4).saturating_mul(4))
+    }
+}
+
+/// The length of the version 2 file [`add_names`] makes from a version 1 file of `v1_len`
+/// bytes.
+pub fn named_len(v1_len: usize, names: &Names<'_>) -> usize {
+    v1_len.saturating_add(names.section_len())
+}
+
+/// Turns a version 1 model file (as [`write`] or `int8::quantize` write it) into version 2
+/// with `names`, written into `out` (exactly [`named_len`] bytes). Returns the length.
+///
+/// Errors: `file` is not a valid version 1 file; a name list is neither empty nor one per
+/// class / input feature; a name is longer than [`MAX_NAME_LEN`] bytes; buffer length.
+pub fn add_names(file: &[u8], names: &Names<'_>, out: &mut [u8]) -> Result<usize, Error> {
+    let parsed = ModelFile::parse(file)?;
+    if parsed.version != VERSION_1 {
+        return Err(Error::CorruptHeader { what: "names can only be added to a version 1 file" });
+    }
+    let t = parsed.topology();
+    let (classes, inputs) = (class_count(t), t.input());
+    if !names.classes.is_empty() && names.classes.len() != classes {
+        return Err(Error::NameCount { what: "class", expected: classes, actual: names.classes.len() });
+    }
+    if !names.features.is_empty() && names.features.len() != inputs {
+        return Err(Error::NameCount { what: "feature", expected: inputs, actual: names.features.len() });
+    }
+    if let Some(s) = names.strings().find(|s| s.len() > MAX_NAME_LEN) {
+        return Err(Error::NameTooLong { len: s.len(), max: MAX_NAME_LEN });
+    }
+    let len = named_len(file.len(), names);
+    check_len(Buffer::FileBytes, len, out.len())?;
+    let count = |n: usize| u32::try_from(n).map_err(|_| Error::ModelTooLarge);
+    let mut w = Writer { out, pos: 0 };
+    w.bytes(&file[..4]);
+    w.bytes(&VERSION.to_le_bytes());
+    w.bytes(&file[6..file.len() - 4]);
+    w.u32(count(names.classes.len())?);
+    w.u32(count(names.features.len())?);
+    let block = names.block_len();
+    w.u32(count(block)?);
+    for s in names.strings() {
+        w.bytes(&[s.len() as u8]);
+        w.bytes(s.as_bytes());
+    }
+    for _ in block..block.div_ceil(4) * 4 {
+        w.bytes(&[0]);
+    }
+    Ok(w.finish())
+}
+
+/// Reads and checks the names section: counts, length, lengths of every name, UTF-8, zero
+/// padding.
+fn read_names<'a>(r: &mut Reader<'a>, topology: &Topology) -> Result<(u32, u32, &'a [u8]), Error> {
+    let (classes, features, n) = (r.u32()?, r.u32()?, r.u32()? as usize);
+    if classes != 0 && classes as usize != class_count(topology) {
+        return Err(Error::CorruptPayload { what: "the class-name count is neither 0 nor the class count" });
+    }
+    if features != 0 && features as usize != topology.input() {
+        return Err(Error::CorruptPayload {
+            what: "the feature-name count is neither 0 nor the input width",
+        });
+    }
+    let padded = r.take(n.div_ceil(4).saturating_mul(4))?;
+    let (block, padding) = padded.split_at(n);
+    if padding.iter().any(|&b| b != 0) {
+        return Err(Error::CorruptPayload { what: "the names padding is not zero" });
+    }
+    let mut at = 0usize;
+    for _ in 0..classes as u64 + features as u64 {
+        let Some(&len) = block.get(at) else {
+            return Err(Error::CorruptPayload { what: "the names block is shorter than its names" });
+        };
+        let Some(name) = block.get(at + 1..at + 1 + len as usize) else {
+            return Err(Error::CorruptPayload { what: "the names block is shorter than its names" });
+        };
+        if core::str::from_utf8(name).is_err() {
+            return Err(Error::CorruptPayload { what: "a class or feature name is not UTF-8" });
+        }
+        at += 1 + len as usize;
+    }
+    if at != block.len() {
+        return Err(Error::CorruptPayload { what: "the names block is longer than its names" });
+    }
+    Ok((classes, features, block))
+}
+
+/// The `i`-th name of a checked names block.
+fn nth_name(block: &[u8], i: usize) -> Option<&str> {
+    let mut at = 0usize;
+    for _ in 0..i {
+        at = at.checked_add(1)?.checked_add(*block.get(at)? as usize)?;
+    }
+    let len = *block.get(at)? as usize;
+    core::str::from_utf8(block.get(at + 1..at + 1 + len)?).ok()
 }
 
 fn borrow_f32s(bytes: &[u8]) -> Option<&[f32]> {
@@ -666,7 +869,7 @@ mod tests {
         bad[4] = 9;
         assert_eq!(
             ModelFile::parse(&bad[..len]).unwrap_err(),
-            Error::UnsupportedVersion { found: 9, supported: 1 }
+            Error::UnsupportedVersion { found: 9, supported: 2 }
         );
     }
 

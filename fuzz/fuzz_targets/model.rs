@@ -27,6 +27,13 @@ fn check(data: &[u8]) {
         return;
     };
     let t = file.topology().clone();
+    // Every stored name reads back (the names section was checked by parse).
+    for i in 0..file.class_name_count() {
+        assert!(file.class_name(i).is_some());
+    }
+    for j in 0..file.feature_name_count() {
+        assert!(file.feature_name(j).is_some());
+    }
     match file.dtype() {
         DType::Int8 => {
             let m = file.int8().expect("a parsed int8 file has an int8 view");

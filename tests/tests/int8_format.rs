@@ -251,7 +251,7 @@ fn header_corruptions_have_their_own_errors() {
         Int8Model::parse(&bad).unwrap_err()
     };
     assert_eq!(edit(0, b"MLPX", true), Error::BadMagic);
-    assert_eq!(edit(4, &2u16.to_le_bytes(), true), Error::UnsupportedVersion { found: 2, supported: 1 });
+    assert_eq!(edit(4, &9u16.to_le_bytes(), true), Error::UnsupportedVersion { found: 9, supported: 2 });
     assert_eq!(edit(6, &[2], true), Error::UnknownDType { code: 2 });
     assert!(matches!(edit(6, &[0], true), Error::Truncated { .. } | Error::TrailingBytes { .. }));
     assert!(matches!(edit(7, &[3], true), Error::CorruptHeader { .. }));
