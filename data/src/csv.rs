@@ -28,7 +28,14 @@ pub enum LabelColumn {
     Index(usize),
     /// The column with this header name (needs a header row).
     Name(String),
+    /// The header column with an obvious label name ([`LABEL_NAMES`], any case); an error
+    /// listing the columns when there is none (or no header).
+    Auto,
 }
+
+/// The header names [`LabelColumn::Auto`] takes for the label column (compared without
+/// regard to case).
+pub const LABEL_NAMES: [&str; 5] = ["label", "class", "target", "species", "y"];
 
 /// Whether the first non-blank line is a header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +139,34 @@ pub fn parse_csv(file: &str, text: &str, options: &CsvOptions) -> Result<Dataset
 
     // Resolve the label column; a name needs the header.
     let label_col = match &options.label {
+        LabelColumn::Auto => {
+            let found: Vec<usize> = first_fields
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| LABEL_NAMES.iter().any(|n| f.trim().eq_ignore_ascii_case(n)))
+                .map(|(c, _)| c)
+                .collect();
+            match found.as_slice() {
+                [c] => *c,
+                _ => {
+                    let columns: Vec<String> = first_fields
+                        .iter()
+                        .enumerate()
+                        .map(|(c, f)| format!("{c}: {:?}", f.trim()))
+                        .collect();
+                    return Err(Error::InvalidArgument(format!(
+                        "{file}: which column is the label? {}; the first line's columns are {}; choose \
+                         the label column with --label NAME or --label INDEX (0-based)",
+                        if found.is_empty() {
+                            format!("no column is named {}", LABEL_NAMES.join(", "))
+                        } else {
+                            format!("{} columns have label-like names", found.len())
+                        },
+                        columns.join(", ")
+                    )));
+                }
+            }
+        }
         LabelColumn::Last => width - 1,
         LabelColumn::First => 0,
         LabelColumn::Index(i) => *i,
@@ -167,7 +202,7 @@ pub fn parse_csv(file: &str, text: &str, options: &CsvOptions) -> Result<Dataset
         Header::Present => true,
         Header::Absent => false,
         Header::Auto => {
-            matches!(options.label, LabelColumn::Name(_))
+            matches!(options.label, LabelColumn::Name(_) | LabelColumn::Auto)
                 || first_fields
                     .iter()
                     .enumerate()
@@ -255,7 +290,12 @@ pub fn parse_csv(file: &str, text: &str, options: &CsvOptions) -> Result<Dataset
         }
         num_classes = n;
     }
-    Dataset::new(file, Features::F32(features), width - 1, labels, num_classes, class_names)
+    let ds = Dataset::new(file, Features::F32(features), width - 1, labels, num_classes, class_names)?;
+    if has_header {
+        let names = column_names.into_iter().enumerate().filter(|&(c, _)| c != label_col).map(|(_, n)| n);
+        return ds.with_feature_names(names.collect());
+    }
+    Ok(ds)
 }
 
 /// Turns label texts into class indices, plus class names for named labels.

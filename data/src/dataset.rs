@@ -50,6 +50,7 @@ pub struct Dataset {
     num_classes: usize,
     class_names: Option<Vec<String>>,
     image_shape: Option<(usize, usize)>,
+    feature_names: Option<Vec<String>>,
 }
 
 impl Dataset {
@@ -104,7 +105,94 @@ impl Dataset {
                 )));
             }
         }
-        Ok(Dataset { name, features, input_len, labels, num_classes, class_names, image_shape: None })
+        Ok(Dataset {
+            name,
+            features,
+            input_len,
+            labels,
+            num_classes,
+            class_names,
+            image_shape: None,
+            feature_names: None,
+        })
+    }
+
+    /// Records the name of each feature (a CSV header); `names` has one per feature.
+    pub fn with_feature_names(mut self, names: Vec<String>) -> Result<Self> {
+        if names.len() != self.input_len {
+            return Err(Error::InvalidArgument(format!(
+                "{}: {} feature names for {} features per sample",
+                self.name,
+                names.len(),
+                self.input_len
+            )));
+        }
+        self.feature_names = Some(names);
+        Ok(self)
+    }
+
+    /// The feature names, when the data came with a header.
+    pub fn feature_names(&self) -> Option<&[String]> {
+        self.feature_names.as_deref()
+    }
+
+    /// The same samples with class `k` renumbered `map[k]`, `num_classes` classes and these
+    /// class names (e.g. to give a test file the numbering of a model's classes).
+    pub fn relabel(
+        mut self,
+        map: &[u32],
+        num_classes: usize,
+        class_names: Option<Vec<String>>,
+    ) -> Result<Self> {
+        if map.len() < self.num_classes || map.iter().any(|&c| c as usize >= num_classes) {
+            return Err(Error::InvalidArgument(format!(
+                "{}: a relabelling needs a class below {num_classes} for each of its {} classes",
+                self.name, self.num_classes
+            )));
+        }
+        if class_names.as_ref().is_some_and(|n| n.len() != num_classes) {
+            return Err(Error::InvalidArgument(format!(
+                "{}: class names do not match the class count",
+                self.name
+            )));
+        }
+        self.labels.iter_mut().for_each(|l| *l = map[*l as usize]);
+        self.num_classes = num_classes;
+        self.class_names = class_names;
+        Ok(self)
+    }
+
+    /// Splits into `(train, test)` with `round(fraction * n_c)` samples of every class `c`
+    /// (at least one of a class with two or more samples) in the test part, chosen at random
+    /// by `seed`: a stratified hold-out. Both parts keep the original order of their samples.
+    pub fn stratified_split(&self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+        if !(0.0..1.0).contains(&fraction) {
+            return Err(Error::InvalidArgument(format!(
+                "{}: test fraction {fraction} is not in [0, 1)",
+                self.name
+            )));
+        }
+        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); self.num_classes];
+        for (i, &l) in self.labels.iter().enumerate() {
+            by_class[l as usize].push(i);
+        }
+        let mut rng = mlp::Rng::new(seed);
+        let (mut train, mut test) = (Vec::new(), Vec::new());
+        for mut members in by_class {
+            rng.shuffle(&mut members);
+            let n = members.len();
+            let k =
+                ((fraction * n as f64).round() as usize).max(usize::from(n >= 2 && fraction > 0.0)).min(n);
+            test.extend_from_slice(&members[..k]);
+            train.extend_from_slice(&members[k..]);
+        }
+        train.sort_unstable();
+        test.sort_unstable();
+        let mut train_set = self.subset(&train)?;
+        let mut test_set = self.subset(&test)?;
+        train_set.name = format!("{} (train split)", self.name);
+        test_set.name = format!("{} (held-out test split)", self.name);
+        Ok((train_set, test_set))
     }
 
     /// Records that each row is a `rows x cols` image (for plots and previews).
@@ -215,6 +303,7 @@ impl Dataset {
             num_classes: self.num_classes,
             class_names: self.class_names.clone(),
             image_shape: self.image_shape,
+            feature_names: self.feature_names.clone(),
         })
     }
 

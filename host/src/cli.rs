@@ -19,6 +19,7 @@ mod predict;
 mod quantize;
 mod report;
 mod settings;
+mod tabular;
 mod train;
 
 pub use args::{

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use mlp::int8::{self, Int8Model, MinMax, Ranges, Tap};
 use mlp::{Activation, DType, ModelFile, MAX_LAYERS};
 
-use crate::model_io::SavedModel;
+use crate::model_io::{ModelNames, SavedModel};
 use crate::train::{evaluate_with, Evaluation, EVAL_BATCH};
 use cpu::f32::Fast;
 use cpu::int8::FastInt8;
@@ -145,7 +145,7 @@ pub fn quantize(model: &SavedModel, ranges: &Ranges) -> Result<Vec<u8>> {
     let mut out = vec![0u8; int8::encoded_len(t, &transform)];
     int8::quantize(t, &model.params, &model.running, ranges, &transform, &mut scratch, &mut out)
         .context("quantization failed")?;
-    Ok(out)
+    model.names.add_to(&out)
 }
 
 /// Runs an int8 model file on raw samples (as stored: pixels 0-255 or CSV values) and
@@ -250,6 +250,21 @@ impl AnyModel {
             AnyModel::F32(m) => m.topology.clone(),
             AnyModel::Int8(b) => ModelFile::parse(b)?.topology().clone(),
         })
+    }
+
+    /// The class and feature names the model file stores.
+    pub fn names(&self) -> Result<ModelNames> {
+        Ok(match self {
+            AnyModel::F32(m) => m.names.clone(),
+            AnyModel::Int8(b) => ModelNames::read(&ModelFile::parse(b)?),
+        })
+    }
+
+    /// `data` renumbered to the model's classes by name (see [`ModelNames::align`]): a class
+    /// the model does not know is an error that names it and lists the model's classes.
+    pub fn align(&self, data: Dataset) -> Result<Dataset> {
+        let classes = mlp::format::class_count(&self.topology()?);
+        self.names()?.align(data, classes)
     }
 
     /// Class probabilities of `n` raw samples (pixels 0-255 when `raw_is_u8`).

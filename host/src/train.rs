@@ -16,7 +16,7 @@ use mlp::init::{initialize, Init};
 use mlp::{Loss, Rng, TrainConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::model_io::{InputTransformBuf, SavedModel};
+use crate::model_io::{InputTransformBuf, ModelNames, SavedModel};
 use data::{DataLoader, Dataset, Features, LoaderOptions, Normalization};
 
 mod checkpoint;
@@ -237,7 +237,7 @@ fn start(settings: &TrainSettings, train: &Dataset, resume: Option<Checkpoint>) 
                 epochs_done: 0,
                 steps: 0,
                 history: Vec::new(),
-                model: SavedModel { topology, params, running, input },
+                model: SavedModel { topology, params, running, input, names: ModelNames::of(train) },
                 optimizer_state: vec![0.0; optimizer.state_len(n_params)],
             })
         }

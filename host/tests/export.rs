@@ -62,6 +62,7 @@ fn setup(dir: &Path) {
         params,
         running: Vec::new(),
         input: InputTransformBuf { scale: vec![1.0 / 255.0; PIXELS], offset: vec![0.0; PIXELS] },
+        names: Default::default(),
     };
     model.save(&dir.join("f32.mlp")).unwrap();
 }

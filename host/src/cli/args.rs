@@ -22,7 +22,8 @@ pub struct DataArgs {
     /// A CSV file to report test metrics on (same columns as --csv).
     #[arg(long, value_name = "FILE", requires = "csv")]
     pub csv_test: Option<PathBuf>,
-    /// The CSV label column: a header name or a 0-based index (default: the last column).
+    /// The CSV label column: a header name or a 0-based index (default: the header column
+    /// named label, class, target, species or y, in any case).
     #[arg(long, value_name = "COLUMN", requires = "csv")]
     pub label: Option<String>,
 }
@@ -34,6 +35,10 @@ pub enum Recipe {
     Default,
     /// The PyTorch tutorial: 784-256-10 ReLU, Adam 1e-3 constant, batch 256, 10 epochs
     Tutorial,
+    /// For CSV tables (the default with --csv): per-feature standardization, one hidden layer
+    /// sized to the features, batch and epochs sized to the rows, a stratified 20% test split
+    /// held out when no --csv-test is given
+    Tabular,
 }
 
 /// `host train` options. Each one left out comes from the recipe.
@@ -142,8 +147,12 @@ pub struct PredictArgs {
     /// The model file.
     pub model: PathBuf,
     /// Digit images: PNG or PGM, any size; a dark digit on light paper is inverted.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "csv")]
     pub images: Vec<PathBuf>,
+    /// A CSV file of rows to classify (a model trained on a CSV table): one line per row with
+    /// the class and its probability. A label column, if the file has one, is left out.
+    #[arg(long, value_name = "FILE", conflicts_with = "images")]
+    pub csv: Option<PathBuf>,
 }
 
 /// `host inspect` options.
@@ -224,8 +233,14 @@ pub struct ExportArgs {
     pub dtype: ExportDType,
     /// MNIST folder (IDX files), for calibration and images. Default: $MNIST_DIR, else
     /// ./data/mnist, else it is downloaded there.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "csv")]
     pub data: Option<PathBuf>,
+    /// A CSV file to calibrate on instead (a model trained on a CSV table).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// The CSV label column (as for `host train`).
+    #[arg(long, value_name = "COLUMN", requires = "csv")]
+    pub label: Option<String>,
     /// Training samples used to calibrate activation ranges when quantizing.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub calibration: usize,

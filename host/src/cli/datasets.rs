@@ -10,7 +10,7 @@ use data::{self, csv::CsvOptions, csv::LabelColumn, Dataset};
 pub fn load_data(args: &DataArgs) -> Result<(Dataset, Option<Dataset>)> {
     match &args.csv {
         Some(path) => {
-            let mut opts = CsvOptions::default();
+            let mut opts = CsvOptions { label: LabelColumn::Auto, ..CsvOptions::default() };
             if let Some(l) = &args.label {
                 opts.label = match l.parse::<usize>() {
                     Ok(i) => LabelColumn::Index(i),
@@ -18,6 +18,9 @@ pub fn load_data(args: &DataArgs) -> Result<(Dataset, Option<Dataset>)> {
                 };
             }
             let train = data::csv::load_csv(path, &opts)?;
+            if let Some(w) = super::tabular::continuous_label_warning(&train) {
+                eprintln!("{w}");
+            }
             let test = match &args.csv_test {
                 Some(p) => {
                     // Same class numbering as the training file.

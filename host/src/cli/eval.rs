@@ -23,6 +23,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
         // With only --csv, evaluate that file.
         test.unwrap_or(train)
     };
+    // The file's classes numbered as the model numbers them (by name, when it stores names).
+    let data = model.align(data)?;
     let eval = model.evaluate(&data)?;
     let classes = eval.confusion.len();
     let per_class: Vec<Option<f64>> = eval

@@ -26,12 +26,22 @@ struct ExportReport {
     lines: Vec<String>,
 }
 
+/// The CSV table `--csv` names, for calibration (label column as `--label` or by name).
+fn calibration_csv(a: &ExportArgs) -> Result<Dataset> {
+    let args =
+        super::args::DataArgs { data: None, csv: a.csv.clone(), csv_test: None, label: a.label.clone() };
+    Ok(super::datasets::load_data(&args)?.0)
+}
+
 /// Writes the model (and images) as `a` asks.
 fn export(a: &ExportArgs) -> Result<ExportReport> {
     let mut lines = Vec::new();
     let wants_images = a.images > 0 || a.train_images > 0;
     if wants_images && a.format == Format::Bin {
         bail!("--images and --train-images are written as Rust or C source: use --format rust or --format c");
+    }
+    if wants_images && a.csv.is_some() {
+        bail!("--images and --train-images are MNIST images; they cannot come from --csv");
     }
     if a.images_out.is_some() && !wants_images {
         bail!("--images-out needs --images N or --train-images N");
@@ -56,14 +66,28 @@ fn export(a: &ExportArgs) -> Result<ExportReport> {
             a.model.display()
         ),
         (AnyModel::F32(m), ExportDType::Int8) => {
-            let (train, _) = load("quantizing an f32 model to int8")?;
+            let train = match &a.csv {
+                Some(_) => calibration_csv(a)?,
+                None if !m.names.features.is_empty() || m.topology.input() != 784 => bail!(
+                    "{} takes {} inputs, not MNIST's 784 pixels: quantizing it to int8 needs its own \
+                     data to calibrate on: add --csv FILE (its training table), or export it with --dtype f32",
+                    a.model.display(),
+                    m.topology.input()
+                ),
+                None => load("quantizing an f32 model to int8")?.0,
+            };
             let q = quant::calibrate_and_quantize(&m, &train, a.calibration, a.percentile)?;
             lines.push(format!("Quantized {} to int8: calibrated on {}", a.model.display(), q.describe()));
             Exported::Int8(q.bytes)
         }
     };
     let source = a.model.display().to_string();
-    let (text_or_bytes, summary) = export::model_file(&model, a.format, &source)?;
+    let derived = match &a.csv {
+        Some(csv) => csv.display().to_string(),
+        None if model.topology()?.input() != 784 => format!("the data {source} was trained on"),
+        None => "MNIST".to_string(),
+    };
+    let (text_or_bytes, summary) = export::model_file(&model, a.format, &source, &derived)?;
     // Images are checked and computed before anything is written: a failed export leaves no file.
     let images = if wants_images {
         let (train, test) = load("--images / --train-images")?;

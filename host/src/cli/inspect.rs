@@ -51,5 +51,8 @@ pub fn run(a: InspectArgs) -> Result<()> {
     } else {
         println!("input: raw values");
     }
+    for line in super::tabular::names_lines(&file) {
+        println!("{line}");
+    }
     Ok(())
 }

@@ -7,6 +7,9 @@ use crate::quant::AnyModel;
 
 /// Runs `host predict`.
 pub fn run(a: PredictArgs) -> Result<()> {
+    if let Some(csv) = &a.csv {
+        return super::tabular::predict_csv(&a.model, csv);
+    }
     let model = AnyModel::load(&a.model)?;
     let inputs = model.topology()?.input();
     if inputs != 784 {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::train::{EpochMetrics, Evaluation, TrainSettings};
+use crate::train::{EpochMetrics, Evaluation, NormalizationArg, TrainSettings};
 use data::{Dataset, Features, Row};
 
 /// One line for a run: the network, optimizer, schedule, batch, epochs and seed.
@@ -27,8 +27,14 @@ pub fn describe(s: &TrainSettings, inputs: usize, classes: usize) -> String {
     if let Some(c) = s.grad_clip {
         extras.push(format!("clip {c}"));
     }
+    let inputs = match s.normalization {
+        NormalizationArg::Scale => "inputs scaled (u8 values / 255, f32 values as they are)",
+        NormalizationArg::Standardize => "inputs standardized (one mean/std)",
+        NormalizationArg::PerFeature => "inputs standardized per feature",
+        NormalizationArg::None => "raw inputs",
+    };
     format!(
-        "{} {:?}{}, {:?} lr {} ({:?} schedule), batch {}, {} epochs, seed {}",
+        "{} {:?}{}, {:?} lr {} ({:?} schedule), batch {}, {} epochs, seed {}, {inputs}",
         widths.join("-"),
         s.activation,
         if extras.is_empty() { String::new() } else { format!(" + {}", extras.join(", ")) },

@@ -10,11 +10,20 @@ use super::args::{Recipe, TrainArgs};
 use crate::train::{Checkpoint, TrainSettings};
 
 impl Recipe {
-    /// The recipe's settings.
+    /// The recipe's settings (the tabular recipe sized like Iris's training split).
     pub fn settings(self) -> TrainSettings {
+        self.settings_for(None)
+    }
+
+    /// The recipe's settings, the tabular recipe sized to `train` when given.
+    pub fn settings_for(self, train: Option<&data::Dataset>) -> TrainSettings {
         match self {
             Recipe::Default => TrainSettings::default_recipe(),
             Recipe::Tutorial => TrainSettings::tutorial(),
+            Recipe::Tabular => match train {
+                Some(d) => TrainSettings::tabular(d.len(), d.input_len(), d.num_classes()),
+                None => TrainSettings::tabular(120, 4, 3),
+            },
         }
     }
 }
@@ -36,15 +45,26 @@ impl TrainArgs {
             || self.normalization.is_some()
     }
 
-    /// The recipe the options apply to: `--recipe`, else the default recipe when no
-    /// training option is given, else the tutorial's.
+    /// The recipe the options apply to: `--recipe`, else the tabular recipe for CSV data,
+    /// else the default recipe when no training option is given, else the tutorial's.
     pub fn recipe(&self) -> Recipe {
-        self.recipe.unwrap_or(if self.any_training_option() { Recipe::Tutorial } else { Recipe::Default })
+        self.recipe.unwrap_or(if self.data.csv.is_some() {
+            Recipe::Tabular
+        } else if self.any_training_option() {
+            Recipe::Tutorial
+        } else {
+            Recipe::Default
+        })
     }
 
     /// The run's settings: the recipe with every given option applied.
     pub fn settings(&self) -> TrainSettings {
-        let base = self.recipe().settings();
+        self.settings_for(None)
+    }
+
+    /// [`settings`](Self::settings) with the tabular recipe sized to the training set `train`.
+    pub fn settings_for(&self, train: Option<&data::Dataset>) -> TrainSettings {
+        let base = self.recipe().settings_for(train);
         let mut s = base.clone();
         if let Some(h) = &self.hidden {
             s.hidden = h.iter().copied().filter(|&w| w > 0).collect();
@@ -95,8 +115,12 @@ impl TrainArgs {
 
     /// The settings of this run: [`settings`](Self::settings), or when resuming, the
     /// checkpoint's with `--epochs` applied (which must leave epochs to train).
-    pub fn run_settings(&self, resume: Option<&Checkpoint>) -> Result<TrainSettings> {
-        let Some(ck) = resume else { return Ok(self.settings()) };
+    pub fn run_settings(
+        &self,
+        resume: Option<&Checkpoint>,
+        train: Option<&data::Dataset>,
+    ) -> Result<TrainSettings> {
+        let Some(ck) = resume else { return Ok(self.settings_for(train)) };
         let mut s = ck.settings.clone();
         if let Some(e) = self.epochs {
             s.epochs = e;

@@ -15,10 +15,19 @@ use crate::train::{self, Checkpoint, RunData, RunOptions};
 /// Runs `host train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     let resume = a.resume.as_deref().map(Checkpoint::load).transpose()?;
-    let settings = a.run_settings(resume.as_ref())?;
+    // The options are checked before any data is read; the tabular recipe is then sized to it.
+    a.run_settings(resume.as_ref(), None)?.validate()?;
+    let (train_set, test_set) = load_data(&a.data)?;
+    let tabular = a.recipe() == Recipe::Tabular;
+    let seed = resume.as_ref().map(|ck| ck.settings.seed).or(a.seed).unwrap_or(777);
+    let (train_set, test_set, held_out) = super::tabular::hold_out(train_set, test_set, tabular, seed)?;
+    if let Some(line) = held_out {
+        println!("{line}");
+    }
+    let settings = a.run_settings(resume.as_ref(), Some(&train_set))?;
     settings.validate()?;
     let device = train::Device::open(a.device, a.tf32)?;
-    let (train_set, test_set) = load_data(&a.data)?;
+    let recipe_line = a.recipe_line(&train_set);
     let data = RunData::new(train_set, test_set, &settings)?;
     let (inputs, classes) = (data.train.input_len(), data.train.num_classes());
     match &resume {
@@ -31,13 +40,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         ),
         None => println!(
             "Training {} on {} ({} samples{}): {}",
-            match (a.recipe(), a.any_training_option()) {
-                (Recipe::Default, false) =>
-                    "the default recipe (options or --recipe tutorial for the PyTorch tutorial's)",
-                (Recipe::Default, true) => "the default recipe with your options",
-                (Recipe::Tutorial, false) => "the tutorial recipe",
-                (Recipe::Tutorial, true) => "the tutorial recipe with your options",
-            },
+            recipe_line,
             data.train.name(),
             data.train.len(),
             data.val.as_ref().map_or(String::new(), |v| format!(", {} held out for validation", v.len())),

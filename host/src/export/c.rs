@@ -9,18 +9,30 @@ use mlp::{Activation, Topology};
 
 use super::array::{f32_literal, Array, Lang};
 use super::images::{HostOutputs, ImageSet};
-use super::{header, i32s, shape};
+use super::{header, i32s, shape, Source};
 use crate::model_io::SavedModel;
 
 /// The int8 model as a C header (arithmetic in comments, arrays as `static const`).
-pub(super) fn int8(q: &Int8Model<'_>, source: &str) -> Result<String> {
+pub(super) fn int8(q: &Int8Model<'_>, source: &Source<'_>) -> Result<String> {
     let t = q.topology();
     let guard = "MLP_MODEL_H";
     let mut out = String::new();
     header(&mut out, source, &format!("int8 {}", shape(t)));
+    if q.input_table().is_some() {
+        out.push_str(
+            "// Integer-only inference, TFLite's int8 conventions (see core/src/int8.rs):\n\
+             //   x_q[j]  = MLP_INPUT_TABLE[raw[j]]                      (u8 pixel -> int8)\n",
+        );
+    } else {
+        out.push_str(
+            "// int8 inference, TFLite's int8 conventions (see core/src/int8.rs); the inputs are floats\n\
+             // with a per-feature transform, quantized once (the only floating point):\n\
+             //   x_q[j]  = clamp(round((raw[j] * MLP_FEATURE_SCALE[j] + MLP_FEATURE_OFFSET[j]) / MLP_INPUT_SCALE)\n\
+             //                   + MLP_INPUT_ZERO_POINT, -128, 127)\n",
+        );
+    }
     out.push_str(
-        "// Integer-only inference, TFLite's int8 conventions (see core/src/int8.rs):\n\
-         //   x_q[j]  = MLP_INPUT_TABLE[raw[j]]                      (u8 pixel -> int8)\n\
+        "\
          //   acc[o]  = sum_j (x_q[j] - zero_point_in) * W[o][j] + BIAS[o]   (int32, wrapping)\n\
          //   y_q[o]  = clamp(MultiplyByQuantizedMultiplier(acc[o], MULTIPLIERS[o], SHIFTS[o]) + zero_point_out)\n\
          // with the clamp [zero_point_out, 127] for relu and [-128, 127] otherwise; a layer with a TABLE\n\
@@ -36,9 +48,19 @@ pub(super) fn int8(q: &Int8Model<'_>, source: &str) -> Result<String> {
         q.input_zero_point(),
         q.input_scale()
     );
-    if let Some(table) = q.input_table() {
-        Array::c("MLP_INPUT_TABLE", "int8_t", 16).aligned().write(&mut out, table.iter());
+    match q.input_table() {
+        Some(table) => Array::c("MLP_INPUT_TABLE", "int8_t", 16).aligned().write(&mut out, table.iter()),
+        None => {
+            let n = t.input();
+            let (scale, offset): (Vec<f32>, Vec<f32>) =
+                (0..n).map(|j| q.file().input_scale_offset(j)).unzip();
+            for (name, v) in [("MLP_FEATURE_SCALE", &scale), ("MLP_FEATURE_OFFSET", &offset)] {
+                let literals = v.iter().map(|&x| f32_literal(x, Lang::C)).collect::<Result<Vec<_>>>()?;
+                Array::c(name, "float", 8).write(&mut out, literals);
+            }
+        }
     }
+    names(&mut out, q.file());
     for (i, l) in q.layers().iter().enumerate() {
         let _ = writeln!(
             out,
@@ -66,8 +88,26 @@ pub(super) fn int8(q: &Int8Model<'_>, source: &str) -> Result<String> {
     Ok(out)
 }
 
+/// The class (and feature) names the model file stores, as C string arrays.
+fn names(out: &mut String, file: &mlp::ModelFile<'_>) {
+    let quote = |s: &str| format!("\"{}\"", s.escape_default());
+    if file.class_name_count() > 0 {
+        let v: Vec<String> =
+            (0..file.class_name_count()).filter_map(|i| file.class_name(i)).map(quote).collect();
+        let _ = writeln!(out, "/* Output i predicts class MLP_CLASS_NAMES[i]. */");
+        let _ =
+            writeln!(out, "static const char *const MLP_CLASS_NAMES[{}] = {{{}}};", v.len(), v.join(", "));
+    }
+    if file.feature_name_count() > 0 {
+        let v: Vec<String> =
+            (0..file.feature_name_count()).filter_map(|j| file.feature_name(j)).map(quote).collect();
+        let _ =
+            writeln!(out, "static const char *const MLP_FEATURE_NAMES[{}] = {{{}}};", v.len(), v.join(", "));
+    }
+}
+
 /// The f32 model as a C header.
-pub(super) fn f32(m: &SavedModel, source: &str) -> Result<String> {
+pub(super) fn f32(m: &SavedModel, source: &Source<'_>) -> Result<String> {
     let t = &m.topology;
     let guard = "MLP_MODEL_H";
     let mut out = String::new();
@@ -93,7 +133,7 @@ pub(super) fn f32(m: &SavedModel, source: &str) -> Result<String> {
 }
 
 /// The test (and training) images with the host's outputs, as a C header.
-pub(super) fn images(set: &ImageSet, source: &str) -> String {
+pub(super) fn images(set: &ImageSet, source: &Source<'_>) -> String {
     let n = set.test_labels.len();
     let m = set.train_labels.len();
     let mut out = String::new();

@@ -9,18 +9,19 @@ use mlp::{Activation, LayerSpec, Topology};
 
 use super::array::{f32_literal, rust_row, Array, Lang};
 use super::images::{HostOutputs, ImageSet};
-use super::{header, i32s, shape};
+use super::{header, i32s, shape, Source};
 use crate::model_io::SavedModel;
 
 /// The int8 model as Rust: one `static` per array, `Int8LayerParts` pointing at them.
-pub(super) fn int8(q: &Int8Model<'_>, source: &str) -> Result<String> {
+pub(super) fn int8(q: &Int8Model<'_>, source: &Source<'_>) -> Result<String> {
     let t = q.topology();
     let mut out = String::new();
     header(&mut out, source, &format!("int8 {}", shape(t)));
     out.push_str(
         "// Use: `mod model { include!(\"model.rs\"); }`, then build each layer with\n\
          // `mlp::int8::Int8Layer::from_parts(model::LAYER_PARTS[i])` and run\n\
-         // `mlp::int8::forward_layers`. Raw u8 pixels become int8 inputs through INPUT_TABLE.\n\n",
+         // `mlp::int8::forward_layers`. Raw u8 pixels become int8 inputs through INPUT_TABLE\n\
+         // (when it is `Some`; else floats through FEATURE_SCALE and FEATURE_OFFSET).\n\n",
     );
     out.push_str("use mlp::int8::Int8LayerParts;\nuse mlp::{Activation, LayerSpec};\n\n");
     out.push_str(
@@ -46,8 +47,12 @@ pub(super) fn int8(q: &Int8Model<'_>, source: &str) -> Result<String> {
             .public()
             .wrapped("Option", "Some")
             .write(&mut out, table.iter()),
-        None => out.push_str("pub static INPUT_TABLE: Option<[i8; 256]> = None;\n"),
+        None => {
+            out.push_str("pub static INPUT_TABLE: Option<[i8; 256]> = None;\n");
+            feature_transform(&mut out, q)?;
+        }
     }
+    names(&mut out, q.file())?;
     for (i, l) in q.layers().iter().enumerate() {
         out.push('\n');
         Array::rust(&format!("L{i}_WEIGHTS"), "i8", 32)
@@ -90,8 +95,42 @@ pub(super) fn int8(q: &Int8Model<'_>, source: &str) -> Result<String> {
     Ok(out)
 }
 
+/// Without an input table (a per-feature input transform, e.g. a standardized CSV model),
+/// the transform as `f32` arrays: firmware computes the network input and quantizes it.
+fn feature_transform(out: &mut String, q: &Int8Model<'_>) -> Result<()> {
+    let n = q.topology().input();
+    let (scale, offset): (Vec<f32>, Vec<f32>) = (0..n).map(|j| q.file().input_scale_offset(j)).unzip();
+    out.push_str(
+        "/// This model's inputs are floats with a per-feature transform (no u8 table): network input\n\
+         /// x[j] = raw[j] · FEATURE_SCALE[j] + FEATURE_OFFSET[j], then\n\
+         /// x_q[j] = clamp(round(x[j] / f32::from_bits(INPUT_SCALE_BITS)) + INPUT_ZERO_POINT, -128, 127)\n\
+         /// (`mlp::int8::Int8Model::quantize_input` on the host).\n",
+    );
+    Array::rust("FEATURE_SCALE", "f32", 8).public().write(out, literals(&scale)?);
+    Array::rust("FEATURE_OFFSET", "f32", 8).public().write(out, literals(&offset)?);
+    Ok(())
+}
+
+/// The class names (and feature names) the model file stores, as `&str` arrays.
+fn names(out: &mut String, file: &mlp::ModelFile<'_>) -> Result<()> {
+    let quote = |s: &str| format!("{s:?}");
+    if file.class_name_count() > 0 {
+        out.push_str("/// Class names: output i predicts CLASS_NAMES[i].\n");
+        let v: Vec<String> =
+            (0..file.class_name_count()).filter_map(|i| file.class_name(i)).map(quote).collect();
+        let _ = writeln!(out, "pub static CLASS_NAMES: [&str; {}] = [{}];", v.len(), v.join(", "));
+    }
+    if file.feature_name_count() > 0 {
+        out.push_str("/// Input feature names, in input order.\n");
+        let v: Vec<String> =
+            (0..file.feature_name_count()).filter_map(|j| file.feature_name(j)).map(quote).collect();
+        let _ = writeln!(out, "pub static FEATURE_NAMES: [&str; {}] = [{}];", v.len(), v.join(", "));
+    }
+    Ok(())
+}
+
 /// The f32 model as Rust: the flat parameters, running statistics and input transform.
-pub(super) fn f32(m: &SavedModel, source: &str) -> Result<String> {
+pub(super) fn f32(m: &SavedModel, source: &Source<'_>) -> Result<String> {
     let t = &m.topology;
     let mut out = String::new();
     header(&mut out, source, &format!("f32 {}", shape(t)));
@@ -127,7 +166,7 @@ pub(super) fn f32(m: &SavedModel, source: &str) -> Result<String> {
 }
 
 /// The test (and training) images with the host's outputs, as Rust.
-pub(super) fn images(set: &ImageSet, source: &str) -> String {
+pub(super) fn images(set: &ImageSet, source: &Source<'_>) -> String {
     let n = set.test_labels.len();
     let m = set.train_labels.len();
     let mut out = String::new();
