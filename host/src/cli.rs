@@ -54,7 +54,7 @@ pub enum Command {
     Eval(EvalArgs),
     /// Classify digit images (PNG or PGM, any size) with a model: top-3 classes.
     #[command(
-        after_help = "Examples:\n  host predict model.mlp my-digit.png\n  host predict model.mlp a.pgm b.png c.png"
+        after_help = "Examples:\n  host predict model.mlp my-digit.png\n  host predict model.mlp a.pgm b.png c.png\n  host predict iris.mlp --csv rows.csv"
     )]
     Predict(PredictArgs),
     /// Show a model's layers, shapes, parameter counts and size.

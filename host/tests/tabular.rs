@@ -193,6 +193,10 @@ fn predict_quantize_and_export_work_on_csv_models() {
         }
     }
 
+    // quantize without data refuses clearly (not an MNIST download or a width mismatch).
+    let out = host(&["quantize", "iris.mlp", "--out", "q.mlp"], d);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--csv FILE"), "{}", stderr(&out));
     // quantize calibrates on the CSV; the int8 file keeps the names.
     let out = host(&["quantize", "iris.mlp", "--out", "q.mlp", "--csv", "iris.csv", "--json"], d);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -220,6 +224,12 @@ fn predict_quantize_and_export_work_on_csv_models() {
         "{rs}"
     );
     assert!(rs.contains("Derived from iris.csv"), "{rs}");
+    // f32 exports carry the names too.
+    let out = host(&["export", "iris.mlp", "--format", "c", "--dtype", "f32", "--out", "f.h"], d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let h = std::fs::read_to_string(d.join("f.h")).unwrap();
+    assert!(h.contains("MLP_CLASS_NAMES[3]") && h.contains("MLP_INPUT_SCALE[4]"), "{h}");
+    assert!(h.contains("Derived from the data iris.mlp was trained on"), "{h}");
     // The exported scales are the model file's.
     let file = std::fs::read(d.join("q.mlp")).unwrap();
     let m = mlp::ModelFile::parse(&file).unwrap();

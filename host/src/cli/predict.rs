@@ -13,7 +13,10 @@ pub fn run(a: PredictArgs) -> Result<()> {
     let model = AnyModel::load(&a.model)?;
     let inputs = model.topology()?.input();
     if inputs != 784 {
-        bail!("{} takes {inputs} inputs, not a 28x28 image; predict is for digit models", a.model.display());
+        bail!(
+            "{} takes {inputs} inputs, not a 28x28 image: for rows of a table use --csv FILE",
+            a.model.display()
+        );
     }
     for path in &a.images {
         let pixels = crate::digit_image::load_digit(path)?;

@@ -16,6 +16,14 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
             bail!("{} is already an int8 model; quantize its f32 original", a.model.display())
         }
     };
+    if a.data.csv.is_none() && model.topology.input() != 784 {
+        bail!(
+            "{} takes {} inputs, not MNIST's 784 pixels: calibrate it on its own data with --csv FILE \
+             (its training table)",
+            a.model.display(),
+            model.topology.input()
+        );
+    }
     let (train_set, test_set) = load_data(&a.data)?;
     let q = quant::calibrate_and_quantize(&model, &train_set, a.calibration, a.percentile)?;
     let bytes = &q.bytes;

@@ -128,6 +128,8 @@ pub(super) fn f32(m: &SavedModel, source: &Source<'_>) -> Result<String> {
         let literals = v.iter().map(|&x| f32_literal(x, Lang::C)).collect::<Result<Vec<_>>>()?;
         Array::c(name, "float", 8).write(&mut out, literals);
     }
+    let file = m.to_bytes()?;
+    names(&mut out, &mlp::ModelFile::parse(&file)?);
     let _ = writeln!(out, "\n#endif /* {guard} */");
     Ok(out)
 }

@@ -158,6 +158,8 @@ pub(super) fn f32(m: &SavedModel, source: &Source<'_>) -> Result<String> {
         Array::rust("INPUT_SCALE", "f32", 8).public().write(&mut out, literals(&m.input.scale)?);
         Array::rust("INPUT_OFFSET", "f32", 8).public().write(&mut out, literals(&m.input.offset)?);
     }
+    let file = m.to_bytes()?;
+    names(&mut out, &mlp::ModelFile::parse(&file)?)?;
     out.push_str("/// Flat parameters in core's layout (per layer W[out][in], bias, [gamma, beta]).\n");
     Array::rust("PARAMS", "f32", 8).public().write(&mut out, literals(&m.params)?);
     out.push_str("/// Batch-norm running statistics.\n");
