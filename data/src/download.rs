@@ -17,7 +17,7 @@ use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use super::error::{Error, Result};
-use super::idx::has_mnist_files;
+use super::idx::{find_split, has_mnist_files, Split};
 
 #[cfg(feature = "download")]
 pub use net::sha256_hex;
@@ -84,9 +84,11 @@ pub const MNIST_FILES: [ExpectedFile<'static>; 4] = [
 /// `./data/mnist` if it holds MNIST, else `./data/mnist` after downloading MNIST into it
 /// (with a progress bar when stderr is a terminal).
 ///
-/// A folder named by `--data` or `$MNIST_DIR` that lacks the files is an error rather than
-/// a download target, since it is more likely a typo than a wish to download there; `host
-/// download --data DIR` downloads into a folder of your choice.
+/// A folder named by `--data` or `$MNIST_DIR` that holds neither split is an error rather
+/// than a download target, since it is more likely a typo than a wish to download there;
+/// `host download --dir DIR` downloads into a folder of your choice. A folder with one
+/// complete split is returned: loading a split it lacks names the missing file, and
+/// evaluating on the test split needs only the test files.
 pub fn resolve_mnist_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     resolve_mnist_dir_with(
         explicit,
@@ -109,7 +111,7 @@ pub fn resolve_mnist_dir_with(
     progress: bool,
 ) -> Result<PathBuf> {
     let given = |dir: &Path, how: &str| -> Result<PathBuf> {
-        if has_mnist_files(dir) {
+        if find_split(dir, Split::Train).is_ok() || find_split(dir, Split::Test).is_ok() {
             Ok(dir.to_path_buf())
         } else {
             Err(Error::MissingFiles {
@@ -117,7 +119,7 @@ pub fn resolve_mnist_dir_with(
                 tried: files.iter().map(|f| f.name.to_string()).collect(),
                 hint: format!(
                     "this folder was given by {how} but does not hold the MNIST IDX files; \
-                     fix the path, or fetch them with `host download --data {}`",
+                     fix the path, or fetch them with `host download --dir {}`",
                     dir.display()
                 ),
             })

@@ -320,7 +320,12 @@ impl fmt::Display for Error {
                  number of classes ({num_classes}); check the file, or the number of classes"
             ),
             Error::MissingFiles { dir, tried, hint } => {
-                write!(f, "{}: no data file found (looked for {}); {hint}", dir.display(), tried.join(", "))
+                write!(
+                    f,
+                    "{}: a file is missing: none of {} is there; {hint}",
+                    dir.display(),
+                    tried.join(", ")
+                )
             }
             Error::Empty { file, what } => {
                 write!(f, "{file}: empty: no {what} found; check that this is the right file")

@@ -70,7 +70,7 @@ impl Normalization {
         let (mean, std) = mean_std(dataset);
         if dataset.is_empty() || std.is_nan() || std <= 0.0 {
             return Err(Error::InvalidArgument(format!(
-                "{}: cannot standardize: {}; use Normalization::Scale01 or None",
+                "{}: cannot standardize: {}; use --normalization scale or none instead",
                 dataset.name(),
                 if dataset.is_empty() {
                     "the data set is empty"

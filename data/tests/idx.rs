@@ -230,3 +230,26 @@ fn real_mnist_from_mnist_dir() {
     assert!((mean - 0.1307).abs() < 1e-4, "mean {mean}");
     assert!((std - 0.3081).abs() < 1e-4, "std {std}");
 }
+
+/// A folder with three of the four files: training names the one missing file (not "no
+/// data file found"), while the complete test split alone is enough to evaluate on.
+#[test]
+fn a_folder_missing_one_file_names_it_and_still_serves_the_other_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, lbl) = images_and_labels(4);
+    write(dir.path(), "train-images-idx3-ubyte", &img);
+    write(dir.path(), "t10k-images-idx3-ubyte", &img);
+    write(dir.path(), "t10k-labels-idx1-ubyte", &lbl);
+    let resolve =
+        |env| data::download::resolve_mnist_dir_with(None, env, Path::new("unused"), &[], &[], false);
+    let found = resolve(Some(dir.path().to_path_buf())).expect("the test split is complete");
+    assert_eq!(found, dir.path());
+    assert_eq!(idx::load_split(&found, Split::Test).unwrap().len(), 4);
+    let msg = idx::load_split(&found, Split::Train).unwrap_err().to_string();
+    assert!(msg.contains("train-labels-idx1-ubyte") && !msg.contains("train-images"), "{msg}");
+    assert!(!msg.contains("no data file found"), "{msg}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let msg = resolve(Some(empty.path().to_path_buf())).unwrap_err().to_string();
+    assert!(msg.contains("host download --dir") && !msg.contains("--data {"), "{msg}");
+}

@@ -12,16 +12,27 @@ use crate::quant::AnyModel;
 /// Runs `host eval`.
 pub fn run(a: EvalArgs) -> Result<()> {
     let model = AnyModel::load(&a.model)?;
-    let data = if a.train_split {
-        if a.data.csv.is_some() {
+    let data = if a.data.csv.is_some() {
+        if a.train_split {
             bail!("--train-split is for IDX data; pass the CSV file you want to evaluate with --csv");
         }
-        let dir = data::download::resolve_mnist_dir(a.data.data.as_deref())?;
-        data::idx::load_split(&dir, data::idx::Split::Train)?
-    } else {
         let (train, test) = load_data(&a.data)?;
         // With only --csv, evaluate that file.
         test.unwrap_or(train)
+    } else {
+        let inputs = model.topology()?.input();
+        if a.data.data.is_none() && inputs != 784 {
+            bail!(
+                "{} takes {inputs} inputs, not MNIST's 784 pixels: give the data to evaluate it on \
+                 with --csv FILE (or --data DIR for an IDX folder)",
+                a.model.display()
+            );
+        }
+        // Only the split evaluated is loaded: a broken or missing training file does not
+        // stop an evaluation on the test set.
+        let split = if a.train_split { data::idx::Split::Train } else { data::idx::Split::Test };
+        let dir = data::download::resolve_mnist_dir(a.data.data.as_deref())?;
+        data::idx::load_split(&dir, split)?
     };
     // The file's classes numbered as the model numbers them (by name, when it stores names).
     let data = model.align(data)?;
@@ -48,34 +59,28 @@ pub fn run(a: EvalArgs) -> Result<()> {
             "per_class_accuracy": per_class,
             "confusion": eval.confusion,
         });
-        println!("{doc}");
+        outln!("{doc}");
     } else {
-        println!("{} on {} ({} samples)", a.model.display(), data.name(), eval.samples);
-        println!("accuracy {:.2}% ({} correct), loss {:.4}", 100.0 * eval.accuracy, eval.correct, eval.loss);
-        println!("\nper class:");
+        outln!("{} on {} ({} samples)", a.model.display(), data.name(), eval.samples);
+        outln!("accuracy {:.2}% ({} correct), loss {:.4}", 100.0 * eval.accuracy, eval.correct, eval.loss);
+        outln!("\nper class:");
         for (c, acc) in per_class.iter().enumerate() {
             let name = data.class_names().and_then(|n| n.get(c)).cloned().unwrap_or_else(|| c.to_string());
-            println!("  {name:>10}  {}", pct(*acc));
+            outln!("  {name:>10}  {}", pct(*acc));
         }
-        println!("\nconfusion (rows: label, columns: predicted):");
-        print!("{:>6}", "");
-        for c in 0..classes {
-            print!("{c:>6}");
-        }
-        println!();
+        outln!("\nconfusion (rows: label, columns: predicted):");
+        let header: String = (0..classes).map(|c| format!("{c:>6}")).collect();
+        outln!("{:>6}{header}", "");
         for (c, row) in eval.confusion.iter().enumerate() {
-            print!("{c:>6}");
-            for v in row {
-                print!("{v:>6}");
-            }
-            println!();
+            let cells: String = row.iter().map(|v| format!("{v:>6}")).collect();
+            outln!("{c:>6}{cells}");
         }
     }
     if let Some(dir) = &a.plots {
         let written = eval_plots(dir, &data, &eval)?;
         if !a.json {
             let list: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-            println!("Plots: {}", list.join(", "));
+            outln!("Plots: {}", list.join(", "));
         }
     }
     Ok(())
