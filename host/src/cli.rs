@@ -22,6 +22,8 @@ mod settings;
 mod tabular;
 mod train;
 
+pub use train::Interrupted;
+
 pub use args::{
     CompareArgs, DataArgs, DownloadArgs, EvalArgs, ExportArgs, InspectArgs, PredictArgs, Preset,
     QuantizeArgs, Recipe, TrainArgs,

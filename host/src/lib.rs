@@ -2,6 +2,9 @@
 //! `gpu` crate), evaluation, model files, plots, quantization, export, and the `host`
 //! command line. Data sets come from the `data` crate.
 
+#[macro_use]
+mod out;
+
 pub mod cli;
 pub mod digit_image;
 pub mod export;

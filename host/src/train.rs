@@ -8,6 +8,8 @@
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -24,6 +26,7 @@ mod cpu;
 mod device;
 mod evaluate;
 mod gpu;
+mod memory;
 mod settings;
 
 pub use checkpoint::Checkpoint;
@@ -86,6 +89,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Write a checkpoint here after every epoch.
     pub checkpoint: Option<PathBuf>,
+    /// When this becomes true (a Ctrl-C handler sets it), the run stops after the current
+    /// batch and abandons the epoch: the checkpoint keeps the last finished one.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// The outcome of a run.
@@ -97,6 +103,10 @@ pub struct Trained {
     pub history: Vec<EpochMetrics>,
     /// Optimizer steps taken.
     pub steps: u64,
+    /// Stopped by [`RunOptions::stop`] before its last epoch. `history` then has the
+    /// finished epochs, and `model` the parameters at the interruption (mid-epoch; the
+    /// checkpoint has the last finished epoch's, from which `--resume` continues exactly).
+    pub interrupted: bool,
 }
 
 /// Trains a classifier on `data` with `settings`, from scratch or from `resume`, calling
@@ -155,8 +165,18 @@ pub fn train_on(
         Device::Gpu(g) => Steps::Gpu(Box::new(gpu::GpuRun::start(g, config, &run, data)?)),
     };
     let (base_lr, total_steps) = (settings.learning_rate(), per_epoch * settings.epochs as u64);
+    let stopped = || options.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
     for epoch in run.epochs_done..settings.epochs {
-        let plan = EpochPlan { settings, epoch, base_lr, total_steps, per_epoch };
+        if stopped() {
+            return Ok(Trained {
+                model: run.model,
+                history: run.history,
+                steps: run.steps,
+                interrupted: true,
+            });
+        }
+        let plan =
+            EpochPlan { settings, epoch, base_lr, total_steps, per_epoch, stop: options.stop.as_deref() };
         loader.set_epoch(epoch as u64);
         // Dropout masks depend on (seed, epoch) only, so a resumed run draws the same ones.
         let mut rng =
@@ -169,6 +189,14 @@ pub fn train_on(
         };
         let seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
+        if stats.interrupted {
+            return Ok(Trained {
+                model: run.model,
+                history: run.history,
+                steps: run.steps,
+                interrupted: true,
+            });
+        }
         let (val, test) = match &mut steps {
             Steps::Cpu(_) => (
                 data.val.as_ref().map(|d| evaluate(&run.model, d)).transpose()?,
@@ -200,13 +228,14 @@ pub fn train_on(
             break;
         }
     }
-    Ok(Trained { model: run.model, history: run.history, steps: run.steps })
+    Ok(Trained { model: run.model, history: run.history, steps: run.steps, interrupted: false })
 }
 
 /// The state a run starts from: `resume` checked against `settings`, or a freshly
 /// initialized model with the settings' input normalization and a zero optimizer state.
 fn start(settings: &TrainSettings, train: &Dataset, resume: Option<Checkpoint>) -> Result<Checkpoint> {
     let topology = settings.topology(train.input_len(), train.num_classes())?;
+    memory::check(&topology, settings)?;
     let n_params = topology.param_len();
     let optimizer = settings.optimizer();
     let normalization = settings.normalization.resolve(train)?;
@@ -262,6 +291,8 @@ struct EpochPlan<'a> {
     total_steps: u64,
     /// Steps (batches) per epoch.
     per_epoch: u64,
+    /// Stop after the current batch when this becomes true.
+    stop: Option<&'a AtomicBool>,
 }
 
 /// The sums of an epoch's training steps (train mode, before each update).
@@ -271,6 +302,8 @@ struct EpochStats {
     seen: usize,
     /// The learning rate of the epoch's last step.
     lr: f32,
+    /// The epoch was stopped part-way ([`RunOptions::stop`]).
+    interrupted: bool,
 }
 
 fn progress_bar(enabled: bool, batches: u64, epoch: usize, epochs: usize) -> ProgressBar {

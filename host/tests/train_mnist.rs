@@ -68,7 +68,7 @@ fn mnist_resume_from_a_checkpoint_continues_exactly_and_runs_are_deterministic()
     assert_eq!(straight.model, again.model, "same seed, different model");
 
     // Interrupt a 3-epoch run after its first epoch, then resume it from the checkpoint.
-    let opts = RunOptions { progress: false, checkpoint: Some(ckpt.clone()) };
+    let opts = RunOptions { progress: false, checkpoint: Some(ckpt.clone()), ..RunOptions::default() };
     let interrupted = train(&settings, &data, None, &opts, &mut |_| ControlFlow::Break(())).unwrap();
     assert_eq!(interrupted.history.len(), 1);
     let ck = Checkpoint::load(&ckpt).unwrap();

@@ -63,7 +63,7 @@ fn corrupt_checkpoints_and_models_are_clear_errors() {
     let data = RunData::new(blobs(90, 3), None, &s).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.ckpt");
-    let opts = RunOptions { progress: false, checkpoint: Some(path.clone()) };
+    let opts = RunOptions { progress: false, checkpoint: Some(path.clone()), ..RunOptions::default() };
     train(&s, &data, None, &opts, &mut |_| ControlFlow::Continue(())).unwrap();
     let good = std::fs::read(&path).unwrap();
     assert!(Checkpoint::from_bytes("c", &good).is_ok());

@@ -51,9 +51,9 @@ pub struct TrainArgs {
     /// PyTorch tutorial).
     #[arg(long, value_enum)]
     pub recipe: Option<Recipe>,
-    /// Hidden layer widths, e.g. 256 or 512,256.
-    #[arg(long, value_delimiter = ',', value_name = "WIDTHS")]
-    pub hidden: Option<Vec<usize>>,
+    /// Hidden layer widths, e.g. 256 or 512,256; `none` for no hidden layer.
+    #[arg(long, value_name = "WIDTHS", value_parser = parse_hidden)]
+    pub hidden: Option<Hidden>,
     /// Hidden-layer activation.
     #[arg(long, value_enum)]
     pub activation: Option<ActivationArg>,
@@ -61,7 +61,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerArg>,
     /// (Peak) learning rate.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// Learning-rate schedule, stepped every batch.
     #[arg(long, value_enum)]
@@ -76,19 +76,19 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Dropout rate after each hidden layer (0 turns it off).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub dropout: Option<f32>,
     /// Batch norm before each hidden activation.
     #[arg(long)]
     pub batch_norm: bool,
-    /// Weight decay (L2; decoupled with adamw).
-    #[arg(long)]
+    /// Weight decay (L2; decoupled with adamw, where it defaults to 0.01 as in PyTorch).
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f32>,
     /// Fraction of the training set held out for validation.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub val_split: Option<f32>,
     /// Clip gradients to this global L2 norm.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub grad_clip: Option<f32>,
     /// Input normalization.
     #[arg(long, value_enum)]
@@ -215,6 +215,9 @@ pub struct QuantizeArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Overwrite the f32 model itself when --out names it.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `host export` options.
@@ -267,4 +270,28 @@ pub struct DownloadArgs {
     /// Mirror base URL to try (repeatable; default: the usual public mirrors).
     #[arg(long = "mirror", value_name = "URL")]
     pub mirrors: Vec<String>,
+}
+
+/// `--hidden`: layer widths, each at least 1, or `none` for no hidden layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hidden(pub Vec<usize>);
+
+fn parse_hidden(text: &str) -> Result<Hidden, String> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(Hidden(Vec::new()));
+    }
+    let mut widths = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let w: usize = part
+            .parse()
+            .map_err(|_| format!("'{part}' is not a layer width: give widths like 512,256, or none"))?;
+        if w == 0 {
+            return Err(
+                "a hidden layer needs at least 1 unit; for no hidden layer write --hidden none".into()
+            );
+        }
+        widths.push(w);
+    }
+    Ok(Hidden(widths))
 }

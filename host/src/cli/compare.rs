@@ -40,8 +40,8 @@ pub fn run(a: CompareArgs) -> Result<()> {
     let mut all = Vec::new();
     let mut results = Vec::new();
     for (name, settings) in &runs {
-        println!("== {name}: {}", describe(settings, data.train.input_len(), data.train.num_classes()));
-        let options = RunOptions { progress: !a.quiet, checkpoint: None };
+        outln!("== {name}: {}", describe(settings, data.train.input_len(), data.train.num_classes()));
+        let options = RunOptions { progress: !a.quiet, ..RunOptions::default() };
         let trained = train::train(settings, &data, None, &options, &mut |m| {
             print_epoch(m, settings.epochs);
             ControlFlow::Continue(())
@@ -49,11 +49,11 @@ pub fn run(a: CompareArgs) -> Result<()> {
         all.push(curves(name, &trained.history));
         results.push((name.clone(), trained.history));
     }
-    println!("\n{:<28} {:>12} {:>12} {:>10}", "configuration", "train loss", "test acc", "s/epoch");
+    outln!("\n{:<28} {:>12} {:>12} {:>10}", "configuration", "train loss", "test acc", "s/epoch");
     for (name, h) in &results {
         let last = h.last().context("no epochs")?;
         let secs = h.iter().map(|m| m.seconds).sum::<f64>() / h.len() as f64;
-        println!("{name:<28} {:>12.4} {:>12} {secs:>10.2}", last.train_loss, pct(last.test_accuracy));
+        outln!("{name:<28} {:>12.4} {:>12} {secs:>10.2}", last.train_loss, pct(last.test_accuracy));
     }
     std::fs::create_dir_all(&a.plots).with_context(|| format!("cannot create {}", a.plots.display()))?;
     let path = a.plots.join(format!("compare-{:?}.png", a.preset).to_lowercase());
@@ -62,7 +62,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         Preset::Optimizers => "784-256-10 relu: sgd with momentum vs adam vs rmsprop (batch 256)",
     };
     crate::plot::training_curves(&path, title, &all)?;
-    println!("Chart: {}", path.display());
+    outln!("Chart: {}", path.display());
     if let Some(p) = &a.metrics {
         let doc: Vec<_> = results.iter().map(|(n, h)| json!({"name": n, "epochs": h})).collect();
         crate::model_io::write_atomic(p, serde_json::to_string_pretty(&doc)?.as_bytes())?;

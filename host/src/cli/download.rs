@@ -12,6 +12,6 @@ pub fn run(a: DownloadArgs) -> Result<()> {
         a.mirrors.iter().map(String::as_str).collect()
     };
     data::download::download_mnist(&a.dir, &mirrors, true)?;
-    println!("MNIST is in {}", a.dir.display());
+    outln!("MNIST is in {}", a.dir.display());
     Ok(())
 }

@@ -14,7 +14,7 @@ use data::{self, Dataset, Features};
 pub fn run(a: ExportArgs) -> Result<()> {
     let report = export(&a)?;
     for line in report.lines {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(())
 }

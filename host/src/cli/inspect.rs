@@ -11,14 +11,14 @@ pub fn run(a: InspectArgs) -> Result<()> {
         .with_context(|| format!("{}: not a valid model file", a.model.display()))?;
     let t = file.topology();
     let int8 = file.dtype() == mlp::DType::Int8;
-    println!(
+    outln!(
         "{}: mlp model, {}, {} bytes (the flash it needs: {:.1} KiB)",
         a.model.display(),
         file.dtype().name(),
         bytes.len(),
         bytes.len() as f64 / 1024.0
     );
-    println!("{:<7} {:>12} {:<12} {:>10}  extras", "layer", "shape", "activation", "params");
+    outln!("{:<7} {:>12} {:<12} {:>10}  extras", "layer", "shape", "activation", "params");
     for (i, l) in t.layers().iter().enumerate() {
         let r = t.param_ranges(i).context("layer ranges")?;
         let count = r.end() - r.weights.start;
@@ -32,7 +32,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
         if int8 {
             extras.push("int8 weights, int32 bias".to_string());
         }
-        println!(
+        outln!(
             "{:<7} {:>12} {:<12} {:>10}  {}",
             i,
             format!("{}x{}", t.fan_in(i), l.outputs),
@@ -41,15 +41,15 @@ pub fn run(a: InspectArgs) -> Result<()> {
             extras.join(", ")
         );
     }
-    println!("total parameters: {}", t.param_len());
+    outln!("total parameters: {}", t.param_len());
     if file.has_input_transform() {
         let scales: Vec<(f32, f32)> = (0..t.input()).map(|j| file.input_scale_offset(j)).collect();
         match scales.windows(2).all(|w| w[0] == w[1]) {
-            true => println!("input: x = raw * {} + {}", scales[0].0, scales[0].1),
-            false => println!("input: per-feature scale and offset"),
+            true => outln!("input: x = raw * {} + {}", scales[0].0, scales[0].1),
+            false => outln!("input: per-feature scale and offset"),
         }
     } else {
-        println!("input: raw values");
+        outln!("input: raw values");
     }
     for line in super::tabular::names_lines(&file) {
         println!("{line}");

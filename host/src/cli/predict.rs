@@ -18,15 +18,27 @@ pub fn run(a: PredictArgs) -> Result<()> {
             a.model.display()
         );
     }
+    // Each image on its own: a bad file is reported and the others are still predicted.
+    let mut failed = 0;
     for path in &a.images {
-        let pixels = crate::digit_image::load_digit(path)?;
+        let pixels = match crate::digit_image::load_digit(path) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed += 1;
+                continue;
+            }
+        };
         let raw: Vec<f32> = pixels.iter().map(|&p| p as f32).collect();
         let probs = model.probabilities(&raw, 1, true)?;
         let mut ranked: Vec<(usize, f32)> = probs.iter().copied().enumerate().collect();
         ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
         let top: Vec<String> =
             ranked.iter().take(3).map(|(c, p)| format!("{c} ({:.1}%)", 100.0 * p)).collect();
-        println!("{}: {}", path.display(), top.join(", "));
+        outln!("{}: {}", path.display(), top.join(", "));
+    }
+    if failed > 0 {
+        bail!("{failed} of {} images could not be read (see above)", a.images.len());
     }
     Ok(())
 }

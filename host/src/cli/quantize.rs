@@ -10,6 +10,13 @@ use crate::train;
 
 /// Runs `host quantize`.
 pub fn run(a: QuantizeArgs) -> Result<()> {
+    if !a.force && same_file(&a.model, &a.out) {
+        bail!(
+            "--out {} is the f32 model being quantized: writing there would replace the \
+             original; choose another --out, or add --force to overwrite it",
+            a.out.display()
+        );
+    }
     let model = match AnyModel::load(&a.model)? {
         AnyModel::F32(m) => m,
         AnyModel::Int8(_) => {
@@ -46,15 +53,15 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
             "f32_bytes": f32_bytes,
             "int8_bytes": bytes.len(),
         });
-        println!("{doc}");
+        outln!("{doc}");
     } else {
-        println!(
+        outln!(
             "Calibrated on {}; wrote {} ({} bytes, f32: {f32_bytes})",
             q.describe(),
             a.out.display(),
             bytes.len()
         );
-        println!(
+        outln!(
             "{}: f32 {:.2}%, int8 {:.2}% ({:+.2} pp); {changed} of {} predictions changed",
             eval_set.name(),
             100.0 * before.accuracy,
@@ -64,4 +71,12 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether `a` and `b` name the same existing file.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }

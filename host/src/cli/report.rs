@@ -73,7 +73,7 @@ pub fn print_epoch(m: &EpochMetrics, epochs: usize) {
         line += &format!("  test loss {} acc {}", loss(m.test_loss), pct(m.test_accuracy));
     }
     line += &format!("  {:.2}s ({:.0} samples/s)", m.seconds, m.samples_per_second);
-    println!("{line}");
+    outln!("{line}");
 }
 
 /// A run's curves for the charts: training, and every held-out set measured after every

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use super::args::{Recipe, TrainArgs};
-use crate::train::{Checkpoint, TrainSettings};
+use crate::train::{Checkpoint, OptimizerArg, TrainSettings};
 
 impl Recipe {
     /// The recipe's settings (the tabular recipe sized like Iris's training split).
@@ -67,7 +67,7 @@ impl TrainArgs {
         let base = self.recipe().settings_for(train);
         let mut s = base.clone();
         if let Some(h) = &self.hidden {
-            s.hidden = h.iter().copied().filter(|&w| w > 0).collect();
+            s.hidden = h.0.clone();
         }
         if let Some(v) = self.activation {
             s.activation = v;
@@ -100,6 +100,9 @@ impl TrainArgs {
         s.batch_norm |= self.batch_norm;
         if let Some(v) = self.weight_decay {
             s.weight_decay = v;
+        } else if s.optimizer == OptimizerArg::Adamw {
+            // PyTorch's AdamW default (its Adam's is 0).
+            s.weight_decay = 0.01;
         }
         if let Some(v) = self.val_split {
             s.val_split = v;

@@ -3,6 +3,8 @@
 
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -31,14 +33,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let data = RunData::new(train_set, test_set, &settings)?;
     let (inputs, classes) = (data.train.input_len(), data.train.num_classes());
     match &resume {
-        Some(ck) => println!(
+        Some(ck) => outln!(
             "Resuming {} at epoch {} of {}: {}",
             a.resume.as_deref().unwrap_or(Path::new("")).display(),
             ck.epochs_done + 1,
             settings.epochs,
             describe(&settings, inputs, classes)
         ),
-        None => println!(
+        None => outln!(
             "Training {} on {} ({} samples{}): {}",
             recipe_line,
             data.train.name(),
@@ -48,30 +50,85 @@ pub fn run(a: TrainArgs) -> Result<()> {
         ),
     }
     if let Some(d) = device.describe() {
-        println!("Device: {d}");
+        outln!("Device: {d}");
     }
     let checkpoint = a.checkpoint_path();
-    let options = RunOptions { progress: !a.quiet, checkpoint: Some(checkpoint.clone()) };
+    // Every output place is tried before training, not found unwritable after it.
+    let mut outputs = vec![a.out.clone(), checkpoint.clone()];
+    outputs.extend(a.metrics.clone());
+    for path in &outputs {
+        crate::model_io::check_writable(path)?;
+    }
+    if !a.no_plots {
+        std::fs::create_dir_all(&a.plots).with_context(|| format!("cannot create {}", a.plots.display()))?;
+        crate::model_io::check_writable(&a.plots.join("curves.png"))?;
+    }
+    // Ctrl-C: the run stops after the current batch; a second Ctrl-C ends the process.
+    let stop = Arc::new(AtomicBool::new(false));
+    let handler_stop = Arc::clone(&stop);
+    let handler = ctrlc::set_handler(move || {
+        if handler_stop.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    if let Err(e) = handler {
+        eprintln!("warning: Ctrl-C will end training without saving its metrics ({e})");
+    }
+    let options = RunOptions { progress: !a.quiet, checkpoint: Some(checkpoint.clone()), stop: Some(stop) };
     let epochs = settings.epochs;
     let trained = train::train_on(&device, &settings, &data, resume, &options, &mut |m| {
         print_epoch(m, epochs);
         ControlFlow::Continue(())
     })?;
-    trained.model.save(&a.out)?;
     let params = trained.model.topology.param_len();
     let final_test = trained.history.last().and_then(|m| m.test_accuracy);
-    println!("Saved {} ({} parameters); checkpoint {}", a.out.display(), params, checkpoint.display());
-    if let Some(path) = &a.metrics {
-        let doc = json!({
-            "config": settings,
-            "epochs": trained.history,
-            "test_accuracy": final_test,
-            "parameters": params,
-            "steps": trained.steps,
-        });
-        crate::model_io::write_atomic(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
-        println!("Metrics: {}", path.display());
+    let write_metrics = |interrupted: bool| -> Result<()> {
+        if let Some(path) = &a.metrics {
+            let doc = json!({
+                "config": settings,
+                "epochs": trained.history,
+                "test_accuracy": final_test,
+                "parameters": params,
+                "steps": trained.steps,
+                "interrupted": interrupted,
+            });
+            crate::model_io::write_atomic(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
+            outln!("Metrics: {}", path.display());
+        }
+        Ok(())
+    };
+    if trained.interrupted {
+        write_metrics(true)?;
+        if trained.history.is_empty() {
+            return Err(
+                Interrupted("interrupted before the first epoch finished: nothing to resume".into()).into()
+            );
+        }
+        let mut resume = format!("host train --resume {}", checkpoint.display());
+        for (flag, value) in [
+            ("--out", Some(&a.out)),
+            ("--data", a.data.data.as_ref()),
+            ("--csv", a.data.csv.as_ref()),
+            ("--csv-test", a.data.csv_test.as_ref()),
+        ] {
+            if let Some(v) = value {
+                resume += &format!(" {flag} {}", v.display());
+            }
+        }
+        if let Some(l) = &a.data.label {
+            resume += &format!(" --label {l}");
+        }
+        let done = trained.history.len();
+        return Err(Interrupted(format!(
+            "interrupted during epoch {} of {}; the checkpoint holds epochs 1-{done}: resume with {resume}",
+            done + 1,
+            settings.epochs
+        ))
+        .into());
     }
+    trained.model.save(&a.out)?;
+    outln!("Saved {} ({} parameters); checkpoint {}", a.out.display(), params, checkpoint.display());
+    write_metrics(false)?;
     if !a.no_plots {
         std::fs::create_dir_all(&a.plots).with_context(|| format!("cannot create {}", a.plots.display()))?;
         let curves_path = a.plots.join("curves.png");
@@ -86,10 +143,22 @@ pub fn run(a: TrainArgs) -> Result<()> {
             written.extend(eval_plots(&a.plots, test, &eval)?);
         }
         let list: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-        println!("Plots: {}", list.join(", "));
+        outln!("Plots: {}", list.join(", "));
     }
     if let Some(acc) = final_test {
-        println!("Final test accuracy: {:.2}%", 100.0 * acc);
+        outln!("Final test accuracy: {:.2}%", 100.0 * acc);
     }
     Ok(())
 }
+
+/// A run stopped by Ctrl-C: the message says how to resume it; `host` exits with 130.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}

@@ -67,9 +67,14 @@ impl<'t> CpuRun<'t> {
             )?;
             trainer.set_steps(run.steps);
             let kernels = Fast::new();
-            let mut stats = EpochStats { loss_sum: 0.0, correct: 0, seen: 0, lr: plan.base_lr };
+            let mut stats =
+                EpochStats { loss_sum: 0.0, correct: 0, seen: 0, lr: plan.base_lr, interrupted: false };
             let mut batch_index = 0;
             while let Some(n) = loader.next_batch_affine(x, y, &model.input.scale, &model.input.offset) {
+                if plan.stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                    stats.interrupted = true;
+                    break;
+                }
                 batch_index += 1;
                 let inputs = &x[..n * input_len];
                 let lr = plan.settings.schedule.lr(

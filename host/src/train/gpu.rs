@@ -71,7 +71,7 @@ impl GpuRun {
         plan: &EpochPlan<'_>,
         rng: &mut Rng,
     ) -> Result<EpochStats> {
-        let EpochPlan { settings, epoch, base_lr, total_steps, per_epoch } = *plan;
+        let EpochPlan { settings, epoch, base_lr, total_steps, per_epoch, .. } = *plan;
         let steps = self.trainer.steps();
         let lrs: Vec<f32> = (0..per_epoch)
             .map(|k| settings.schedule.lr(base_lr, steps + k, total_steps, per_epoch))
@@ -83,6 +83,8 @@ impl GpuRun {
                 correct: s.correct,
                 seen: s.samples,
                 lr: lrs.last().copied().unwrap_or(base_lr),
+                // An epoch is one graph on the device: a stop is seen between epochs.
+                interrupted: false,
             }),
             Err(gpu::GpuError::Diverged { step }) => bail!(
                 "training diverged at epoch {}, batch {step}: the loss is NaN or infinite; \

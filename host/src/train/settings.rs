@@ -269,6 +269,14 @@ impl TrainSettings {
         if !(lr.is_finite() && lr > 0.0) {
             bail!("--lr {lr} must be a positive number");
         }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!("--weight-decay {} must be 0 or a positive number", self.weight_decay);
+        }
+        if let Some(c) = self.grad_clip {
+            if !(c.is_finite() && c > 0.0) {
+                bail!("--grad-clip {c} must be a positive number");
+            }
+        }
         self.optimizer().validate().context("invalid optimizer settings")?;
         Ok(())
     }

@@ -1,0 +1,85 @@
+//! How much memory a run needs, estimated before anything is allocated, so an absurd
+//! network (`--hidden 1048576`) is refused with a message instead of the operating system
+//! killing the process minutes later.
+
+use anyhow::{bail, Result};
+use mlp::Topology;
+
+use super::{TrainSettings, EVAL_BATCH};
+
+/// Bytes a training run of `topology` needs beyond its data set (already loaded), roughly:
+/// the parameters, their gradients, the optimizer state and the checkpoint's copy; per batch
+/// row, each layer's pre-activations, activations and their gradients; evaluation's batches.
+pub fn estimate(topology: &Topology, settings: &TrainSettings) -> u128 {
+    let params = topology.param_len() as u128;
+    let state = settings.optimizer().state_len(topology.param_len()) as u128;
+    let widths: u128 =
+        topology.input() as u128 + topology.layers().iter().map(|l| l.outputs as u128).sum::<u128>();
+    let rows = settings.batch_size.max(EVAL_BATCH) as u128;
+    4 * (4 * params + state + 4 * rows * widths)
+}
+
+/// Refuses a run whose [`estimate`] is more than the memory this machine has available
+/// (Linux: `MemAvailable`; elsewhere no check is made).
+pub fn check(topology: &Topology, settings: &TrainSettings) -> Result<()> {
+    match available_bytes() {
+        Some(available) => check_against(topology, settings, available),
+        None => Ok(()),
+    }
+}
+
+/// [`check`] against `available` bytes.
+fn check_against(topology: &Topology, settings: &TrainSettings, available: u64) -> Result<()> {
+    let needed = estimate(topology, settings);
+    if needed > available as u128 {
+        let widths: Vec<String> = std::iter::once(topology.input())
+            .chain(topology.layers().iter().map(|l| l.outputs))
+            .map(|w| w.to_string())
+            .collect();
+        bail!(
+            "a {} network ({} parameters) with batch size {} needs about {} of memory \
+             (parameters, gradients, optimizer state, activations) but this machine has {} \
+             available; use narrower --hidden layers or a smaller --batch-size",
+            widths.join("-"),
+            topology.param_len(),
+            settings.batch_size,
+            gib(needed),
+            gib(available as u128)
+        );
+    }
+    Ok(())
+}
+
+fn gib(bytes: u128) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+fn available_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_estimate_counts_parameters_state_and_activations() {
+        let s = TrainSettings::tutorial();
+        let t = s.topology(784, 10).unwrap();
+        let e = estimate(&t, &s);
+        // 203,530 parameters: 4 copies + Adam's 2 per parameter, 4 bytes each, plus
+        // activations; a few MB, nowhere near a GB.
+        assert!(e > 4 * 6 * 203_530 && e < 64 << 20, "{e}");
+        let mut wide = s.clone();
+        wide.hidden = vec![4_000_000];
+        let t = wide.topology(784, 10).unwrap();
+        assert!(estimate(&t, &wide) > 60 << 30);
+        let err = check_against(&t, &wide, 16 << 30).unwrap_err().to_string();
+        assert!(err.contains("784-4000000-10") && err.contains("16.0 GiB available"), "{err}");
+        check_against(&s.topology(784, 10).unwrap(), &s, 16 << 30).expect("the tutorial fits");
+    }
+}
