@@ -42,12 +42,8 @@ impl TrainArgs {
             if options.is_empty() { String::new() } else { format!(", changed by {}", options.join(" ")) };
         match self.recipe() {
             Recipe::Tabular => format!(
-                "the tabular recipe{} (sized to {} training rows, {} features, {} classes{changed})",
-                if self.recipe.is_none() {
-                    " (the default for --csv; --recipe default for MNIST's)"
-                } else {
-                    ""
-                },
+                "the tabular recipe ({}sized to {} training rows, {} features, {} classes{changed})",
+                if self.recipe.is_none() { "the default for --csv; " } else { "" },
                 train.len(),
                 train.input_len(),
                 train.num_classes()
