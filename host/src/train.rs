@@ -29,7 +29,7 @@ mod gpu;
 mod memory;
 mod settings;
 
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, RunSource};
 pub use device::{Device, DeviceArg};
 pub use evaluate::{evaluate, evaluate_with, predict_proba, Evaluation, EVAL_BATCH};
 pub use settings::{ActivationArg, NormalizationArg, OptimizerArg, TrainSettings};
@@ -92,6 +92,8 @@ pub struct RunOptions {
     /// When this becomes true (a Ctrl-C handler sets it), the run stops after the current
     /// batch and abandons the epoch: the checkpoint keeps the last finished one.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Recorded in every checkpoint, so a resumed run finds its data and outputs.
+    pub source: Option<RunSource>,
 }
 
 /// The outcome of a run.
@@ -140,6 +142,9 @@ pub fn train_on(
     }
     // The run's state is what its checkpoint holds, from the file or from scratch.
     let mut run = start(settings, train, resume)?;
+    if options.source.is_some() {
+        run.source = options.source.clone();
+    }
     let loader_opts = LoaderOptions {
         batch_size: settings.batch_size,
         shuffle: true,
@@ -244,12 +249,18 @@ fn start(settings: &TrainSettings, train: &Dataset, resume: Option<Checkpoint>) 
         Some(ck) => {
             if ck.model.topology != topology {
                 bail!(
-                    "the checkpoint's network ({:?}) differs from this run's settings",
-                    ck.model.topology.layers()
+                    "the checkpoint's network is {} but this data and these settings make {}: \
+                     resume with the data the run was trained on",
+                    shape(&ck.model.topology),
+                    shape(&topology)
                 );
             }
             if ck.optimizer_state.len() != optimizer.state_len(n_params) {
-                bail!("the checkpoint's optimizer state does not match --optimizer {:?}", settings.optimizer);
+                bail!(
+                    "the checkpoint's optimizer state ({} values) does not fit {} for {n_params} parameters",
+                    ck.optimizer_state.len(),
+                    format!("{:?}", settings.optimizer).to_lowercase()
+                );
             }
             // The run's settings (--epochs may extend it) go into its next checkpoints.
             Ok(Checkpoint { settings: settings.clone(), ..ck })
@@ -268,9 +279,19 @@ fn start(settings: &TrainSettings, train: &Dataset, resume: Option<Checkpoint>) 
                 history: Vec::new(),
                 model: SavedModel { topology, params, running, input, names: ModelNames::of(train) },
                 optimizer_state: vec![0.0; optimizer.state_len(n_params)],
+                source: None,
             })
         }
     }
+}
+
+/// A network's widths, e.g. `784-256-10`.
+fn shape(t: &mlp::Topology) -> String {
+    let widths: Vec<String> = std::iter::once(t.input())
+        .chain(t.layers().iter().map(|l| l.outputs))
+        .map(|w| w.to_string())
+        .collect();
+    widths.join("-")
 }
 
 /// Where the steps of a run go.

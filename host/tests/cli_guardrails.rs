@@ -313,3 +313,38 @@ fn ctrl_c_writes_the_metrics_and_says_how_to_resume() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(&format!("epoch {:>2}/", done + 1)), "{}", stdout(&out));
 }
+
+/// `--resume` alone continues a run: its settings, data and output path come from the
+/// checkpoint; an option that would change the run is an error naming it.
+#[test]
+fn resume_restores_the_run_and_refuses_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_csv(d);
+    let args =
+        ["train", "--csv", "t.csv", "--label", "kind", "--hidden", "8", "--epochs", "2", "--no-plots", "-q"];
+    let out = host(&[&args[..], &["--out", "tab.mlp"]].concat(), d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = std::fs::read(d.join("tab.mlp")).unwrap();
+
+    for (extra, flag) in [
+        (&["--lr", "0.5"][..], "--lr"),
+        (&["--hidden", "32"][..], "--hidden"),
+        (&["--optimizer", "sgd", "--batch-size", "4"][..], "--optimizer, --batch-size"),
+    ] {
+        let out = host(&[&["train", "--resume", "tab.mlp.ckpt", "--epochs", "3"][..], extra].concat(), d);
+        assert!(!out.status.success(), "{extra:?} was accepted");
+        assert!(stderr(&out).contains(flag) && stderr(&out).contains("resumed run"), "{}", stderr(&out));
+    }
+    let out = host(&["train", "--resume", "tab.mlp.ckpt", "--epochs", "3", "--csv", "other.csv"], d);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--csv other.csv") && stderr(&out).contains("t.csv"), "{}", stderr(&out));
+
+    // No data option: the CSV, not MNIST; no --out: the run's own file, not model.mlp.
+    let out = host(&["train", "--resume", "tab.mlp.ckpt", "--epochs", "3", "--no-plots", "-q"], d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("epoch  3/3"), "{}", stdout(&out));
+    assert!(!d.join("model.mlp").exists(), "saved to model.mlp instead of the run's --out");
+    assert_ne!(std::fs::read(d.join("tab.mlp")).unwrap(), first, "tab.mlp was not updated");
+    assert!(!d.join("data").exists(), "the resumed run looked for MNIST");
+}

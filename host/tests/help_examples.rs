@@ -111,9 +111,7 @@ fn every_help_example_runs_mnist() {
     run_ok(&["quantize", "model.mlp", "--out", "q8.mlp"], &images, &mnist);
     let mut pgm = b"P5\n28 28\n255\n".to_vec();
     pgm.extend(digit());
-    for name in ["a.pgm"] {
-        std::fs::write(images.join(name), &pgm).unwrap();
-    }
+    std::fs::write(images.join("a.pgm"), &pgm).unwrap();
     let png = image::GrayImage::from_raw(28, 28, digit()).unwrap();
     for name in ["my-digit.png", "b.png", "c.png"] {
         png.save(images.join(name)).unwrap();

@@ -100,9 +100,9 @@ pub struct TrainArgs {
     /// With --device gpu: let cuBLAS use TF32 tensor cores for the products.
     #[arg(long)]
     pub tf32: bool,
-    /// Where to save the trained model.
-    #[arg(long, default_value = "model.mlp")]
-    pub out: PathBuf,
+    /// Where to save the trained model [default: model.mlp, or with --resume the run's own].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Write per-epoch metrics as JSON here.
     #[arg(long, value_name = "FILE.json")]
     pub metrics: Option<PathBuf>,

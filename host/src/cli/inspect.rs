@@ -52,7 +52,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
         outln!("input: raw values");
     }
     for line in super::tabular::names_lines(&file) {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use super::args::{Recipe, TrainArgs};
-use crate::train::{Checkpoint, OptimizerArg, TrainSettings};
+use crate::train::{Checkpoint, OptimizerArg, RunSource, TrainSettings};
 
 impl Recipe {
     /// The recipe's settings (the tabular recipe sized like Iris's training split).
@@ -139,13 +139,97 @@ impl TrainArgs {
         Ok(s)
     }
 
+    /// Where the model goes: `--out`, else `model.mlp`.
+    pub fn out_path(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| PathBuf::from("model.mlp"))
+    }
+
     /// Where the checkpoint goes: `--checkpoint`, else the `--out` path + ".ckpt".
     pub fn checkpoint_path(&self) -> PathBuf {
         self.checkpoint.clone().unwrap_or_else(|| {
-            let mut p = self.out.clone().into_os_string();
+            let mut p = self.out_path().into_os_string();
             p.push(".ckpt");
             PathBuf::from(p)
         })
+    }
+
+    /// What this run's command line records in its checkpoints.
+    pub fn source(&self) -> RunSource {
+        RunSource {
+            out: self.out_path(),
+            metrics: self.metrics.clone(),
+            data: self.data.data.clone(),
+            csv: self.data.csv.clone(),
+            csv_test: self.data.csv_test.clone(),
+            label: self.data.label.clone(),
+        }
+    }
+
+    /// With `--resume`: the checkpoint fixes the run's settings, so an option that would
+    /// change them is an error naming it (`--epochs` may extend the run); the data options,
+    /// `--out` and `--metrics` come from the checkpoint where not given, and data options
+    /// that name other data than the run's are errors.
+    pub fn resuming(mut self, ck: &Checkpoint) -> Result<TrainArgs> {
+        let fixed = [
+            ("--recipe", self.recipe.is_some()),
+            ("--hidden", self.hidden.is_some()),
+            ("--activation", self.activation.is_some()),
+            ("--optimizer", self.optimizer.is_some()),
+            ("--lr", self.lr.is_some()),
+            ("--schedule", self.schedule.is_some()),
+            ("--batch-size", self.batch_size.is_some()),
+            ("--seed", self.seed.is_some()),
+            ("--dropout", self.dropout.is_some()),
+            ("--batch-norm", self.batch_norm),
+            ("--weight-decay", self.weight_decay.is_some()),
+            ("--val-split", self.val_split.is_some()),
+            ("--grad-clip", self.grad_clip.is_some()),
+            ("--normalization", self.normalization.is_some()),
+        ];
+        let given: Vec<&str> = fixed.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect();
+        if !given.is_empty() {
+            bail!(
+                "{} cannot change a resumed run: its settings come from the checkpoint; leave {} \
+                 out to continue it (--epochs N may extend it), or start a new run without --resume",
+                given.join(", "),
+                if given.len() == 1 { "it" } else { "them" }
+            );
+        }
+        let Some(src) = &ck.source else { return Ok(self) };
+        let data_given = self.data.data.is_some()
+            || self.data.csv.is_some()
+            || self.data.csv_test.is_some()
+            || self.data.label.is_some();
+        if data_given {
+            for (flag, given, recorded) in [
+                ("--data", &self.data.data, &src.data),
+                ("--csv", &self.data.csv, &src.csv),
+                ("--csv-test", &self.data.csv_test, &src.csv_test),
+            ] {
+                if given != recorded {
+                    let was =
+                        |v: &Option<PathBuf>| v.as_ref().map_or("none".into(), |p| p.display().to_string());
+                    bail!(
+                        "{flag} {}: this run was trained with {flag} {}; leave the data options out \
+                         to continue it on its own data",
+                        was(given),
+                        was(recorded)
+                    );
+                }
+            }
+        } else {
+            self.data.data = src.data.clone();
+            self.data.csv = src.csv.clone();
+            self.data.csv_test = src.csv_test.clone();
+            self.data.label = src.label.clone();
+        }
+        if self.out.is_none() {
+            self.out = Some(src.out.clone());
+        }
+        if self.metrics.is_none() {
+            self.metrics = src.metrics.clone();
+        }
+        Ok(self)
     }
 }
 

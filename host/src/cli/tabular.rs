@@ -122,7 +122,7 @@ pub fn predict_csv(model_path: &std::path::Path, csv: &std::path::Path) -> Resul
     for ((line, _), p) in rows.iter().zip(probs.chunks_exact(classes.max(1))) {
         let (best, prob) =
             p.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((0, 0.0));
-        println!("line {line}: {} ({:.1}%)", names.class(best), 100.0 * prob);
+        outln!("line {line}: {} ({:.1}%)", names.class(best), 100.0 * prob);
     }
     Ok(())
 }

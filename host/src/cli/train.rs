@@ -17,6 +17,11 @@ use crate::train::{self, Checkpoint, RunData, RunOptions};
 /// Runs `host train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     let resume = a.resume.as_deref().map(Checkpoint::load).transpose()?;
+    let a = match &resume {
+        Some(ck) => a.resuming(ck)?,
+        None => a,
+    };
+    let out = a.out_path();
     // The options are checked before any data is read; the tabular recipe is then sized to it.
     a.run_settings(resume.as_ref(), None)?.validate()?;
     let (train_set, test_set) = load_data(&a.data)?;
@@ -24,7 +29,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let seed = resume.as_ref().map(|ck| ck.settings.seed).or(a.seed).unwrap_or(777);
     let (train_set, test_set, held_out) = super::tabular::hold_out(train_set, test_set, tabular, seed)?;
     if let Some(line) = held_out {
-        println!("{line}");
+        outln!("{line}");
     }
     let settings = a.run_settings(resume.as_ref(), Some(&train_set))?;
     settings.validate()?;
@@ -54,7 +59,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let checkpoint = a.checkpoint_path();
     // Every output place is tried before training, not found unwritable after it.
-    let mut outputs = vec![a.out.clone(), checkpoint.clone()];
+    let mut outputs = vec![out.clone(), checkpoint.clone()];
     outputs.extend(a.metrics.clone());
     for path in &outputs {
         crate::model_io::check_writable(path)?;
@@ -74,7 +79,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Err(e) = handler {
         eprintln!("warning: Ctrl-C will end training without saving its metrics ({e})");
     }
-    let options = RunOptions { progress: !a.quiet, checkpoint: Some(checkpoint.clone()), stop: Some(stop) };
+    let options = RunOptions {
+        progress: !a.quiet,
+        checkpoint: Some(checkpoint.clone()),
+        stop: Some(stop),
+        source: Some(a.source()),
+    };
     let epochs = settings.epochs;
     let trained = train::train_on(&device, &settings, &data, resume, &options, &mut |m| {
         print_epoch(m, epochs);
@@ -104,20 +114,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 Interrupted("interrupted before the first epoch finished: nothing to resume".into()).into()
             );
         }
-        let mut resume = format!("host train --resume {}", checkpoint.display());
-        for (flag, value) in [
-            ("--out", Some(&a.out)),
-            ("--data", a.data.data.as_ref()),
-            ("--csv", a.data.csv.as_ref()),
-            ("--csv-test", a.data.csv_test.as_ref()),
-        ] {
-            if let Some(v) = value {
-                resume += &format!(" {flag} {}", v.display());
-            }
-        }
-        if let Some(l) = &a.data.label {
-            resume += &format!(" --label {l}");
-        }
+        // The checkpoint records the data and outputs, so --resume alone continues the run.
+        let resume = format!("host train --resume {}", checkpoint.display());
         let done = trained.history.len();
         return Err(Interrupted(format!(
             "interrupted during epoch {} of {}; the checkpoint holds epochs 1-{done}: resume with {resume}",
@@ -126,8 +124,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         ))
         .into());
     }
-    trained.model.save(&a.out)?;
-    outln!("Saved {} ({} parameters); checkpoint {}", a.out.display(), params, checkpoint.display());
+    trained.model.save(&out)?;
+    outln!("Saved {} ({} parameters); checkpoint {}", out.display(), params, checkpoint.display());
     write_metrics(false)?;
     if !a.no_plots {
         std::fs::create_dir_all(&a.plots).with_context(|| format!("cannot create {}", a.plots.display()))?;

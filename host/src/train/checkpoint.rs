@@ -1,7 +1,7 @@
 //! The checkpoint file: where a run is, saved after every epoch so `--resume` continues
 //! exactly.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,31 @@ pub struct Checkpoint {
     pub model: SavedModel,
     /// The optimizer state (Adam's m and v, ...), in core's flat layout.
     pub optimizer_state: Vec<f32>,
+    /// Where the run's data came from and where it saves its model, so `--resume` alone
+    /// continues it (absent in checkpoints written before this was recorded).
+    pub source: Option<RunSource>,
+}
+
+/// Where a run's data came from and where it writes, as its command line named them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSource {
+    /// The model file (`--out`).
+    pub out: PathBuf,
+    /// The metrics file (`--metrics`).
+    #[serde(default)]
+    pub metrics: Option<PathBuf>,
+    /// An IDX folder (`--data`).
+    #[serde(default)]
+    pub data: Option<PathBuf>,
+    /// A CSV table (`--csv`).
+    #[serde(default)]
+    pub csv: Option<PathBuf>,
+    /// A CSV test table (`--csv-test`).
+    #[serde(default)]
+    pub csv_test: Option<PathBuf>,
+    /// The CSV label column (`--label`).
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -32,6 +57,8 @@ struct CheckpointHeader {
     epochs_done: usize,
     steps: u64,
     history: Vec<EpochMetrics>,
+    #[serde(default)]
+    source: Option<RunSource>,
 }
 
 const CHECKPOINT_MAGIC: &[u8; 8] = b"MLPCKPT1";
@@ -46,6 +73,7 @@ impl Checkpoint {
             epochs_done: self.epochs_done,
             steps: self.steps,
             history: self.history.clone(),
+            source: self.source.clone(),
         })?;
         let model = self.model.to_bytes()?;
         let mut out = Vec::with_capacity(64 + header.len() + model.len() + 4 * self.optimizer_state.len());
@@ -96,6 +124,7 @@ impl Checkpoint {
             history: header.history,
             model,
             optimizer_state,
+            source: header.source,
         })
     }
 
