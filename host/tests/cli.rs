@@ -2,21 +2,10 @@
 //! predict flow.
 
 use std::path::Path;
-use std::process::Output;
 
-use assert_cmd::Command;
+mod common;
 
-fn host(args: &[&str], dir: &Path) -> Output {
-    Command::cargo_bin("host").unwrap().args(args).current_dir(dir).env_remove("MNIST_DIR").output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{host, stderr, stdout};
 
 #[test]
 fn help_lists_the_commands_and_examples() {

@@ -4,28 +4,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use data::idx::encode_u8;
+mod common;
 
-fn host(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("MNIST_DIR")
-        .env_remove("RAYON_NUM_THREADS")
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{host, stderr, stdout, write_idx};
 
 /// A 2-class, 2-feature table with a `kind` label column.
 fn write_csv(dir: &Path) {
@@ -36,30 +20,6 @@ fn write_csv(dir: &Path) {
         csv += &format!("{},{},{label}\n", shift + rng.normal() * 0.5, rng.normal());
     }
     std::fs::write(dir.join("t.csv"), csv).unwrap();
-}
-
-/// An MNIST-shaped IDX folder (raw files): `n` training and 100 test images, each class a
-/// blob of lit pixels at its own place.
-fn write_idx(dir: &Path, n: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    for (prefix, count) in [("train", n), ("t10k", 100)] {
-        let mut pixels = vec![0u8; count * 784];
-        let mut labels = vec![0u8; count];
-        for (i, (img, label)) in pixels.chunks_mut(784).zip(&mut labels).enumerate() {
-            let class = i % 10;
-            *label = class as u8;
-            for p in 0..60 {
-                img[(class * 70 + p + (i * 7 + p * 13) % 20) % 784] = 200;
-            }
-        }
-        std::fs::write(
-            dir.join(format!("{prefix}-images-idx3-ubyte")),
-            encode_u8(&[count as u32, 28, 28], &pixels),
-        )
-        .unwrap();
-        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), encode_u8(&[count as u32], &labels))
-            .unwrap();
-    }
 }
 
 #[test]
@@ -172,7 +132,7 @@ fn quantize_does_not_overwrite_its_input_without_force() {
 
 /// A model of 784 inputs trained on a tiny IDX folder, for the image commands.
 fn digit_model(d: &Path) {
-    write_idx(&d.join("idx"), 300);
+    write_idx(&d.join("idx"), 300, 100);
     let out =
         host(&["train", "--data", "idx", "--recipe", "tutorial", "--epochs", "1", "--no-plots", "-q"], d);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -254,7 +214,7 @@ fn a_closed_stdout_does_not_lose_the_model() {
 fn ctrl_c_writes_the_metrics_and_says_how_to_resume() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write_idx(&d.join("idx"), 6000);
+    write_idx(&d.join("idx"), 6000, 100);
     let args = [
         "train",
         "--data",

@@ -7,19 +7,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Output;
 
-use assert_cmd::Command;
+mod common;
 
-fn host(args: &[&str], dir: &Path) -> Output {
-    Command::cargo_bin("host").unwrap().args(args).current_dir(dir).env_remove("MNIST_DIR").output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{host, stderr, stdout};
 
 const SPECIES: [&str; 3] = ["setosa", "versicolor", "virginica"];
 const HEADER: &str = "sepal_length,sepal_width,petal_length,petal_width,species\n";

@@ -5,38 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use data::idx::encode_u8;
+mod common;
 
-/// An MNIST-shaped data set (raw IDX files, `train` and `t10k`), big enough that training
-/// dominates the run: each class a blob of lit pixels at its own place, with noise.
-fn write_data(dir: &Path, train: usize, test: usize) {
-    let mut state = 0x2545_f491_u32;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        state
-    };
-    for (prefix, n) in [("train", train), ("t10k", test)] {
-        let mut pixels = vec![0u8; n * 784];
-        let mut labels = vec![0u8; n];
-        for (i, (img, label)) in pixels.chunks_mut(784).zip(&mut labels).enumerate() {
-            let class = i % 10;
-            *label = class as u8;
-            for p in 0..120 {
-                let at = (class * 70 + p + (next() % 40) as usize) % 784;
-                img[at] = 128 + (next() % 128) as u8;
-            }
-        }
-        std::fs::write(
-            dir.join(format!("{prefix}-images-idx3-ubyte")),
-            encode_u8(&[n as u32, 28, 28], &pixels),
-        )
-        .unwrap();
-        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), encode_u8(&[n as u32], &labels))
-            .unwrap();
-    }
-}
+use common::write_idx;
 
 /// CPU time (user + system) of all waited-for children so far.
 fn children_cpu_time() -> Duration {
@@ -76,7 +47,7 @@ fn train(dir: &Path, threads: usize) -> (f64, Vec<u8>) {
 #[test]
 fn threads_option_sizes_the_training_pool() {
     let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path(), 20_000, 1_000);
+    write_idx(dir.path(), 20_000, 1_000);
     let (one, model_one) = train(dir.path(), 1);
     assert!(one < 1.25, "--threads 1 used {one:.2} cores on average");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -22,16 +22,15 @@ pub const OUTPUT_ACTIVATIONS: [Activation; 5] =
     [Activation::Softmax, Activation::Identity, Activation::Sigmoid, Activation::Tanh, Activation::Relu];
 
 /// Every activation: the hidden ones and softmax.
-pub const ACTIVATIONS: [Activation; 8] = [
-    Activation::Identity,
-    Activation::Sigmoid,
-    Activation::Tanh,
-    Activation::Relu,
-    Activation::LeakyRelu(0.1),
-    Activation::Elu(1.0),
-    Activation::Gelu,
-    Activation::Softmax,
-];
+pub const ACTIVATIONS: [Activation; 8] = {
+    let mut all = [Activation::Softmax; 8];
+    let mut i = 0;
+    while i < HIDDEN_ACTIVATIONS.len() {
+        all[i] = HIDDEN_ACTIVATIONS[i];
+        i += 1;
+    }
+    all
+};
 
 /// `n` values uniform in [-1, 1).
 pub fn random(rng: &mut Rng, n: usize) -> Vec<f32> {
