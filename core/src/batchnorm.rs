@@ -2,6 +2,11 @@
 //! outputs, with PyTorch's `BatchNorm1d` conventions: `ε = 1e-5`, running statistics
 //! updated with momentum 0.1, the biased batch variance for normalizing and the unbiased
 //! one for the running variance. Running statistics start at mean 0, variance 1.
+//!
+//! The dense bias before batch norm is cancelled by the mean subtraction: its gradient is
+//! exactly 0 and [`Trainer`](crate::Trainer) writes exactly 0.0 for it on every kernel
+//! (PyTorch's `Linear(bias=False)` before `BatchNorm1d`, with the bias kept in the layout;
+//! weight decay still applies to it). `β` plays its part.
 
 use crate::error::{check_len, Buffer, Error};
 use crate::math;

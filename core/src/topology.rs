@@ -7,7 +7,7 @@
 //! | what | length | meaning |
 //! |---|---|---|
 //! | weights | `n * n_in` | `W[o][j]` at `o * n_in + j` (row-major, one row per output) |
-//! | bias | `n` | `b[o]` |
+//! | bias | `n` | `b[o]` (before batch norm: kept, never trained; see [`Trainer`](crate::Trainer)) |
 //! | gamma | `n` if batch norm | batch-norm scale `γ[o]` |
 //! | beta | `n` if batch norm | batch-norm shift `β[o]` |
 //!

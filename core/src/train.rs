@@ -107,6 +107,21 @@ pub struct LayerActivations<'a> {
 
 /// Trains a network in place: model.train() in PyTorch's terms (batch statistics, dropout
 /// on). Use [`Trainer::model`] for eval-mode inference with the current parameters.
+///
+/// # The bias of a batch-norm layer never trains
+///
+/// Batch norm subtracts the batch mean right after the dense product, so the dense bias of a
+/// batch-norm layer has no effect on the training loss and its true gradient is exactly 0.
+/// Backward writes exactly 0.0 there, whatever [`Kernels`] implementation ran the product
+/// (the kernel's sum over the batch is rounding noise, 1e-10 to 1e-8, whose sign depends on
+/// the summation order, and Adam's first step `lr·g/(|g| + ε)` would turn it into a move of
+/// about ±lr that differs between kernels). It is PyTorch's `Linear(bias=False)` before
+/// `BatchNorm1d`, except that the bias keeps its place in the flat layout, so model files
+/// do not change and old ones load as they are (in eval mode the bias is still added; the
+/// running mean, measured with it, takes it back out). [`init::initialize`](crate::init::initialize)
+/// sets it to 0 and there it stays. Weight decay still applies to it: a nonzero bias
+/// (from an older model) decays toward 0 (`g = 0 + wd·θ`, or AdamW's decoupled decay), the
+/// same on every path.
 #[derive(Debug)]
 pub struct Trainer<'a> {
     topology: &'a Topology,
@@ -285,7 +300,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// Backward from the loss: computes the mean loss of the last forward pass against
-    /// `targets` and writes the gradient of every parameter into the gradient buffer.
+    /// `targets` and writes the gradient of every parameter into the gradient buffer (the
+    /// dense bias of a batch-norm layer gets exactly 0: see [`Trainer`]).
     /// `input` must be the batch given to [`forward`](Self::forward).
     pub fn backward<K: Kernels + ?Sized>(
         &mut self,
@@ -374,6 +390,7 @@ impl<'a> Trainer<'a> {
             let (grads_w, grads_rest) =
                 self.buf.grads[p.weights.start..p.end()].split_at_mut(p.weights.len());
             let (grads_b, grads_bn) = grads_rest.split_at_mut(n);
+            let batch_norm = p.batch_norm.is_some();
             if let Some((g, _)) = p.batch_norm {
                 let (dgamma, dbeta) = grads_bn.split_at_mut(n);
                 let (_, inv_std) = saved[r.stats].split_at(n);
@@ -381,6 +398,12 @@ impl<'a> Trainer<'a> {
             }
             let Some(x) = layer_input(t, max_batch, i, batch, input, saved) else { break };
             kernels.dense_backward_params(shape, x, dz, grads_w, grads_b);
+            if batch_norm {
+                // Batch norm subtracts the batch mean, so this bias's true gradient is 0; the
+                // kernel's sum of dz is rounding noise that Adam would turn into ±lr steps
+                // depending on the summation order. Exactly 0, on every kernel.
+                grads_b.fill(0.0);
+            }
             if i > 0 {
                 let Some(prev) = saved_ranges(t, max_batch, i - 1) else {
                     break;

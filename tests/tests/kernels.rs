@@ -130,9 +130,10 @@ fn net() -> Topology {
 /// Trains 10 momentum-SGD steps with `kernels` (behind `dyn`); returns per-step losses,
 /// gradients and the final parameters, running statistics and eval outputs.
 ///
-/// Not Adam: the bias before batch norm has an exactly-zero gradient, which f32 computes as
-/// rounding noise, and Adam's `m / √v` turns noise of any size into steps of size `lr` in a
-/// direction set by the noise, so two summation orders walk that (inert) bias differently.
+/// Momentum SGD, whose steps are proportional to the gradients, so differences stay of the
+/// size of rounding. (The bias before batch norm, whose exactly-zero gradient a kernel computes
+/// as rounding noise that Adam would turn into ±lr steps, gets exactly 0 from `Trainer` on
+/// every kernel: `batch_norm_bias.rs`.)
 fn train_with(kernels: &dyn Kernels) -> TrainRun {
     let t = net();
     let batch = 6;
