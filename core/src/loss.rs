@@ -50,6 +50,28 @@ impl Loss {
         }
     }
 
+    /// The loss's number in device code (`LOSS_*` in `gpu/src/kernels.cu`): Mse 0,
+    /// CrossEntropy 1, BinaryCrossEntropy 2. Fixed: kernels are compiled against these numbers.
+    pub const fn code(self) -> u8 {
+        match self {
+            Loss::Mse => 0,
+            Loss::CrossEntropy => 1,
+            Loss::BinaryCrossEntropy => 2,
+        }
+    }
+
+    /// The decision threshold of a single-output model trained with this loss after an
+    /// `output` activation, as [`count_correct`] takes it: 0 when the output is a logit
+    /// (binary cross-entropy on an identity output), else 0.5 (the output read as a
+    /// probability). [`Trainer::step`](crate::Trainer::step) counts its correct samples
+    /// with it; a path that counts them itself should too.
+    pub fn accuracy_threshold(self, output: Activation) -> f32 {
+        match (self, output) {
+            (Loss::BinaryCrossEntropy, Activation::Identity) => 0.0,
+            _ => 0.5,
+        }
+    }
+
     /// Checks that this loss can follow an output layer with `act`.
     pub fn check_activation(&self, act: Activation) -> Result<(), Error> {
         let (ok, expected) = match self {
@@ -373,6 +395,31 @@ mod tests {
                 "{loss:?} {act:?}: {train} vs {eval}"
             );
         }
+    }
+
+    #[test]
+    fn loss_codes_are_the_device_numbering() {
+        assert_eq!([Loss::Mse.code(), Loss::CrossEntropy.code(), Loss::BinaryCrossEntropy.code()], [0, 1, 2]);
+    }
+
+    #[test]
+    fn accuracy_threshold_is_zero_only_for_logits_of_binary_cross_entropy() {
+        assert_eq!(Loss::BinaryCrossEntropy.accuracy_threshold(Activation::Identity), 0.0);
+        assert_eq!(Loss::BinaryCrossEntropy.accuracy_threshold(Activation::Sigmoid), 0.5);
+        for act in [Activation::Identity, Activation::Sigmoid, Activation::Softmax, Activation::Tanh] {
+            assert_eq!(Loss::Mse.accuracy_threshold(act), 0.5);
+            assert_eq!(Loss::CrossEntropy.accuracy_threshold(act), 0.5);
+        }
+        // A logit of 0.1 is a positive prediction; a probability of 0.1 is not.
+        let t = Targets::Labels(&[1]);
+        assert_eq!(
+            count_correct(&[0.1], 1, t, Loss::BinaryCrossEntropy.accuracy_threshold(Activation::Identity)),
+            1
+        );
+        assert_eq!(
+            count_correct(&[0.1], 1, t, Loss::BinaryCrossEntropy.accuracy_threshold(Activation::Sigmoid)),
+            0
+        );
     }
 
     #[test]

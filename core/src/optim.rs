@@ -145,6 +145,39 @@ impl Optimizer {
         param_len.saturating_mul(self.state_vectors())
     }
 
+    /// The per-step scalars of update `t` (1-based, as in [`Optimizer::update`]) at learning
+    /// rate `lr`: the one definition of Adam's, AdamW's and Adamax's bias corrections, which
+    /// [`Optimizer::update`] uses and a device path passes to its own elementwise pass. `t`
+    /// is not checked here (`update` rejects 0); past 2³⁰ it counts as 2³⁰, where the
+    /// corrections are 1 to f64 precision anyway.
+    pub fn step_scalars(&self, t: u64, lr: f32) -> StepScalars {
+        let (beta1, bc2_sqrt) = match *self {
+            Optimizer::Adam { beta1, beta2, .. } | Optimizer::AdamW { beta1, beta2, .. } => {
+                (beta1, libm::sqrt(bias_correction(beta2, t)) as f32)
+            }
+            Optimizer::Adamax { beta1, .. } => (beta1, 1.0),
+            _ => return StepScalars { lr, step_size: lr, bc2_sqrt: 1.0 },
+        };
+        StepScalars { lr, step_size: (lr as f64 / bias_correction(beta1, t)) as f32, bc2_sqrt }
+    }
+
+    /// The optimizer's number in device code (`OPT_*` in `gpu/src/kernels.cu`): Sgd 0,
+    /// Momentum 1, Nesterov 2, Adagrad 3, RmsProp 4, Adadelta 5, Adam 6, AdamW 7, Adamax 8.
+    /// Fixed: kernels are compiled against these numbers.
+    pub const fn code(&self) -> u8 {
+        match self {
+            Optimizer::Sgd { .. } => 0,
+            Optimizer::Momentum { .. } => 1,
+            Optimizer::Nesterov { .. } => 2,
+            Optimizer::Adagrad { .. } => 3,
+            Optimizer::RmsProp { .. } => 4,
+            Optimizer::Adadelta { .. } => 5,
+            Optimizer::Adam { .. } => 6,
+            Optimizer::AdamW { .. } => 7,
+            Optimizer::Adamax { .. } => 8,
+        }
+    }
+
     /// Checks every hyperparameter's range (momentum and betas in `[0, 1)`, eps > 0,
     /// weight decay >= 0, all finite).
     pub fn validate(&self) -> Result<(), Error> {
@@ -216,7 +249,7 @@ impl Optimizer {
             return Err(Error::InvalidHyperparameter { name: "step (counts from 1)", value: 0.0 });
         }
         let (s0, s1) = state.split_at_mut(if self.state_vectors() == 2 { n } else { state.len() });
-        let scalars = StepScalars::new(self, t, lr);
+        let scalars = self.step_scalars(t, lr);
         kernels.update_params(ParamChunk { params, grads, state: [s0, s1] }, &|chunk| {
             self.update_chunk(chunk, &scalars)
         });
@@ -295,29 +328,19 @@ impl Optimizer {
     }
 }
 
-/// The per-step scalars of an update, computed once before the elementwise pass.
-struct StepScalars {
-    lr: f32,
-    /// Adam, AdamW, Adamax: `lr / (1 - β₁ᵗ)`.
-    step_size: f32,
-    /// Adam, AdamW: `√(1 - β₂ᵗ)`.
-    bc2_sqrt: f32,
-}
-
-impl StepScalars {
-    fn new(opt: &Optimizer, t: u64, lr: f32) -> Self {
-        let (beta1, beta2) = match *opt {
-            Optimizer::Adam { beta1, beta2, .. }
-            | Optimizer::AdamW { beta1, beta2, .. }
-            | Optimizer::Adamax { beta1, beta2, .. } => (beta1, beta2),
-            _ => return StepScalars { lr, step_size: lr, bc2_sqrt: 1.0 },
-        };
-        StepScalars {
-            lr,
-            step_size: (lr as f64 / bias_correction(beta1, t)) as f32,
-            bc2_sqrt: libm::sqrt(bias_correction(beta2, t)) as f32,
-        }
-    }
+/// The per-step scalars of an update (step `t`, learning rate `lr`), computed once before the
+/// elementwise pass: [`Optimizer::step_scalars`]. A device path that runs the elementwise
+/// pass itself takes these rather than recomputing the bias corrections.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepScalars {
+    /// The learning rate of this step.
+    pub lr: f32,
+    /// Adam, AdamW, Adamax: `lr / (1 - β₁ᵗ)`, computed in f64 and rounded once; `lr` for the
+    /// others.
+    pub step_size: f32,
+    /// Adam, AdamW: `√(1 - β₂ᵗ)`, computed in f64 and rounded once; 1 for the others
+    /// (Adamax does not correct its infinity norm).
+    pub bc2_sqrt: f32,
 }
 
 /// `1 - β^t`, in f64 as PyTorch computes it: in f32, β₂ = 0.999 would lose about 1e-4 of
@@ -385,6 +408,48 @@ mod tests {
             Err(Error::BufferLength { buffer: Buffer::OptimizerState, expected: 6, actual: 3 })
         ));
         assert!(Optimizer::adam().with_weight_decay(-1.0).validate().is_err());
+    }
+
+    #[test]
+    fn step_scalars_are_the_bias_corrections_in_f64() {
+        let k = Optimizer::adam().step_scalars(1, 0.1);
+        assert_eq!(k.lr, 0.1);
+        assert_eq!(k.step_size, (0.1f32 as f64 / (1.0 - 0.9f32 as f64)) as f32);
+        assert_eq!(k.bc2_sqrt, (1.0 - 0.999f32 as f64).sqrt() as f32);
+        let w = Optimizer::adamw().step_scalars(7, 1e-3);
+        assert_eq!(w.step_size, (1e-3f32 as f64 / (1.0 - (0.9f32 as f64).powi(7))) as f32);
+        assert_eq!(w.bc2_sqrt, (1.0 - (0.999f32 as f64).powi(7)).sqrt() as f32);
+        let m = Optimizer::adamax().step_scalars(3, 2e-3);
+        assert_eq!(
+            (m.step_size, m.bc2_sqrt),
+            ((2e-3f32 as f64 / (1.0 - (0.9f32 as f64).powi(3))) as f32, 1.0)
+        );
+        // Far along the corrections are 1 (and a huge t neither overflows nor panics).
+        let late = Optimizer::adam().step_scalars(u64::MAX, 0.5);
+        assert_eq!((late.step_size, late.bc2_sqrt), (0.5, 1.0));
+        for o in [Optimizer::sgd(), Optimizer::momentum(0.9), Optimizer::rmsprop(), Optimizer::adadelta()] {
+            assert_eq!(o.step_scalars(5, 0.3), StepScalars { lr: 0.3, step_size: 0.3, bc2_sqrt: 1.0 });
+        }
+    }
+
+    #[test]
+    fn optimizer_codes_are_the_device_numbering() {
+        let all = [
+            Optimizer::sgd(),
+            Optimizer::momentum(0.9),
+            Optimizer::nesterov(0.9),
+            Optimizer::adagrad(),
+            Optimizer::rmsprop(),
+            Optimizer::adadelta(),
+            Optimizer::adam(),
+            Optimizer::adamw(),
+            Optimizer::adamax(),
+        ];
+        for (i, o) in all.iter().enumerate() {
+            assert_eq!(o.code() as usize, i, "{}", o.name());
+            // Hyperparameters do not change the code.
+            assert_eq!(o.with_weight_decay(0.5).code(), o.code());
+        }
     }
 
     #[test]

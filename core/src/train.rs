@@ -39,7 +39,7 @@ use crate::loss::{count_correct, validate_targets, Loss, Targets};
 use crate::model::Model;
 use crate::optim::{clip_grad_norm, Optimizer};
 use crate::rng::Rng;
-use crate::topology::{layout, Activation, LayerSpec, Topology};
+use crate::topology::{layout, LayerSpec, Topology};
 
 /// What a [`Trainer`] optimizes and how.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -58,6 +58,24 @@ impl TrainConfig {
     /// A config with no gradient clipping.
     pub const fn new(loss: Loss, optimizer: Optimizer, max_batch: usize) -> Self {
         TrainConfig { loss, optimizer, max_batch, grad_clip: None }
+    }
+
+    /// Checks the config against the `topology` it trains, as [`Trainer::new`] does besides
+    /// buffer lengths: a `max_batch` of at least 1 ([`Error::EmptyBatch`]), the loss against
+    /// the output activation ([`Loss::check_activation`]), the optimizer's hyperparameters
+    /// ([`Optimizer::validate`]) and the clipping norm (finite and positive).
+    pub fn validate(&self, topology: &Topology) -> Result<(), Error> {
+        if self.max_batch == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        self.loss.check_activation(topology.output_layer().activation)?;
+        self.optimizer.validate()?;
+        if let Some(c) = self.grad_clip {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::InvalidHyperparameter { name: "max gradient norm", value: c });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -134,8 +152,7 @@ pub struct Trainer<'a> {
 }
 
 impl<'a> Trainer<'a> {
-    /// Checks every buffer length, the loss against the output activation, the optimizer's
-    /// hyperparameters and the clipping norm.
+    /// Checks every buffer length and the config ([`TrainConfig::validate`]).
     pub fn new(
         topology: &'a Topology,
         config: TrainConfig,
@@ -146,9 +163,7 @@ impl<'a> Trainer<'a> {
         check_len(Buffer::Grads, n, buffers.grads.len())?;
         check_len(Buffer::Running, topology.running_len(), buffers.running.len())?;
         check_len(Buffer::OptimizerState, config.optimizer.state_len(n), buffers.optimizer_state.len())?;
-        if config.max_batch == 0 {
-            return Err(Error::EmptyBatch);
-        }
+        config.validate(topology)?;
         let need = topology.train_workspace_len(config.max_batch);
         if buffers.workspace.len() < need {
             return Err(Error::BufferLength {
@@ -156,13 +171,6 @@ impl<'a> Trainer<'a> {
                 expected: need,
                 actual: buffers.workspace.len(),
             });
-        }
-        config.loss.check_activation(topology.output_layer().activation)?;
-        config.optimizer.validate()?;
-        if let Some(c) = config.grad_clip {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(Error::InvalidHyperparameter { name: "max gradient norm", value: c });
-            }
         }
         Ok(Trainer { topology, buf: buffers, config, batch: 0, steps: 0 })
     }
@@ -214,7 +222,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// Forward pass in training mode on `batch` samples (`input`: `batch × input width`):
-    /// batch norm uses and updates batch statistics, dropout draws its masks from `rng`.
+    /// batch norm uses and updates batch statistics, dropout draws its masks from `rng`
+    /// (one [`dropout_keeps`] per unit, in the order that function documents).
     /// Returns the outputs and keeps what [`backward`](Self::backward) needs.
     pub fn forward<K: Kernels + ?Sized>(
         &mut self,
@@ -267,7 +276,7 @@ impl<'a> Trainer<'a> {
                 let keep = 1.0 - layer.dropout;
                 let scale = 1.0 / keep;
                 for ((m, o), &a) in mask.iter_mut().zip(out.iter_mut()).zip(a.iter()) {
-                    *m = if rng.uniform() < layer.dropout { 0.0 } else { scale };
+                    *m = if dropout_keeps(rng, layer.dropout) { scale } else { 0.0 };
                     *o = a * *m;
                 }
             }
@@ -471,15 +480,26 @@ impl<'a> Trainer<'a> {
         };
         validate_targets(targets, batch, t.output())?;
         self.forward(kernels, input, batch, rng)?;
-        let threshold = match (self.config.loss, t.output_layer().activation) {
-            (Loss::BinaryCrossEntropy, Activation::Identity) => 0.0,
-            _ => 0.5,
-        };
+        let threshold = self.config.loss.accuracy_threshold(t.output_layer().activation);
         let correct = count_correct(self.outputs()?, t.output(), targets, threshold);
         let loss = self.backward(kernels, input, targets)?;
         let grad_norm = self.update_with(kernels, lr)?;
         Ok(StepStats { loss, correct, batch, grad_norm })
     }
+}
+
+/// Whether inverted dropout at `rate` keeps a unit: one uniform draw from `rng`, kept when
+/// it is `>= rate` (so rate 0 keeps every unit). A kept unit is scaled by `1 / (1 - rate)`,
+/// a dropped one is 0.
+///
+/// The drawing order, which any path that wants [`Trainer`]'s masks from the same seed must
+/// follow (the GPU path draws its masks on the host this way): one draw per unit, nothing
+/// else drawn in between; per [`Trainer::forward`] call (one per [`Trainer::step`]), the
+/// dropout layers in layer order (layers without dropout draw nothing), and within a layer
+/// the `batch × outputs` units row-major (sample by sample, each sample's units in order).
+/// Nothing else in a training step draws from `rng`.
+pub fn dropout_keeps(rng: &mut Rng, rate: f32) -> bool {
+    rng.uniform() >= rate
 }
 
 /// Where one layer's saved tensors sit in the training workspace (sized for `max_batch`).
@@ -540,4 +560,128 @@ fn take<'b>(buf: &mut &'b mut [f32], n: usize) -> &'b mut [f32] {
     let (head, tail) = whole.split_at_mut(n.min(whole.len()));
     *buf = tail;
     head
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::Activation;
+
+    const LAYERS: [LayerSpec; 3] = [
+        LayerSpec::dense(4, Activation::Tanh).with_dropout(0.5),
+        LayerSpec::dense(5, Activation::Relu).with_batch_norm().with_dropout(0.25),
+        LayerSpec::dense(2, Activation::Softmax),
+    ];
+    const P: usize = layout::param_len(3, &LAYERS);
+    const BATCH: usize = 3;
+
+    #[test]
+    fn config_validation_is_what_the_trainer_checks() {
+        let t = Topology::new(3, &LAYERS).unwrap();
+        let good = TrainConfig {
+            grad_clip: Some(1.0),
+            ..TrainConfig::new(Loss::CrossEntropy, Optimizer::adam(), 4)
+        };
+        assert_eq!(good.validate(&t), Ok(()));
+        let bad = [
+            (TrainConfig { max_batch: 0, ..good }, Error::EmptyBatch),
+            (
+                TrainConfig { loss: Loss::BinaryCrossEntropy, ..good },
+                Error::LossActivationMismatch {
+                    loss: "binary cross-entropy",
+                    activation: "softmax",
+                    expected: "sigmoid or identity",
+                },
+            ),
+            (
+                TrainConfig { optimizer: Optimizer::momentum(1.0), ..good },
+                Error::InvalidHyperparameter { name: "momentum", value: 1.0 },
+            ),
+            (
+                TrainConfig { grad_clip: Some(0.0), ..good },
+                Error::InvalidHyperparameter { name: "max gradient norm", value: 0.0 },
+            ),
+            (
+                TrainConfig { grad_clip: Some(f32::INFINITY), ..good },
+                Error::InvalidHyperparameter { name: "max gradient norm", value: f32::INFINITY },
+            ),
+        ];
+        for (config, error) in bad {
+            assert_eq!(config.validate(&t), Err(error), "{config:?}");
+            // Trainer::new rejects it with the same error (its buffers fit the valid config).
+            let (mut params, mut grads, mut running) = ([0.0; P], [0.0; P], [0.0; 10]);
+            let mut state = [0.0; 2 * P];
+            let mut ws = [0.0; layout::train_workspace_len(&LAYERS, 4)];
+            let bufs = TrainBuffers {
+                params: &mut params,
+                grads: &mut grads,
+                running: &mut running,
+                optimizer_state: &mut state[..config.optimizer.state_len(P)],
+                workspace: &mut ws,
+            };
+            assert_eq!(Trainer::new(&t, config, bufs).err(), Some(error));
+        }
+        // A NaN clipping norm too (NaN != NaN, so not in the table above).
+        let nan = TrainConfig { grad_clip: Some(f32::NAN), ..good };
+        assert!(matches!(
+            nan.validate(&t),
+            Err(Error::InvalidHyperparameter { name: "max gradient norm", .. })
+        ));
+    }
+
+    #[test]
+    fn dropout_keeps_a_unit_when_its_uniform_is_at_least_the_rate() {
+        let (mut a, mut b) = (Rng::new(9), Rng::new(9));
+        for _ in 0..1000 {
+            assert_eq!(dropout_keeps(&mut a, 0.3), b.uniform() >= 0.3);
+        }
+        let mut rng = Rng::new(1);
+        assert!((0..1000).all(|_| dropout_keeps(&mut rng, 0.0)));
+        // One draw per call, whatever the answer.
+        let (mut a, mut b) = (Rng::new(2), Rng::new(2));
+        dropout_keeps(&mut a, 0.9);
+        b.uniform();
+        assert_eq!(a, b);
+    }
+
+    /// The masks of a training forward pass are `dropout_keeps` draws in the documented order:
+    /// dropout layers in layer order, each `batch × outputs` row-major, nothing in between.
+    #[test]
+    fn trainer_draws_dropout_masks_in_the_documented_order() {
+        let t = Topology::new(3, &LAYERS).unwrap();
+        let opt = Optimizer::sgd();
+        let (mut params, mut grads, mut running) = ([0.0; P], [0.0; P], [0.0; 10]);
+        for (i, p) in params.iter_mut().enumerate() {
+            *p = (i % 7) as f32 * 0.1 - 0.3;
+        }
+        t.reset_running(&mut running).unwrap();
+        let mut ws = [0.0; layout::train_workspace_len(&LAYERS, BATCH)];
+        let mut trainer = Trainer::new(
+            &t,
+            TrainConfig::new(Loss::CrossEntropy, opt, BATCH),
+            TrainBuffers {
+                params: &mut params,
+                grads: &mut grads,
+                running: &mut running,
+                optimizer_state: &mut [],
+                workspace: &mut ws,
+            },
+        )
+        .unwrap();
+        let x = [0.5, -1.0, 0.25, 1.0, 0.0, -0.5, 2.0, 1.5, -2.0];
+        let mut rng = Rng::new(7);
+        let mut expected = rng.clone();
+        for _pass in 0..2 {
+            trainer.forward(&Portable, &x, BATCH, &mut rng).unwrap();
+            for (i, layer) in LAYERS.iter().enumerate() {
+                let mask = trainer.layer_activations(i).unwrap().mask;
+                let rate = layer.dropout;
+                assert_eq!(mask.len(), if layer.has_dropout() { BATCH * layer.outputs } else { 0 });
+                for &m in mask {
+                    assert_eq!(m, if dropout_keeps(&mut expected, rate) { 1.0 / (1.0 - rate) } else { 0.0 });
+                }
+            }
+            assert_eq!(rng, expected, "the forward pass drew exactly one uniform per unit");
+        }
+    }
 }
