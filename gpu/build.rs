@@ -28,8 +28,10 @@
 //! fails. launch.cpp sets the defaults: ASan `halt_on_error=1` (leak detection stays on);
 //! TSan `halt_on_error=1:ignore_interceptors_accesses=1` (the uninstrumented Rust standard
 //! library otherwise shows races inside its own channels and Arcs); ASAN_OPTIONS and
-//! TSAN_OPTIONS override them. MLP_GPU_EMU_THREADS=all runs every kernel on real threads, not
-//! only those with barriers.
+//! TSAN_OPTIONS override them. The sanitizer builds run kernels with barriers on OS threads
+//! (the plain build: as fibers, much faster); MLP_GPU_EMU_THREADS=all runs the other kernels
+//! on OS threads too, instead of as a loop (MLP_GPU_EMU_THREADS=threads: OS threads for the
+//! kernels with barriers only, also in the plain build).
 //!
 //! `MLP_GPU_EMU_KERNELS=/path/to/scratch/kernels.cu` compiles that file instead of
 //! src/kernels.cu (with a warning on every build), e.g. to check that a planted bug is

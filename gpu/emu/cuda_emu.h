@@ -5,10 +5,13 @@
 // this header, right before kernels.cu.
 //
 // Model:
-// - Each CUDA thread of a block runs on its own OS thread (a persistent pool in launch.cpp),
-//   so barriers are real barriers and ThreadSanitizer sees real concurrency. Kernels without
-//   barriers or warp operations run their threads as a loop on the calling thread instead
-//   (launch.cpp's table says which; a barrier reached in that mode fails the launch).
+// - In kernels with barriers or warp operations, each CUDA thread of a block is its own
+//   thread of execution: an OS thread (a persistent pool in launch.cpp) in the sanitizer
+//   builds and with MLP_GPU_EMU_THREADS=threads or all, so barriers are real barriers and
+//   ThreadSanitizer sees real concurrency; otherwise a fiber on the launching thread, which
+//   switches at barriers (the same barrier logic, much faster). Kernels without barriers or
+//   warp operations run their threads as a loop on the calling thread (launch.cpp's table
+//   says which; a barrier reached in that mode fails the launch).
 // - Blocks of a grid run one after another. So `__shared__` is plain `static` storage: one
 //   copy that every block reuses (it is not cleared between blocks, as shared memory is not
 //   initialized on a GPU either). A consequence: races *between* blocks (two blocks writing

@@ -1,11 +1,13 @@
 //! kernels.cu on the CPU: the FFI side of `emu/launch.cpp`, which compiles the kernels
 //! unmodified as C++ against `emu/cuda_emu.h` (built by build.rs with the `cc` crate).
 //!
-//! Each CUDA thread of a block that has barriers or warp operations runs on its own OS
-//! thread, so `__syncthreads`, `__syncwarp` and `__shfl_xor_sync` are real synchronization
-//! (and the ThreadSanitizer build sees real concurrency); the other kernels run their threads
-//! as a loop. Blocks run one after another. See cuda_emu.h for the model and build.rs for the
-//! AddressSanitizer / ThreadSanitizer builds.
+//! In kernels with barriers or warp operations each CUDA thread of a block is its own thread
+//! of execution, so `__syncthreads`, `__syncwarp` and `__shfl_xor_sync` are real
+//! synchronization: a fiber on the launching thread by default (fast), an OS thread in the
+//! sanitizer builds or with `MLP_GPU_EMU_THREADS=threads` (so ThreadSanitizer sees real
+//! concurrency). The other kernels run their threads as a loop (`MLP_GPU_EMU_THREADS=all`:
+//! on OS threads too). Blocks run one after another. See cuda_emu.h for the model and
+//! build.rs for the AddressSanitizer / ThreadSanitizer builds.
 
 use std::ffi::{c_char, c_int, CStr};
 
