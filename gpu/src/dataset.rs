@@ -3,9 +3,8 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cudarc::driver::CudaSlice;
-
 use crate::device::Gpu;
+use crate::memory::DevBuf;
 use crate::GpuError;
 
 /// A data set's features as stored on the host.
@@ -20,12 +19,14 @@ pub enum Features<'a> {
 /// A data set resident on the device: features as stored (`u8` or `f32`) and labels.
 pub struct DeviceDataset {
     pub(crate) id: u64,
+    /// The [`Gpu`] it was uploaded to (its `id`).
+    pub(crate) device: u64,
     pub(crate) len: usize,
     pub(crate) input_len: usize,
     pub(crate) max_label: u32,
-    pub(crate) bytes: Option<CudaSlice<u8>>,
-    pub(crate) values: Option<CudaSlice<f32>>,
-    pub(crate) labels: CudaSlice<u32>,
+    pub(crate) bytes: Option<DevBuf<u8>>,
+    pub(crate) values: Option<DevBuf<f32>>,
+    pub(crate) labels: DevBuf<u32>,
 }
 
 impl fmt::Debug for DeviceDataset {
@@ -77,15 +78,14 @@ impl Gpu {
                 "data set of {len} labels has {feature_len} feature values, not {len} x {input_len}"
             )));
         }
-        let s = self.stream();
-        let up = |what| move |e| GpuError::driver(what, e);
         let (bytes, values) = match features {
-            Features::U8(v) => (Some(s.clone_htod(v).map_err(up("uploading the data set"))?), None),
-            Features::F32(v) => (None, Some(s.clone_htod(v).map_err(up("uploading the data set"))?)),
+            Features::U8(v) => (Some(self.upload(v)?), None),
+            Features::F32(v) => (None, Some(self.upload(v)?)),
         };
-        let labels_dev = s.clone_htod(labels).map_err(up("uploading the labels"))?;
+        let labels_dev = self.upload(labels)?;
         Ok(DeviceDataset {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            device: self.id,
             len,
             input_len,
             max_label: labels.iter().copied().max().unwrap_or(0),

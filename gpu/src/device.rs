@@ -5,23 +5,25 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::{sys as blas_sys, CudaBlas};
 use cudarc::driver::{
     sys as drv_sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DriverError, LaunchConfig,
-    PushKernelArg,
 };
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 
+use crate::backend::{Arg, Backend, CudaDevice};
+use crate::emulator::Emulator;
 use crate::GpuError;
 
 /// The kernels' CUDA C source.
 pub(crate) const KERNEL_SOURCE: &str = include_str!("kernels.cu");
 
 /// Every kernel in [`KERNEL_SOURCE`], in the order of [`Kernels`]' fields.
-#[cfg(test)]
-const KERNEL_NAMES: [&str; 13] = [
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const KERNEL_NAMES: [&str; 13] = [
     "gather",
     "bias_act",
     "act_backward",
@@ -55,15 +57,30 @@ pub struct GpuOptions {
     pub tf32: bool,
 }
 
-/// A loaded kernel with its parameter list, read from [`KERNEL_SOURCE`]: every launch is
-/// checked against it, so a mismatched argument list is an error, never a bad launch.
+/// A kernel with its parameter list, read from [`KERNEL_SOURCE`]: every launch is checked
+/// against it, so a mismatched argument list is an error, never a bad launch. On a GPU it
+/// holds the loaded function; on the emulator the name is what is launched.
 pub(crate) struct Kernel {
-    func: CudaFunction,
-    name: &'static str,
+    pub func: Option<CudaFunction>,
+    pub name: &'static str,
     params: Vec<ArgKind>,
 }
 
-/// The loaded kernels.
+impl Kernel {
+    /// Errors unless `args` match the kernel's parameter list, kind for kind.
+    pub(crate) fn check_args(&self, args: &[Arg]) -> Result<(), GpuError> {
+        let kinds: Vec<ArgKind> = args.iter().map(Arg::kind).collect();
+        if kinds != self.params {
+            return Err(GpuError::Invalid(format!(
+                "internal error: kernel {} takes {:?} but was given {:?}",
+                self.name, self.params, kinds
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The kernels.
 pub(crate) struct Kernels {
     pub gather: Kernel,
     pub bias_act: Kernel,
@@ -80,12 +97,52 @@ pub(crate) struct Kernels {
     pub advance: Kernel,
 }
 
+impl Kernels {
+    /// Every kernel of [`KERNEL_NAMES`] with its parameter list, and the function `load`
+    /// gives for it (`None` on the emulator).
+    pub(crate) fn load(
+        mut load: impl FnMut(&'static str) -> Result<Option<CudaFunction>, GpuError>,
+    ) -> Result<Kernels, GpuError> {
+        let mut f = |name: &'static str| -> Result<Kernel, GpuError> {
+            let params = kernel_params(KERNEL_SOURCE, name).ok_or_else(|| {
+                GpuError::Invalid(format!("internal error: no parameter list for kernel {name}"))
+            })?;
+            Ok(Kernel { func: load(name)?, name, params })
+        };
+        Ok(Kernels {
+            gather: f("gather")?,
+            bias_act: f("bias_act")?,
+            act_backward: f("act_backward")?,
+            bn_train: f("bn_train")?,
+            bn_backward: f("bn_backward")?,
+            bn_eval: f("bn_eval")?,
+            loss_train: f("loss_train")?,
+            loss_eval: f("loss_eval")?,
+            finish_loss: f("finish_loss")?,
+            sum_squares: f("sum_squares")?,
+            clip_coef: f("clip_coef")?,
+            optimizer_update: f("optimizer_update")?,
+            advance: f("advance")?,
+        })
+    }
+}
+
 /// The C type of a kernel parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ArgKind {
     Pointer,
     Int,
     Float,
+}
+
+impl Arg {
+    fn kind(&self) -> ArgKind {
+        match self {
+            Arg::P(_) => ArgKind::Pointer,
+            Arg::I(_) => ArgKind::Int,
+            Arg::F(_) => ArgKind::Float,
+        }
+    }
 }
 
 /// The parameter kinds of `extern "C" __global__ void name(...)` in `src`, or `None` if it
@@ -110,54 +167,31 @@ pub(crate) fn kernel_params(src: &str, name: &str) -> Option<Vec<ArgKind>> {
         .collect()
 }
 
-pub(crate) struct Inner {
-    /// Held so the context outlives everything created on it (the stream also holds it).
-    _ctx: Arc<CudaContext>,
-    pub stream: Arc<CudaStream>,
-    pub blas: CudaBlas,
-    _blas_workspace: CudaSlice<u8>,
-    pub kernels: Kernels,
-    name: String,
-    compute_capability: (i32, i32),
-    options: GpuOptions,
-}
-
-/// One CUDA device, ready to train: a context, a stream, a cuBLAS handle on that stream and
-/// the compiled kernels. Cheap to clone (shared).
+/// A CUDA device or the CPU emulator, ready to train: on a GPU a context, a stream, a
+/// cuBLAS handle on that stream and the compiled kernels. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct Gpu {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: Arc<Backend>,
+    /// Distinguishes devices, so that a data set is used only with the device it is on.
+    pub(crate) id: u64,
 }
 
 impl fmt::Debug for Gpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gpu")
-            .field("name", &self.inner.name)
-            .field("compute_capability", &self.inner.compute_capability)
-            .field("options", &self.inner.options)
+            .field("name", &self.name())
+            .field("compute_capability", &self.compute_capability())
+            .field("options", &self.options())
             .finish()
     }
 }
 
-/// A kernel argument: a device pointer, an `int` or a `float`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Arg {
-    /// A device address (`T*` in the kernel); 0 is the null pointer.
-    P(u64),
-    /// `int`.
-    I(i32),
-    /// `float`.
-    F(f32),
-}
+/// The name [`Gpu::emulator`] reports.
+const EMULATOR_NAME: &str = "CPU emulator of the CUDA kernels (not a GPU)";
 
-impl Arg {
-    fn kind(&self) -> ArgKind {
-        match self {
-            Arg::P(_) => ArgKind::Pointer,
-            Arg::I(_) => ArgKind::Int,
-            Arg::F(_) => ArgKind::Float,
-        }
-    }
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Gpu {
@@ -166,7 +200,8 @@ impl Gpu {
     /// Errors: [`GpuError::NoDevice`] when the driver or the CUDA libraries are missing, the
     /// driver is a stub, or it sees no such device (never a panic: the libraries' presence
     /// is checked before cudarc loads them, and any panic from the loader is caught);
-    /// [`GpuError::Compile`] if NVRTC rejects the kernels; other CUDA errors as they come.
+    /// [`GpuError::Compile`] if NVRTC rejects the kernels or is newer than the driver;
+    /// other CUDA errors as they come.
     pub fn new(ordinal: usize, options: GpuOptions) -> Result<Gpu, GpuError> {
         probe_libraries(&SystemLibraries)?;
         match catch_unwind(AssertUnwindSafe(|| Self::open(ordinal, options))) {
@@ -180,6 +215,19 @@ impl Gpu {
                 Err(GpuError::NoDevice(format!("{msg}; {WHAT_TO_DO}")))
             }
         }
+    }
+
+    /// The CPU emulator: **not a GPU**. kernels.cu compiled as C++ and run with one host
+    /// thread per CUDA thread, a bounds-checking reference BLAS and recorded graphs, on
+    /// host memory. It runs the GPU trainer's exact launches where no GPU exists, for tests
+    /// and for checking the GPU path; it is far slower than the CPU trainer.
+    pub fn emulator() -> Result<Gpu, GpuError> {
+        Ok(Gpu { inner: Arc::new(Backend::Emulated(Arc::new(Emulator::new()?))), id: next_id() })
+    }
+
+    /// Whether this is the CPU emulator rather than a GPU.
+    pub fn is_emulator(&self) -> bool {
+        matches!(&*self.inner, Backend::Emulated(_))
     }
 
     fn open(ordinal: usize, options: GpuOptions) -> Result<Gpu, GpuError> {
@@ -209,8 +257,8 @@ impl Gpu {
             .map_err(|e| GpuError::driver("allocating the cuBLAS workspace", e))?;
         let (ws_ptr, guard) = workspace.device_ptr(&stream);
         // SAFETY: the handle is valid (just created), and the workspace lives as long as the
-        // handle: both are fields of `Inner`, and the workspace is dropped after the handle
-        // (fields drop in declaration order: `blas` before `_blas_workspace`).
+        // handle: both are fields of `CudaDevice`, and the workspace is dropped after the
+        // handle (fields drop in declaration order: `blas` before `_blas_workspace`).
         unsafe {
             blas_sys::cublasSetWorkspace_v2(*blas.handle(), ws_ptr as *mut c_void, CUBLAS_WORKSPACE_BYTES)
                 .result()
@@ -225,34 +273,25 @@ impl Gpu {
                 .map_err(|e| GpuError::Blas(format!("setting the math mode: {e}")))?;
         }
         drop(guard);
+        check_nvrtc_against_driver(nvrtc_version()?, driver_version()?).map_err(GpuError::Compile)?;
         let ptx = ptx_for(cc)?;
-        let module = ctx.load_module(ptx).map_err(|e| GpuError::driver("loading the compiled kernels", e))?;
-        let f = |name: &'static str| -> Result<Kernel, GpuError> {
-            let func = module
+        let module = ctx.load_module(ptx).map_err(|e| match e.0 {
+            drv_sys::CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION => GpuError::Compile(
+                "the CUDA driver cannot load the PTX NVRTC wrote (CUDA_ERROR_UNSUPPORTED_PTX_VERSION): \
+                 NVRTC is newer than the driver; install the NVRTC of the driver's CUDA version \
+                 (e.g. `pip install nvidia-cuda-nvrtc==13.0.*` for a CUDA 13.0 driver) or update the driver"
+                    .into(),
+            ),
+            _ => GpuError::driver("loading the compiled kernels", e),
+        })?;
+        let kernels = Kernels::load(|name| {
+            module
                 .load_function(name)
-                .map_err(|e| GpuError::driver("finding a kernel in the module", e))?;
-            let params = kernel_params(KERNEL_SOURCE, name).ok_or_else(|| {
-                GpuError::Invalid(format!("internal error: no parameter list for kernel {name}"))
-            })?;
-            Ok(Kernel { func, name, params })
-        };
-        let kernels = Kernels {
-            gather: f("gather")?,
-            bias_act: f("bias_act")?,
-            act_backward: f("act_backward")?,
-            bn_train: f("bn_train")?,
-            bn_backward: f("bn_backward")?,
-            bn_eval: f("bn_eval")?,
-            loss_train: f("loss_train")?,
-            loss_eval: f("loss_eval")?,
-            finish_loss: f("finish_loss")?,
-            sum_squares: f("sum_squares")?,
-            clip_coef: f("clip_coef")?,
-            optimizer_update: f("optimizer_update")?,
-            advance: f("advance")?,
-        };
+                .map(Some)
+                .map_err(|e| GpuError::driver("finding a kernel in the module", e))
+        })?;
         Ok(Gpu {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Backend::Cuda(Box::new(CudaDevice {
                 _ctx: ctx,
                 stream,
                 blas,
@@ -261,67 +300,59 @@ impl Gpu {
                 name,
                 compute_capability: cc,
                 options,
-            }),
+            }))),
+            id: next_id(),
         })
     }
 
-    /// The device's name, e.g. "NVIDIA H100 80GB HBM3".
+    /// The device's name, e.g. "NVIDIA H100 80GB HBM3" (the emulator says it is one).
     pub fn name(&self) -> &str {
-        &self.inner.name
+        match &*self.inner {
+            Backend::Cuda(c) => &c.name,
+            Backend::Emulated(_) => EMULATOR_NAME,
+        }
     }
 
-    /// The compute capability (major, minor), e.g. (9, 0) for an H100.
+    /// The compute capability (major, minor), e.g. (9, 0) for an H100; (0, 0) for the
+    /// emulator.
     pub fn compute_capability(&self) -> (i32, i32) {
-        self.inner.compute_capability
+        match &*self.inner {
+            Backend::Cuda(c) => c.compute_capability,
+            Backend::Emulated(_) => (0, 0),
+        }
     }
 
     /// The options it was opened with.
     pub fn options(&self) -> GpuOptions {
-        self.inner.options
+        match &*self.inner {
+            Backend::Cuda(c) => c.options,
+            Backend::Emulated(_) => GpuOptions::default(),
+        }
     }
 
     /// A one-line description: name, compute capability, math mode.
     pub fn describe(&self) -> String {
-        let (ma, mi) = self.inner.compute_capability;
-        format!(
-            "{} (compute capability {ma}.{mi}, {} products)",
-            self.inner.name,
-            if self.inner.options.tf32 { "TF32" } else { "FP32" }
-        )
+        match &*self.inner {
+            Backend::Cuda(c) => {
+                let (ma, mi) = c.compute_capability;
+                format!(
+                    "{} (compute capability {ma}.{mi}, {} products)",
+                    c.name,
+                    if c.options.tf32 { "TF32" } else { "FP32" }
+                )
+            }
+            Backend::Emulated(_) => {
+                format!("{EMULATOR_NAME}: kernels.cu compiled as C++, reference FP32 products")
+            }
+        }
     }
 
     /// Waits for all queued work.
     pub fn synchronize(&self) -> Result<(), GpuError> {
-        self.inner.stream.synchronize().map_err(|e| GpuError::driver("synchronizing", e))
-    }
-
-    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
-        &self.inner.stream
-    }
-
-    /// Launches `kernel` with `args`, which must match its parameter list exactly (checked).
-    pub(crate) fn launch(&self, kernel: &Kernel, cfg: LaunchConfig, args: &[Arg]) -> Result<(), GpuError> {
-        let kinds: Vec<ArgKind> = args.iter().map(Arg::kind).collect();
-        if kinds != kernel.params {
-            return Err(GpuError::Invalid(format!(
-                "internal error: kernel {} takes {:?} but was given {:?}",
-                kernel.name, kernel.params, kinds
-            )));
+        match &*self.inner {
+            Backend::Cuda(c) => c.stream.synchronize().map_err(|e| GpuError::driver("synchronizing", e)),
+            Backend::Emulated(e) => e.synchronize(),
         }
-        let stream = &self.inner.stream;
-        let mut b = stream.launch_builder(&kernel.func);
-        for a in args {
-            match a {
-                Arg::P(p) => b.arg(p),
-                Arg::I(i) => b.arg(i),
-                Arg::F(x) => b.arg(x),
-            };
-        }
-        // SAFETY: every call site passes the kernel's parameters in order with their C types
-        // (pointers as u64 device addresses of live allocations owned by the caller, `int` as
-        // i32, `float` as f32), and sizes the grid so that kernels index only within the
-        // lengths those allocations were created with (each kernel bounds-checks its index).
-        unsafe { b.launch(cfg) }.map(|_| ()).map_err(|e| GpuError::driver("launching a kernel", e))
     }
 }
 
@@ -425,23 +456,79 @@ fn ptx_for(cc: (i32, i32)) -> Result<Ptx, GpuError> {
     Ok(ptx)
 }
 
-fn compile(cc: (i32, i32)) -> Result<Ptx, GpuError> {
-    let opts = |arch: Option<String>| CompileOptions {
-        // No contraction of a*b+c into FMA: the kernels round like core's Rust code.
+/// NVRTC's options: no contraction of a*b+c into FMA (the kernels round like core's Rust
+/// code), IEEE division and square root, no flush to zero; for `arch` (e.g. "sm_90"), or
+/// NVRTC's default virtual architecture.
+fn compile_options(arch: Option<&str>) -> CompileOptions {
+    CompileOptions {
         fmad: Some(false),
         ftz: Some(false),
         prec_div: Some(true),
         prec_sqrt: Some(true),
         options: arch.map(|a| vec![format!("--gpu-architecture={a}")]).unwrap_or_default(),
         ..Default::default()
-    };
-    match compile_ptx_with_opts(KERNEL_SOURCE, opts(Some(format!("sm_{}{}", cc.0, cc.1)))) {
-        Ok(p) => Ok(p),
-        // An NVRTC older than the GPU does not know its sm_XY: fall back to NVRTC's default
-        // virtual architecture, which the driver JIT-compiles for the device.
-        Err(first) => compile_ptx_with_opts(KERNEL_SOURCE, opts(None))
-            .map_err(|_| GpuError::Compile(compile_error_text(&first))),
     }
+}
+
+/// [`KERNEL_SOURCE`] compiled for exactly `sm_XY`: any failure is an error.
+fn compile_for_arch(cc: (i32, i32)) -> Result<Ptx, GpuError> {
+    let arch = format!("sm_{}{}", cc.0, cc.1);
+    compile_ptx_with_opts(KERNEL_SOURCE, compile_options(Some(&arch)))
+        .map_err(|e| GpuError::Compile(compile_error_text(&e)))
+}
+
+/// [`compile_for_arch`]; only when NVRTC does not know the architecture (an NVRTC older than
+/// the GPU) its default virtual architecture instead, which the driver JIT-compiles for the
+/// device. Any other failure is an error.
+fn compile(cc: (i32, i32)) -> Result<Ptx, GpuError> {
+    match compile_for_arch(cc) {
+        Ok(p) => Ok(p),
+        Err(GpuError::Compile(log)) if log.contains("--gpu-architecture") => {
+            compile_ptx_with_opts(KERNEL_SOURCE, compile_options(None)).map_err(|e| {
+                GpuError::Compile(format!("{log}\nand without an architecture: {}", compile_error_text(&e)))
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// NVRTC's version (major, minor).
+fn nvrtc_version() -> Result<(i32, i32), GpuError> {
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: nvrtcVersion writes two ints through the given pointers, which point to live
+    // locals; libnvrtc was found by `probe_libraries` before this runs.
+    unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) }
+        .result()
+        .map_err(|e| GpuError::Compile(format!("asking NVRTC for its version: {e:?}")))?;
+    Ok((major, minor))
+}
+
+/// The CUDA version the driver supports, as `cuDriverGetVersion` gives it (13000 = 13.0).
+fn driver_version() -> Result<i32, GpuError> {
+    let mut v = 0;
+    // SAFETY: writes one int through a pointer to a live local; the driver library is loaded
+    // (a context was created before this runs).
+    unsafe { drv_sys::cuDriverGetVersion(&mut v) }
+        .result()
+        .map_err(|e| GpuError::driver("asking the driver for its CUDA version", e))?;
+    Ok(v)
+}
+
+/// An NVRTC newer than the driver writes PTX of an ISA version the driver's JIT rejects
+/// (CUDA_ERROR_UNSUPPORTED_PTX_VERSION; e.g. NVRTC 13.5 emits PTX ISA 9.5, which a CUDA 13.0
+/// driver cannot load): refuse it up front, saying which NVRTC to install.
+pub(crate) fn check_nvrtc_against_driver(nvrtc: (i32, i32), driver: i32) -> Result<(), String> {
+    let driver_mm = (driver / 1000, (driver % 1000) / 10);
+    if nvrtc > driver_mm {
+        return Err(format!(
+            "NVRTC {}.{} is newer than the CUDA {}.{} driver, whose JIT cannot load the PTX it writes \
+             (CUDA_ERROR_UNSUPPORTED_PTX_VERSION): install the NVRTC of the driver's CUDA version, \
+             e.g. `pip install nvidia-cuda-nvrtc=={}.{}.*`, and put its lib folder first on \
+             LD_LIBRARY_PATH, or update the NVIDIA driver",
+            nvrtc.0, nvrtc.1, driver_mm.0, driver_mm.1, driver_mm.0, driver_mm.1
+        ));
+    }
+    Ok(())
 }
 
 fn compile_error_text(e: &cudarc::nvrtc::CompileError) -> String {
@@ -534,6 +621,17 @@ mod tests {
     }
 
     #[test]
+    fn an_nvrtc_newer_than_the_driver_is_refused_naming_the_one_to_install() {
+        let err = check_nvrtc_against_driver((13, 5), 13000).unwrap_err();
+        assert!(err.contains("NVRTC 13.5 is newer than the CUDA 13.0 driver"), "{err}");
+        assert!(err.contains("nvidia-cuda-nvrtc==13.0.*"), "{err}");
+        assert!(check_nvrtc_against_driver((13, 0), 13000).is_ok());
+        assert!(check_nvrtc_against_driver((12, 8), 13000).is_ok());
+        assert!(check_nvrtc_against_driver((13, 1), 13020).is_ok());
+        assert!(check_nvrtc_against_driver((14, 0), 13090).is_err());
+    }
+
+    #[test]
     fn the_kernel_source_defines_every_kernel_with_a_checkable_parameter_list() {
         for name in KERNEL_NAMES {
             let params = kernel_params(KERNEL_SOURCE, name);
@@ -545,18 +643,68 @@ mod tests {
     }
 
     /// NVRTC needs no GPU: with libnvrtc (CUDA 13) on the loader path this compiles the
-    /// kernels exactly as `Gpu::new` does, e.g. with pip's `nvidia-cuda-nvrtc` wheel:
-    /// `LD_LIBRARY_PATH=$VENV/lib/python3.11/site-packages/nvidia/cu13/lib cargo test -p gpu -- --ignored nvrtc`.
+    /// kernels exactly as `Gpu::new` does, strictly for sm_90 and sm_80; with `PTXAS` set to
+    /// a ptxas binary it also assembles each PTX and fails on any warning, spill or local
+    /// memory. CI runs it with pinned pip wheels (see .ci/run), e.g.
+    /// `LD_LIBRARY_PATH=$VENV/lib/python3.11/site-packages/nvidia/cu13/lib PTXAS=.../cu13/bin/ptxas
+    /// cargo test -p gpu --lib -- --ignored nvrtc --nocapture`.
     #[test]
     #[ignore = "needs libnvrtc (CUDA 13)"]
     fn kernels_compile_with_nvrtc() {
         assert!(SystemLibraries.nvrtc(), "libnvrtc is not on the loader path");
+        let version = nvrtc_version().unwrap();
+        eprintln!("NVRTC {}.{}", version.0, version.1);
+        let ptxas = std::env::var_os("PTXAS");
+        // An architecture NVRTC cannot compile for is an error here, not a silent retry.
+        let err = compile_for_arch((1, 0)).unwrap_err().to_string();
+        assert!(err.contains("sm_10"), "{err}");
         for cc in [(9, 0), (8, 0)] {
-            let ptx = compile(cc).unwrap_or_else(|e| panic!("{e}"));
+            // Exactly this architecture: a failure must not hide behind the fallback.
+            let ptx = compile_for_arch(cc).unwrap_or_else(|e| panic!("{e}"));
             let text = ptx.to_src();
             for name in KERNEL_NAMES {
                 assert!(text.contains(&format!(".entry {name}(")), "{name} missing from the PTX for {cc:?}");
             }
+            if let Some(ptxas) = &ptxas {
+                let report = ptxas_report(ptxas, &text, cc);
+                eprintln!("ptxas sm_{}{}:\n{report}", cc.0, cc.1);
+                assert!(!report.contains("arning"), "ptxas warned for sm_{}{}:\n{report}", cc.0, cc.1);
+                // Each kernel's "Function properties" line: no stack frame (local memory),
+                // no spills.
+                let props: Vec<&str> = report.lines().filter(|l| l.contains("bytes stack frame")).collect();
+                assert_eq!(props.len(), KERNEL_NAMES.len(), "one properties line per kernel:\n{report}");
+                for line in props {
+                    assert!(
+                        line.trim() == "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads",
+                        "sm_{}{}: {line}",
+                        cc.0,
+                        cc.1
+                    );
+                }
+            }
         }
+    }
+
+    /// `ptxas -v` on `ptx` for `cc`: its whole report (stderr and stdout).
+    fn ptxas_report(ptxas: &std::ffi::OsStr, ptx: &str, cc: (i32, i32)) -> String {
+        let dir = std::env::temp_dir().join(format!("mlp-ptxas-{}-{}{}", std::process::id(), cc.0, cc.1));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kernels.ptx");
+        std::fs::write(&file, ptx).unwrap();
+        let out = std::process::Command::new(ptxas)
+            .arg("-v")
+            .arg(format!("--gpu-name=sm_{}{}", cc.0, cc.1))
+            .arg("--warn-on-spills")
+            .arg("--warn-on-local-memory-usage")
+            .arg("-o")
+            .arg(dir.join("kernels.cubin"))
+            .arg(&file)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", ptxas.to_string_lossy()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let report =
+            format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        assert!(out.status.success(), "ptxas failed:\n{report}");
+        report
     }
 }

@@ -31,8 +31,13 @@
 //! With no GPU, [`Gpu::new`] returns [`GpuError::NoDevice`] (the crate builds without any
 //! CUDA installed: the libraries are loaded at run time).
 
+mod backend;
 mod dataset;
 mod device;
+mod emulator;
+#[cfg(test)]
+mod kernel_tests;
+mod memory;
 mod trainer;
 
 pub use dataset::{DeviceDataset, Features};
@@ -63,7 +68,9 @@ pub enum GpuError {
     /// Arguments that do not fit (lengths, batch sizes, labels).
     Invalid(String),
     /// The loss (or, with clipping, the gradient norm) became NaN or infinite at this step of
-    /// the epoch (1-based); the parameters are those from before that step.
+    /// the epoch (1-based). As core's trainer leaves them: the parameters and optimizer state
+    /// are those from before that step; batch-norm running statistics include that step's
+    /// batch (its forward pass ran) and nothing after it.
     Diverged {
         /// The 1-based step within the epoch (the batch number).
         step: usize,

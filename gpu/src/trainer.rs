@@ -13,13 +13,17 @@ mod step;
 
 use std::fmt;
 
-use cudarc::driver::{CudaGraph, CudaSlice, DeviceRepr, ValidAsZeroBits};
 use mlp::{Error as CoreError, Rng, StepStats, Topology, TrainConfig};
 
+use crate::backend::Graph;
 use crate::dataset::DeviceDataset;
-use crate::device::{dptr, Gpu};
+use crate::device::Gpu;
+use crate::memory::{DevBuf, Elem};
 use crate::GpuError;
-use codes::{act_code, hyper};
+use codes::act_code;
+pub(crate) use codes::hyper;
+#[cfg(test)]
+pub(crate) use codes::optimizer_code;
 
 /// Floats of per-step hyperparameters (kernels.cu's HP_STRIDE): lr, lr / (1 - β₁ᵗ),
 /// √(1 - β₂ᵗ), unused.
@@ -83,37 +87,37 @@ struct LayerDev {
     /// Dropout: rate, 1 / (1 - rate), offset of this layer's bits in a step's mask words.
     dropout: Option<(f32, f32, usize)>,
     /// Pre-activation z and activation a (`max_batch × outputs`).
-    z: CudaSlice<f32>,
-    a: CudaSlice<f32>,
+    z: DevBuf<f32>,
+    a: DevBuf<f32>,
     /// Dropout output a ⊙ mask.
-    out: Option<CudaSlice<f32>>,
+    out: Option<DevBuf<f32>>,
     /// Batch norm: x̂ (the product lands here first) and mean, 1/std (`2 × outputs`).
-    x_hat: Option<CudaSlice<f32>>,
-    stats: Option<CudaSlice<f32>>,
+    x_hat: Option<DevBuf<f32>>,
+    stats: Option<DevBuf<f32>>,
 }
 
 /// Per-step arrays, indexed by the device step counter.
 struct PerStep {
     capacity: usize,
-    hyper: CudaSlice<f32>,
-    loss: CudaSlice<f32>,
-    correct: CudaSlice<u32>,
-    norm: CudaSlice<f32>,
-    masks: CudaSlice<u32>,
+    hyper: DevBuf<f32>,
+    loss: DevBuf<f32>,
+    correct: DevBuf<u32>,
+    norm: DevBuf<f32>,
+    masks: DevBuf<u32>,
 }
 
 /// Buffers of eval-mode inference in chunks.
 struct EvalBufs {
     chunk: usize,
-    x: CudaSlice<f32>,
-    labels: CudaSlice<u32>,
-    ping: CudaSlice<f32>,
-    pong: CudaSlice<f32>,
-    row_loss: CudaSlice<f32>,
-    row_correct: CudaSlice<u32>,
+    x: DevBuf<f32>,
+    labels: DevBuf<u32>,
+    ping: DevBuf<f32>,
+    pong: DevBuf<f32>,
+    row_loss: DevBuf<f32>,
+    row_correct: DevBuf<u32>,
     chunks: usize,
-    chunk_loss: CudaSlice<f32>,
-    chunk_correct: CudaSlice<u32>,
+    chunk_loss: DevBuf<f32>,
+    chunk_correct: DevBuf<u32>,
 }
 
 /// Trains a topology on the device, like `mlp::Trainer` with the same configuration: the
@@ -127,30 +131,30 @@ pub struct GpuTrainer {
     param_len: usize,
     state_len: usize,
     running_len: usize,
-    params: CudaSlice<f32>,
-    grads: CudaSlice<f32>,
-    state: CudaSlice<f32>,
-    running: CudaSlice<f32>,
-    scale: CudaSlice<f32>,
-    offset: CudaSlice<f32>,
-    x: CudaSlice<f32>,
-    labels: CudaSlice<u32>,
-    d0: CudaSlice<f32>,
-    d1: CudaSlice<f32>,
-    row_loss: CudaSlice<f32>,
-    row_correct: CudaSlice<u32>,
-    ones: CudaSlice<f32>,
-    ctr: CudaSlice<i32>,
-    zero: CudaSlice<i32>,
-    diverged: CudaSlice<i32>,
-    partials: CudaSlice<f32>,
-    coef: CudaSlice<f32>,
+    params: DevBuf<f32>,
+    grads: DevBuf<f32>,
+    state: DevBuf<f32>,
+    running: DevBuf<f32>,
+    scale: DevBuf<f32>,
+    offset: DevBuf<f32>,
+    x: DevBuf<f32>,
+    labels: DevBuf<u32>,
+    d0: DevBuf<f32>,
+    d1: DevBuf<f32>,
+    row_loss: DevBuf<f32>,
+    row_correct: DevBuf<u32>,
+    ones: DevBuf<f32>,
+    ctr: DevBuf<i32>,
+    zero: DevBuf<i32>,
+    diverged: DevBuf<i32>,
+    partials: DevBuf<f32>,
+    coef: DevBuf<f32>,
     per_step: PerStep,
     mask_step_words: usize,
-    order: CudaSlice<u32>,
+    order: DevBuf<u32>,
     order_capacity: usize,
     eval: Option<EvalBufs>,
-    graph: Option<((u64, usize), CudaGraph)>,
+    graph: Option<((u64, usize), Graph)>,
     use_graphs: bool,
     graph_error: Option<String>,
     steps: u64,
@@ -196,16 +200,7 @@ impl GpuTrainer {
         check(mlp::Buffer::Params, param_len, start.params.len())?;
         check(mlp::Buffer::Running, running_len, start.running.len())?;
         check(mlp::Buffer::OptimizerState, state_len, start.optimizer_state.len())?;
-        if config.max_batch == 0 {
-            return Err(CoreError::EmptyBatch.into());
-        }
-        config.loss.check_activation(topology.output_layer().activation)?;
-        config.optimizer.validate()?;
-        if let Some(c) = config.grad_clip {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(CoreError::InvalidHyperparameter { name: "max gradient norm", value: c }.into());
-            }
-        }
+        config.validate(topology)?;
         let input = topology.input();
         if input_scale.len() != input || input_offset.len() != input {
             return Err(GpuError::Invalid(format!(
@@ -227,16 +222,8 @@ impl GpuTrainer {
                  batch {max_batch} x width {max_width})"
             )));
         }
-        let s = gpu.stream().clone();
-        let alloc =
-            |len: usize| s.alloc_zeros::<f32>(len.max(1)).map_err(|e| GpuError::driver("allocating", e));
-        let upload = |v: &[f32]| -> Result<CudaSlice<f32>, GpuError> {
-            if v.is_empty() {
-                alloc(1)
-            } else {
-                s.clone_htod(v).map_err(|e| GpuError::driver("uploading", e))
-            }
-        };
+        let alloc = |len: usize| gpu.zeros::<f32>(len);
+        let upload = |v: &[f32]| gpu.upload(v);
         let mut layers = Vec::with_capacity(topology.layers().len());
         let mut mask_words = 0usize;
         for (i, l) in topology.layers().iter().enumerate() {
@@ -268,10 +255,9 @@ impl GpuTrainer {
                 stats: if l.batch_norm { Some(alloc(2 * l.outputs)?) } else { None },
             });
         }
-        let zeros_i32 = |len: usize| s.alloc_zeros::<i32>(len).map_err(|e| GpuError::driver("allocating", e));
-        let zeros_u32 =
-            |len: usize| s.alloc_zeros::<u32>(len.max(1)).map_err(|e| GpuError::driver("allocating", e));
-        let ones = s.clone_htod(&vec![1.0f32; max_batch]).map_err(|e| GpuError::driver("uploading", e))?;
+        let zeros_i32 = |len: usize| gpu.zeros::<i32>(len);
+        let zeros_u32 = |len: usize| gpu.zeros::<u32>(len);
+        let ones = gpu.upload(&vec![1.0f32; max_batch])?;
         let per_step = PerStep {
             capacity: 1,
             hyper: alloc(HP_STRIDE)?,
@@ -348,15 +334,22 @@ impl GpuTrainer {
         self.graph_error.as_deref()
     }
 
-    fn ptr<T>(&self, s: &CudaSlice<T>) -> u64 {
-        dptr(s, self.gpu.stream())
+    fn ptr<T: Elem>(&self, s: &DevBuf<T>) -> u64 {
+        self.gpu.addr(s)
     }
 
-    fn opt_ptr<T>(&self, s: &Option<CudaSlice<T>>) -> u64 {
+    fn opt_ptr<T: Elem>(&self, s: &Option<DevBuf<T>>) -> u64 {
         s.as_ref().map_or(0, |s| self.ptr(s))
     }
 
     fn check_data(&self, data: &DeviceDataset) -> Result<(), GpuError> {
+        if data.device != self.gpu.id {
+            return Err(GpuError::Invalid(format!(
+                "the data set was uploaded to another device than this trainer's ({}): upload it with \
+                 the trainer's Gpu",
+                self.gpu.name()
+            )));
+        }
         if data.input_len != self.topology.input() {
             return Err(GpuError::Invalid(format!(
                 "the data set has {} features per sample but the model takes {}",
@@ -377,28 +370,21 @@ impl GpuTrainer {
 
     /// Grows the per-step arrays to `steps` steps and the order buffer to `order` entries.
     fn ensure_capacity(&mut self, steps: usize, order: usize) -> Result<(), GpuError> {
-        let s = self.gpu.stream().clone();
-        let err = |e| GpuError::driver("allocating", e);
-        fn zeros<T: DeviceRepr + ValidAsZeroBits>(
-            s: &std::sync::Arc<cudarc::driver::CudaStream>,
-            len: usize,
-        ) -> Result<CudaSlice<T>, cudarc::driver::DriverError> {
-            s.alloc_zeros::<T>(len.max(1))
-        }
+        let g = &self.gpu;
         if steps > self.per_step.capacity {
             self.graph = None;
             self.per_step = PerStep {
                 capacity: steps,
-                hyper: zeros(&s, steps * HP_STRIDE).map_err(err)?,
-                loss: zeros(&s, steps).map_err(err)?,
-                correct: zeros(&s, steps).map_err(err)?,
-                norm: zeros(&s, steps).map_err(err)?,
-                masks: zeros(&s, steps * self.mask_step_words).map_err(err)?,
+                hyper: g.zeros(steps * HP_STRIDE)?,
+                loss: g.zeros(steps)?,
+                correct: g.zeros(steps)?,
+                norm: g.zeros(steps)?,
+                masks: g.zeros(steps * self.mask_step_words)?,
             };
         }
         if order > self.order_capacity {
             self.graph = None;
-            self.order = zeros(&s, order).map_err(err)?;
+            self.order = g.zeros(order)?;
             self.order_capacity = order;
         }
         Ok(())
@@ -421,20 +407,20 @@ impl GpuTrainer {
             hp.extend_from_slice(&hyper(self.config.optimizer, self.steps + 1 + k as u64, lr));
         }
         self.draw_masks(batches, rng);
-        let s = self.gpu.stream().clone();
-        let err = |e| GpuError::driver("uploading the epoch's order and hyperparameters", e);
-        s.memcpy_htod(order, &mut self.order).map_err(err)?;
-        s.memcpy_htod(&hp, &mut self.per_step.hyper).map_err(err)?;
+        let g = &self.gpu;
+        g.write(&mut self.order, order)?;
+        g.write(&mut self.per_step.hyper, &hp)?;
         if self.mask_step_words > 0 {
-            s.memcpy_htod(&self.mask_host, &mut self.per_step.masks).map_err(err)?;
+            g.write(&mut self.per_step.masks, &self.mask_host)?;
         }
-        s.memcpy_htod(&[0i32], &mut self.ctr).map_err(err)?;
-        s.memcpy_htod(&[0i32], &mut self.diverged).map_err(err)?;
+        g.write(&mut self.ctr, &[0i32])?;
+        g.write(&mut self.diverged, &[0i32])?;
         Ok(())
     }
 
-    /// Draws every step's dropout masks from `rng` in the order `mlp::Trainer::forward` draws
-    /// them (per step, per dropout layer, `batch × outputs` uniforms), as bits: 1 = kept.
+    /// Draws every step's dropout masks from `rng` with [`mlp::dropout_keeps`], in the order
+    /// `mlp::Trainer::forward` draws them (per step, per dropout layer, `batch × outputs`
+    /// units), as bits: 1 = kept.
     fn draw_masks(&mut self, batches: &[usize], rng: &mut Rng) {
         let words = self.mask_step_words;
         self.mask_host.clear();
@@ -447,7 +433,7 @@ impl GpuTrainer {
                 if let Some((rate, _, off)) = l.dropout {
                     let bits = &mut step[off..];
                     for i in 0..n * l.outputs {
-                        if rng.uniform() >= rate {
+                        if mlp::dropout_keeps(rng, rate) {
                             bits[i >> 5] |= 1 << (i & 31);
                         }
                     }

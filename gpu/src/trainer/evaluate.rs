@@ -2,11 +2,12 @@
 
 use mlp::Loss;
 
-use super::codes::{act_code, loss_code, threshold};
+use super::codes::{act_code, loss_code};
 use super::step::{rows_config, single_block};
 use super::{EvalBufs, EvalStats, GpuTrainer, F32};
+use crate::backend::Arg;
 use crate::dataset::DeviceDataset;
-use crate::device::{grid_1d, Arg};
+use crate::device::grid_1d;
 use crate::GpuError;
 
 impl GpuTrainer {
@@ -22,27 +23,25 @@ impl GpuTrainer {
         if chunk.checked_mul(max_width.max(self.topology.input())).is_none_or(|v| v > i32::MAX as usize / 2) {
             return Err(GpuError::Invalid(format!("evaluation chunk {chunk} is too large")));
         }
-        let s = self.gpu.stream().clone();
-        let err = |e| GpuError::driver("allocating evaluation buffers", e);
+        let g = &self.gpu;
         if self.eval.as_ref().is_none_or(|e| e.chunk != chunk || e.chunks < chunks) {
             self.eval = Some(EvalBufs {
                 chunk,
-                x: s.alloc_zeros(chunk * self.topology.input()).map_err(err)?,
-                labels: s.alloc_zeros(chunk).map_err(err)?,
-                ping: s.alloc_zeros(chunk * max_width).map_err(err)?,
-                pong: s.alloc_zeros(chunk * max_width).map_err(err)?,
-                row_loss: s.alloc_zeros(chunk).map_err(err)?,
-                row_correct: s.alloc_zeros(chunk).map_err(err)?,
+                x: g.zeros(chunk * self.topology.input())?,
+                labels: g.zeros(chunk)?,
+                ping: g.zeros(chunk * max_width)?,
+                pong: g.zeros(chunk * max_width)?,
+                row_loss: g.zeros(chunk)?,
+                row_correct: g.zeros(chunk)?,
                 chunks,
-                chunk_loss: s.alloc_zeros(chunks).map_err(err)?,
-                chunk_correct: s.alloc_zeros(chunks).map_err(err)?,
+                chunk_loss: g.zeros(chunks)?,
+                chunk_correct: g.zeros(chunks)?,
             });
         }
         let Some(e) = self.eval.as_ref() else {
             return Err(GpuError::Invalid("no evaluation buffers".into()));
         };
-        let k = &self.gpu.inner.kernels;
-        let g = &self.gpu;
+        let k = g.kernels();
         let params = self.ptr(&self.params);
         let running = self.ptr(&self.running);
         let zero = self.ptr(&self.zero);
@@ -128,7 +127,7 @@ impl GpuTrainer {
                     Arg::P(el),
                     Arg::I(n as i32),
                     Arg::I(width as i32),
-                    Arg::F(threshold(loss, out_act)),
+                    Arg::F(loss.accuracy_threshold(out_act)),
                     Arg::P(self.ptr(&e.row_loss)),
                     Arg::P(self.ptr(&e.row_correct)),
                 ],
@@ -154,12 +153,10 @@ impl GpuTrainer {
                 ],
             )?;
         }
-        let rerr = |e| GpuError::driver("reading evaluation results", e);
         let mut losses = vec![0.0f32; chunks];
         let mut correct = vec![0u32; chunks];
-        s.memcpy_dtoh(&e.chunk_loss.slice(0..chunks), &mut losses[..]).map_err(rerr)?;
-        s.memcpy_dtoh(&e.chunk_correct.slice(0..chunks), &mut correct[..]).map_err(rerr)?;
-        s.synchronize().map_err(rerr)?;
+        g.read(&e.chunk_loss, &mut losses)?;
+        g.read(&e.chunk_correct, &mut correct)?;
         let loss_sum: f64 =
             losses.iter().enumerate().map(|(c, &l)| l as f64 * chunk.min(data.len - c * chunk) as f64).sum();
         Ok(EvalStats {

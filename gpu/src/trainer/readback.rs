@@ -1,34 +1,28 @@
 //! Reading parameters, gradients, optimizer state, running statistics and per-step metrics
 //! back from the device.
 
-use cudarc::driver::CudaSlice;
 use mlp::Error as CoreError;
 
 use super::GpuTrainer;
+use crate::memory::DevBuf;
 use crate::GpuError;
 
 impl GpuTrainer {
-    pub(super) fn read_one(&self, s: &CudaSlice<f32>) -> Result<f32, GpuError> {
+    pub(super) fn read_one(&self, s: &DevBuf<f32>) -> Result<f32, GpuError> {
         let mut v = [0.0f32];
-        self.gpu
-            .stream()
-            .memcpy_dtoh(&s.slice(0..1), &mut v[..])
-            .map_err(|e| GpuError::driver("downloading", e))?;
+        self.gpu.read(s, &mut v)?;
         Ok(v[0])
     }
 
     /// Waits for the queued steps and reads the first `steps` per-step losses, correct counts,
     /// and the divergence flag.
     pub(super) fn read_steps(&self, steps: usize) -> Result<(Vec<f32>, Vec<u32>, i32), GpuError> {
-        let s = self.gpu.stream();
-        let err = |e| GpuError::driver("reading the epoch's metrics", e);
         let mut loss = vec![0.0f32; steps];
         let mut correct = vec![0u32; steps];
         let mut diverged = [0i32];
-        s.memcpy_dtoh(&self.per_step.loss.slice(0..steps), &mut loss[..]).map_err(err)?;
-        s.memcpy_dtoh(&self.per_step.correct.slice(0..steps), &mut correct[..]).map_err(err)?;
-        s.memcpy_dtoh(&self.diverged, &mut diverged[..]).map_err(err)?;
-        s.synchronize().map_err(err)?;
+        self.gpu.read(&self.per_step.loss, &mut loss)?;
+        self.gpu.read(&self.per_step.correct, &mut correct)?;
+        self.gpu.read(&self.diverged, &mut diverged)?;
         Ok((loss, correct, diverged[0]))
     }
 
@@ -50,15 +44,10 @@ impl GpuTrainer {
                 return Err(CoreError::BufferLength { buffer, expected, actual }.into());
             }
         }
-        let s = self.gpu.stream();
-        let err = |e| GpuError::driver("downloading the model", e);
         for (src, dst) in [(&self.params, params), (&self.running, running), (&self.state, optimizer_state)] {
-            if !dst.is_empty() {
-                let len = dst.len();
-                s.memcpy_dtoh(&src.slice(0..len), dst).map_err(err)?;
-            }
+            self.gpu.read(src, dst)?;
         }
-        s.synchronize().map_err(err)
+        Ok(())
     }
 
     /// The parameters, in core's flat layout.
@@ -81,14 +70,9 @@ impl GpuTrainer {
         self.read_all(&self.running, self.running_len)
     }
 
-    fn read_all(&self, src: &CudaSlice<f32>, len: usize) -> Result<Vec<f32>, GpuError> {
+    fn read_all(&self, src: &DevBuf<f32>, len: usize) -> Result<Vec<f32>, GpuError> {
         let mut v = vec![0.0f32; len];
-        if len > 0 {
-            let s = self.gpu.stream();
-            let err = |e| GpuError::driver("downloading", e);
-            s.memcpy_dtoh(&src.slice(0..len), &mut v[..]).map_err(err)?;
-            s.synchronize().map_err(err)?;
-        }
+        self.gpu.read(src, &mut v)?;
         Ok(v)
     }
 }
