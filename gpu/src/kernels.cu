@@ -227,10 +227,12 @@ __device__ float column_sum(float v, float (*sh)[COLS + 1]) {
 }
 
 // core::batchnorm::forward_train, with the bias of the product added first: u = raw + bias;
-// writes x_hat over u, z = gamma x_hat + beta, mean, inv_std, and moves the running stats.
+// writes x_hat over u, z = gamma x_hat + beta, mean, inv_std, and moves the running stats —
+// unless an earlier step of the epoch diverged (*diverged != 0): core's trainer stops at
+// that step, so the later steps must leave the running statistics as it leaves them.
 extern "C" __global__ void bn_train(float* u, const float* bias, const float* gamma, const float* beta,
                                     float* z, float* mean_out, float* inv_std_out, float* running_mean,
-                                    float* running_var, int batch, int n) {
+                                    float* running_var, int batch, int n, const int* diverged) {
     __shared__ float sh[LANES][COLS + 1];
     int o = blockIdx.x * COLS + threadIdx.x;
     bool ok = o < n;
@@ -253,9 +255,11 @@ extern "C" __global__ void bn_train(float* u, const float* bias, const float* ga
     float var = column_sum(v, sh) * inv_b;
     float inv_std = 1.0f / sqrtf(var + BN_EPS);
     if (ok && threadIdx.y == 0) {
-        float unbias = batch > 1 ? (float)batch / (float)(batch - 1) : 1.0f;
         mean_out[o] = mean;
         inv_std_out[o] = inv_std;
+    }
+    if (ok && threadIdx.y == 0 && *diverged == 0) {
+        float unbias = batch > 1 ? (float)batch / (float)(batch - 1) : 1.0f;
         running_mean[o] = (1.0f - BN_MOMENTUM) * running_mean[o] + BN_MOMENTUM * mean;
         running_var[o] = (1.0f - BN_MOMENTUM) * running_var[o] + BN_MOMENTUM * var * unbias;
     }
@@ -497,12 +501,13 @@ extern "C" __global__ void finish_loss(const float* row_loss, const u32* row_cor
         __syncthreads();
     }
     if (threadIdx.x == 0) {
-        int slot = slot_base + (ctr ? *ctr : 0);
+        int step = ctr ? *ctr : 0;
+        int slot = slot_base + step;
         float loss = sl[0] * mul / div;
         step_loss[slot] = loss;
         step_correct[slot] = sc[0];
         if (diverged && !finite_f(loss) && *diverged == 0) {
-            *diverged = *ctr + 1;
+            *diverged = step + 1;
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The codes and per-step values kernels.cu takes for core's activations, losses and
-//! optimizers.
+//! What kernels.cu takes for core's activations, losses and optimizers: the codes (core's
+//! numbering: [`mlp::format::activation_code`], [`Loss::code`], [`Optimizer::code`]), the
+//! optimizer's constant hyperparameters, and the per-step values (core's
+//! [`Optimizer::step_scalars`]).
 
 use mlp::{Activation, Loss, Optimizer};
 
@@ -12,53 +14,32 @@ pub(super) fn act_code(a: Activation) -> (i32, f32) {
 }
 
 pub(super) fn loss_code(l: Loss) -> i32 {
-    match l {
-        Loss::Mse => 0,
-        Loss::CrossEntropy => 1,
-        Loss::BinaryCrossEntropy => 2,
-    }
+    i32::from(l.code())
 }
 
-/// kernels.cu's optimizer code and (h0, h1, eps, weight decay).
-pub(super) fn optimizer_code(o: Optimizer) -> (i32, [f32; 4]) {
-    match o {
-        Optimizer::Sgd { weight_decay } => (0, [0.0, 0.0, 0.0, weight_decay]),
-        Optimizer::Momentum { momentum, weight_decay } => (1, [momentum, 0.0, 0.0, weight_decay]),
-        Optimizer::Nesterov { momentum, weight_decay } => (2, [momentum, 0.0, 0.0, weight_decay]),
-        Optimizer::Adagrad { eps, weight_decay } => (3, [0.0, 0.0, eps, weight_decay]),
-        Optimizer::RmsProp { alpha, eps, weight_decay } => (4, [alpha, 0.0, eps, weight_decay]),
-        Optimizer::Adadelta { rho, eps, weight_decay } => (5, [rho, 0.0, eps, weight_decay]),
-        Optimizer::Adam { beta1, beta2, eps, weight_decay } => (6, [beta1, beta2, eps, weight_decay]),
-        Optimizer::AdamW { beta1, beta2, eps, weight_decay } => (7, [beta1, beta2, eps, weight_decay]),
-        Optimizer::Adamax { beta1, beta2, eps, weight_decay } => (8, [beta1, beta2, eps, weight_decay]),
-    }
+/// kernels.cu's optimizer code and its constant hyperparameters (h0, h1, eps, weight decay),
+/// as the optimizer_update kernel takes them.
+pub(crate) fn optimizer_code(o: Optimizer) -> (i32, [f32; 4]) {
+    let h = match o {
+        Optimizer::Sgd { weight_decay } => [0.0, 0.0, 0.0, weight_decay],
+        Optimizer::Momentum { momentum, weight_decay } | Optimizer::Nesterov { momentum, weight_decay } => {
+            [momentum, 0.0, 0.0, weight_decay]
+        }
+        Optimizer::Adagrad { eps, weight_decay } => [0.0, 0.0, eps, weight_decay],
+        Optimizer::RmsProp { alpha, eps, weight_decay } => [alpha, 0.0, eps, weight_decay],
+        Optimizer::Adadelta { rho, eps, weight_decay } => [rho, 0.0, eps, weight_decay],
+        Optimizer::Adam { beta1, beta2, eps, weight_decay }
+        | Optimizer::AdamW { beta1, beta2, eps, weight_decay }
+        | Optimizer::Adamax { beta1, beta2, eps, weight_decay } => [beta1, beta2, eps, weight_decay],
+    };
+    (i32::from(o.code()), h)
 }
 
-/// `1 - β^t` in f64, exactly as core's optimizer computes it.
-pub(super) fn bias_correction(beta: f32, t: u64) -> f64 {
-    1.0 - libm::pow(beta as f64, t.min(1 << 30) as f64)
-}
-
-/// The per-step hyperparameters of update `t` (1-based) at learning rate `lr`.
-pub(super) fn hyper(optimizer: Optimizer, t: u64, lr: f32) -> [f32; HP_STRIDE] {
-    match optimizer {
-        Optimizer::Adam { beta1, beta2, .. } | Optimizer::AdamW { beta1, beta2, .. } => [
-            lr,
-            (lr as f64 / bias_correction(beta1, t)) as f32,
-            libm::sqrt(bias_correction(beta2, t)) as f32,
-            0.0,
-        ],
-        Optimizer::Adamax { beta1, .. } => [lr, (lr as f64 / bias_correction(beta1, t)) as f32, 1.0, 0.0],
-        _ => [lr, 0.0, 1.0, 0.0],
-    }
-}
-
-/// The accuracy threshold of a single-output model, as core's step uses it.
-pub(super) fn threshold(loss: Loss, act: Activation) -> f32 {
-    match (loss, act) {
-        (Loss::BinaryCrossEntropy, Activation::Identity) => 0.0,
-        _ => 0.5,
-    }
+/// The per-step hyperparameters of update `t` (1-based) at learning rate `lr`: core's step
+/// scalars (lr, lr / (1 - β₁ᵗ), √(1 - β₂ᵗ)) in kernels.cu's HP_STRIDE layout.
+pub(crate) fn hyper(optimizer: Optimizer, t: u64, lr: f32) -> [f32; HP_STRIDE] {
+    let s = optimizer.step_scalars(t, lr);
+    [s.lr, s.step_size, s.bc2_sqrt, 0.0]
 }
 
 #[cfg(test)]
@@ -66,13 +47,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bias_corrections_match_core_adam() {
-        // Core's Adam after one step from zero state moves each weight by lr · g/(|g| + eps·…);
-        // here: the per-step values themselves, against the closed forms.
+    fn the_per_step_values_are_cores() {
+        for t in [1, 2, 1000] {
+            let s = Optimizer::adam().step_scalars(t, 0.1);
+            assert_eq!(hyper(Optimizer::adam(), t, 0.1), [s.lr, s.step_size, s.bc2_sqrt, 0.0]);
+        }
+        // Against the closed forms: lr / (1 - β₁) and √(1 - β₂) at t = 1.
         let h = hyper(Optimizer::adam(), 1, 0.1);
         assert!((h[1] as f64 - 0.1 / (1.0 - 0.9f32 as f64)).abs() < 1e-6);
         assert!((h[2] as f64 - (1.0 - 0.999f32 as f64).sqrt()).abs() < 1e-7);
-        assert_eq!(hyper(Optimizer::sgd(), 5, 0.3), [0.3, 0.0, 1.0, 0.0]);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! One training step's launches, its capture into a CUDA graph, and the graph's replay.
 
-use cudarc::driver::{sys as drv_sys, CudaGraph, LaunchConfig};
+use cudarc::driver::LaunchConfig;
 use mlp::{Error as CoreError, Loss};
 
-use super::codes::{loss_code, optimizer_code, threshold};
+use super::codes::{loss_code, optimizer_code};
 use super::{GpuTrainer, F32, NORM_BLOCKS};
+use crate::backend::{Arg, Graph};
 use crate::dataset::DeviceDataset;
-use crate::device::{grid_1d, Arg};
+use crate::device::grid_1d;
 use crate::GpuError;
 
 /// Rows per block of the loss kernels (one warp per row).
@@ -32,8 +33,8 @@ impl GpuTrainer {
     /// Queues one training step on `n` samples: the batch is `order[*ctr * stride ..][..n]`.
     /// Reads and writes only device memory, so it can be captured into a graph.
     pub(super) fn enqueue_step(&self, data: &DeviceDataset, n: usize, stride: usize) -> Result<(), GpuError> {
-        let k = &self.gpu.inner.kernels;
         let g = &self.gpu;
+        let k = g.kernels();
         let (params, grads, running) =
             (self.ptr(&self.params), self.ptr(&self.grads), self.ptr(&self.running));
         let ctr = self.ptr(&self.ctr);
@@ -97,6 +98,7 @@ impl GpuTrainer {
                         Arg::P(running + F32 * rv as u64),
                         Arg::I(n as i32),
                         Arg::I(l.outputs as i32),
+                        Arg::P(self.ptr(&self.diverged)),
                     ],
                 )?;
                 0
@@ -155,7 +157,7 @@ impl GpuTrainer {
                 Arg::I(n as i32),
                 Arg::I(width as i32),
                 Arg::F(grad_scale),
-                Arg::F(threshold(loss, self.topology.output_layer().activation)),
+                Arg::F(loss.accuracy_threshold(self.topology.output_layer().activation)),
                 Arg::P(self.ptr(&self.row_loss)),
                 Arg::P(self.ptr(&self.row_correct)),
             ],
@@ -199,7 +201,11 @@ impl GpuTrainer {
                 )?;
             }
             self.weight_grad_product(layer_input(i), d, grads + F32 * l.w as u64, n, l.fan_in, l.outputs)?;
-            self.bias_grad(d, grads + F32 * l.b as u64, n, l.outputs)?;
+            // The bias of a batch-norm layer has a gradient of exactly zero (core's rule: batch
+            // norm subtracts the batch mean); its slots in `grads` stay at their initial zeros.
+            if l.bn.is_none() {
+                self.bias_grad(d, grads + F32 * l.b as u64, n, l.outputs)?;
+            }
             if i > 0 {
                 let p = &self.layers[i - 1];
                 self.input_grad_product(d, w, d_next, n, l.fan_in, l.outputs)?;
@@ -288,20 +294,14 @@ impl GpuTrainer {
         )
     }
 
-    /// Captures one full-batch step into a CUDA graph.
-    fn capture(&self, data: &DeviceDataset, batch: usize) -> Result<CudaGraph, GpuError> {
-        let s = self.gpu.stream();
-        s.begin_capture(drv_sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-            .map_err(|e| GpuError::driver("starting graph capture", e))?;
+    /// Captures one full-batch step into a CUDA graph (on the emulator: a recording).
+    fn capture(&self, data: &DeviceDataset, batch: usize) -> Result<Graph, GpuError> {
+        self.gpu.begin_capture()?;
         let queued = self.enqueue_step(data, batch, batch);
         // Always end the capture, even after a failed launch, so the stream is usable again.
-        let ended = s.end_capture(drv_sys::CUgraphInstantiate_flags(0));
+        let ended = self.gpu.end_capture();
         queued?;
-        match ended {
-            Ok(Some(graph)) => Ok(graph),
-            Ok(None) => Err(GpuError::Invalid("graph capture produced no graph".into())),
-            Err(e) => Err(GpuError::driver("ending graph capture", e)),
-        }
+        ended
     }
 
     /// Runs `count` full-batch steps through the cached graph (capturing it first if needed);
@@ -319,10 +319,7 @@ impl GpuTrainer {
         if self.graph.as_ref().is_none_or(|(k, _)| *k != key) {
             self.graph = None;
             match self.capture(data, batch) {
-                Ok(graph) => {
-                    graph.upload().map_err(|e| GpuError::driver("uploading the step graph", e))?;
-                    self.graph = Some((key, graph));
-                }
+                Ok(graph) => self.graph = Some((key, graph)),
                 Err(e) => {
                     self.graph_error = Some(e.to_string());
                     self.use_graphs = false;
@@ -332,7 +329,7 @@ impl GpuTrainer {
         }
         if let Some((_, graph)) = &self.graph {
             for _ in 0..count {
-                graph.launch().map_err(|e| GpuError::driver("launching the step graph", e))?;
+                self.gpu.replay(graph)?;
             }
         }
         Ok(true)
