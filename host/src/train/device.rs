@@ -10,6 +10,9 @@ pub enum DeviceArg {
     Cpu,
     /// An NVIDIA GPU through CUDA (driver, NVRTC and cuBLAS 13 needed at run time)
     Gpu,
+    /// Not a GPU: the GPU path's kernels run on the CPU by an emulator, to check the GPU code
+    /// where there is no GPU (far slower than --device cpu)
+    GpuEmulator,
 }
 
 /// Where [`super::train_on`] runs the training steps.
@@ -18,7 +21,7 @@ pub enum Device {
     /// The CPU, with the host's kernels.
     #[default]
     Cpu,
-    /// A CUDA GPU.
+    /// A CUDA GPU (or the GPU path's CPU emulator).
     Gpu(gpu::Gpu),
 }
 
@@ -27,11 +30,12 @@ impl Device {
     /// (GPU only). Errors: "no CUDA device found: ..." with what to do, when there is none.
     pub fn open(arg: DeviceArg, tf32: bool) -> Result<Device> {
         match arg {
-            DeviceArg::Cpu if tf32 => bail!("--tf32 applies to --device gpu"),
+            DeviceArg::Cpu | DeviceArg::GpuEmulator if tf32 => bail!("--tf32 applies to --device gpu"),
             DeviceArg::Cpu => Ok(Device::Cpu),
             DeviceArg::Gpu => gpu::Gpu::new(0, gpu::GpuOptions { tf32 })
                 .map(Device::Gpu)
                 .map_err(|e| anyhow!("{e} (--device cpu, the default)")),
+            DeviceArg::GpuEmulator => gpu::Gpu::emulator().map(Device::Gpu).map_err(|e| anyhow!("{e}")),
         }
     }
 
@@ -39,6 +43,7 @@ impl Device {
     pub fn describe(&self) -> Option<String> {
         match self {
             Device::Cpu => None,
+            Device::Gpu(g) if g.is_emulator() => Some(g.describe()),
             Device::Gpu(g) => Some(format!("GPU {}", g.describe())),
         }
     }
