@@ -1,8 +1,9 @@
 //! `gpu`: core's MLP training step on an NVIDIA GPU through [cudarc].
 //!
-//! **Status: written against cudarc 0.19's API and core's formulas, not yet run on a GPU.**
-//! The agreement tests (`cargo test -p gpu -- --ignored` on a machine with a GPU) are what
-//! will show it computes what core computes.
+//! **Status: not yet run on a GPU.** Every line runs on the CPU emulator ([`Gpu::emulator`]:
+//! kernels.cu compiled as C++, a bounds-checking reference BLAS, recorded graphs), where the
+//! kernel and agreement tests pass against core; on a GPU the same tests are
+//! `cargo test -p gpu -- --ignored cuda::` (or `scripts/gpu-check.sh`). See docs/GPU.md.
 //!
 //! What runs where:
 //! - the data set lives on the device as stored (`u8` pixels or `f32` values) with its
@@ -29,7 +30,8 @@
 //! as the CPU run with the same seed.
 //!
 //! With no GPU, [`Gpu::new`] returns [`GpuError::NoDevice`] (the crate builds without any
-//! CUDA installed: the libraries are loaded at run time).
+//! CUDA installed: the libraries are loaded at run time; the emulator needs a C++17
+//! compiler at build time, g++ or clang++, through the `cc` crate).
 
 mod backend;
 mod dataset;

@@ -80,5 +80,5 @@ fn tutorial_recipe_on_an_mnist_slice_on_the_gpu_emulator_tracks_the_cpu() {
             e.train_loss
         );
     }
-    assert!(a_emu > 0.8, "two epochs on 2,200 images should pass 80%, got {a_emu}");
+    assert!(a_emu > 0.75, "two epochs on 2,200 images should pass 75%, got {a_emu}");
 }

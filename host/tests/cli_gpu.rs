@@ -63,3 +63,18 @@ fn train_help_shows_the_device_option() {
     assert!(out.status.success());
     assert!(help.contains("--device <DEVICE>") && help.contains("gpu"), "{help}");
 }
+
+#[test]
+fn the_gpu_emulator_trains_and_says_it_is_not_a_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    table(dir.path());
+    let args = ["train", "--csv", "t.csv", "--hidden", "4", "--epochs", "2", "--no-plots", "--seed", "3"];
+    let out = host(&[&args[..], &["--device", "gpu-emulator", "--out", "emu.mlp"]].concat(), dir.path());
+    let (so, err) = (String::from_utf8_lossy(&out.stdout).into_owned(), stderr(&out));
+    assert!(out.status.success(), "{so}\n{err}");
+    assert!(format!("{so}{err}").contains("not a GPU"), "the run must say it is an emulator:\n{so}\n{err}");
+    assert!(dir.path().join("emu.mlp").exists());
+    // The model file it wrote is a valid one.
+    let inspect = host(&["inspect", "emu.mlp"], dir.path());
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+}
