@@ -100,7 +100,7 @@ run() {
         if [ $emulator = 1 ]; then
             check "gpu unit tests and kernel tests (emulator)" "$bin/gpu-lib"
             check "agreement with core (emulator)" "$bin/gpu-agreement" emulator::
-            check "tutorial recipe on an MNIST slice (emulator vs CPU)" "$bin/gpu-recipe" --ignored emulator
+            check "tutorial recipe on an MNIST slice (emulator vs CPU)" "$bin/gpu-recipe" --ignored emulator --nocapture
             local slice
             slice=$(mktemp -d)
             mnist_slice "$slice" 2560 1000
