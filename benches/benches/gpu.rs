@@ -7,6 +7,10 @@
 //!   no evaluation), data resident on the device.
 //! - `gpu_inference`: eval-mode forward + loss + accuracy of 10,000 samples in one chunk.
 //!
+//! - then one line per training-step shape: its achieved TFLOP/s (the step's dense products,
+//!   2·batch·fan-in·width each, three per layer but two in the first) next to cuBLAS's
+//!   SGEMM rate on the step's largest product, measured in the same run.
+//!
 //! `cargo bench -p benches --bench gpu` (synthetic data, or MNIST with `MNIST_DIR`);
 //! `MLP_GPU_TF32=1` lets cuBLAS use TF32. Without a usable GPU it prints why and runs
 //! nothing, so `cargo bench -p benches -- --test` passes on machines without CUDA.
@@ -38,16 +42,7 @@ fn upload(g: &Gpu, data: &BenchData, samples: usize) -> DeviceDataset {
 fn training_steps(c: &mut Criterion, g: &Gpu, data: &BenchData) {
     let mut group = c.benchmark_group("gpu_training_step");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    let wide = Topology::new(
-        784,
-        &[
-            LayerSpec::dense(1024, Activation::Relu),
-            LayerSpec::dense(1024, Activation::Relu),
-            LayerSpec::dense(10, Activation::Softmax),
-        ],
-    )
-    .expect("784-1024-1024-10");
-    for (name, topology) in [("784-256-10", tutorial_topology()), ("784-1024-1024-10", wide)] {
+    for (name, topology) in [("784-256-10", tutorial_topology()), ("784-1024-1024-10", wide())] {
         for batch in [256usize, 8192] {
             // 8 distinct batches of the training set, visited in order.
             let dataset = upload(g, data, (batch * STEPS).min(TRAIN_SAMPLES));
@@ -68,6 +63,53 @@ fn training_steps(c: &mut Criterion, g: &Gpu, data: &BenchData) {
         }
     }
     group.finish();
+}
+
+/// The step's achieved rate against cuBLAS's on its largest product, printed (criterion
+/// reports times; this puts them next to what the hardware's SGEMM reaches).
+fn rates(g: &Gpu, data: &BenchData) {
+    for (name, topology) in [("784-256-10", tutorial_topology()), ("784-1024-1024-10", wide())] {
+        let batch = 8192;
+        let dataset = upload(g, data, (batch * STEPS).min(TRAIN_SAMPLES));
+        let order: Vec<u32> = (0..dataset.len() as u32).cycle().take(batch * STEPS).collect();
+        let mut tr = trainer(g, &topology, batch);
+        let lrs = vec![1e-3f32; STEPS];
+        let mut rng = Rng::new(1);
+        tr.epoch(&dataset, &order, batch, false, &lrs, &mut rng).expect("an epoch");
+        let epochs = 5;
+        let t0 = Instant::now();
+        for _ in 0..epochs {
+            tr.epoch(&dataset, &order, batch, false, &lrs, &mut rng).expect("an epoch");
+        }
+        let step = t0.elapsed().as_secs_f64() / (epochs * STEPS) as f64;
+        let mut flops = 0.0;
+        let mut largest = (0, 0);
+        for (i, l) in topology.layers().iter().enumerate() {
+            let (k, n) = (topology.fan_in(i), l.outputs);
+            let products = if i == 0 { 2.0 } else { 3.0 };
+            flops += products * 2.0 * (batch * k * n) as f64;
+            largest = largest.max((k * n, i));
+        }
+        let (k, n) = (topology.fan_in(largest.1), topology.layers()[largest.1].outputs);
+        let blas = g.sgemm_tflops(n, batch, k, 20).expect("timing SGEMM");
+        println!(
+            "gpu_rate {name} batch {batch}: step {:.3} ms, {:.2} TFLOP/s achieved; SGEMM {n}x{batch}x{k}: {blas:.2} TFLOP/s",
+            step * 1e3,
+            flops / step / 1e12
+        );
+    }
+}
+
+fn wide() -> Topology {
+    Topology::new(
+        784,
+        &[
+            LayerSpec::dense(1024, Activation::Relu),
+            LayerSpec::dense(1024, Activation::Relu),
+            LayerSpec::dense(10, Activation::Softmax),
+        ],
+    )
+    .expect("784-1024-1024-10")
 }
 
 fn epoch(c: &mut Criterion, g: &Gpu, data: &BenchData) {
@@ -114,6 +156,7 @@ fn main() {
     let data = BenchData::load().expect("loading the bench data");
     let mut c = Criterion::default().configure_from_args();
     training_steps(&mut c, &g, &data);
+    rates(&g, &data);
     epoch(&mut c, &g, &data);
     inference(&mut c, &g, &data);
     c.final_summary();

@@ -229,3 +229,35 @@ impl Gpu {
         }
     }
 }
+
+impl Gpu {
+    /// The rate, in TFLOP/s, of `reps` FP32 products `C[m×n] = A[m×k]·B[k×n]` (2mnk
+    /// floating-point operations each) through this device's SGEMM — cuBLAS in the device's
+    /// math mode (FP32 or TF32), or the emulator's reference — after one untimed warm-up: the
+    /// yardstick for the training step's achieved rate.
+    pub fn sgemm_tflops(&self, m: usize, n: usize, k: usize, reps: usize) -> Result<f64, GpuError> {
+        let (a, b, c) = (self.zeros::<f32>(m * k)?, self.zeros::<f32>(k * n)?, self.zeros::<f32>(m * n)?);
+        let g = Gemm {
+            ta: false,
+            tb: false,
+            m,
+            n,
+            k,
+            a: self.addr(&a),
+            lda: m.max(1),
+            b: self.addr(&b),
+            ldb: k.max(1),
+            c: self.addr(&c),
+            ldc: m.max(1),
+        };
+        self.sgemm(g)?;
+        self.synchronize()?;
+        let start = std::time::Instant::now();
+        for _ in 0..reps.max(1) {
+            self.sgemm(g)?;
+        }
+        self.synchronize()?;
+        let secs = start.elapsed().as_secs_f64();
+        Ok(2.0 * (m * n * k) as f64 * reps.max(1) as f64 / secs / 1e12)
+    }
+}

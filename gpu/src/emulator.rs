@@ -461,6 +461,13 @@ mod tests {
     }
 
     #[test]
+    fn the_sgemm_rate_is_measured_through_the_seam() {
+        let g = crate::Gpu::emulator().unwrap();
+        let rate = g.sgemm_tflops(48, 33, 17, 3).unwrap();
+        assert!(rate.is_finite() && rate > 0.0, "{rate}");
+    }
+
+    #[test]
     fn a_pointer_outside_every_allocation_is_refused() {
         let e = emu();
         let v = [0i32; 4];
