@@ -21,6 +21,7 @@
 use crate::error::{check_len, Buffer, Error};
 use crate::kernels::{Kernels, ParamChunk, Portable};
 use crate::math;
+use crate::topology::Topology;
 
 /// An optimizer and its hyperparameters (the learning rate is given per step).
 #[allow(missing_docs)] // variant fields are named by what they hold; variants say the rest
@@ -381,6 +382,38 @@ pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> Result<f32, Error> {
     Ok(norm)
 }
 
+/// The max-norm constraint (Srivastava et al. 2014, "Dropout", section 5.1; Keras `MaxNorm`):
+/// every hidden unit's incoming weight vector, one row `W[o][..]` of each hidden layer's
+/// weights (not its bias, not batch norm's `γ`, `β`, and not the output layer), is rescaled
+/// to L2 norm `c` when its norm is above `c`; rows at or below `c` are left as they are.
+/// Applied after each optimizer step. The norm and the factor `c / norm` are computed in f64,
+/// so a rescaled row's norm is `c` within f32 rounding (a relative 1e-6). Returns how many
+/// rows were rescaled.
+///
+/// Errors: `c` not a positive finite number, `params` not `topology.param_len()` long.
+pub fn max_norm(topology: &Topology, params: &mut [f32], c: f32) -> Result<usize, Error> {
+    if !(c.is_finite() && c > 0.0) {
+        return Err(Error::InvalidHyperparameter { name: "max norm", value: c });
+    }
+    check_len(Buffer::Params, topology.param_len(), params.len())?;
+    let hidden = topology.layers().len() - 1;
+    let mut rescaled = 0;
+    for i in 0..hidden {
+        let Some(ranges) = topology.param_ranges(i) else { break };
+        let fan_in = topology.fan_in(i);
+        for row in params[ranges.weights].chunks_exact_mut(fan_in) {
+            let sum: f64 = row.iter().map(|&w| w as f64 * w as f64).sum();
+            let norm = libm::sqrt(sum);
+            if norm > c as f64 {
+                let factor = c as f64 / norm;
+                row.iter_mut().for_each(|w| *w = (*w as f64 * factor) as f32);
+                rescaled += 1;
+            }
+        }
+    }
+    Ok(rescaled)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,5 +494,43 @@ mod tests {
         clip_grad_norm(&mut small, 1.0).unwrap();
         assert_eq!(small, [0.3, 0.4]);
         assert!(clip_grad_norm(&mut [f32::NAN], 1.0).is_err());
+    }
+
+    #[test]
+    fn max_norm_rescales_hidden_rows_above_c_only() {
+        use crate::{Activation, LayerSpec};
+        // 3 inputs, 2 hidden units, 2 outputs: W1 is 2x3, b1 2, W2 2x2, b2 2.
+        let t = Topology::new(
+            3,
+            &[LayerSpec::dense(2, Activation::Relu), LayerSpec::dense(2, Activation::Softmax)],
+        )
+        .unwrap();
+        let mut p = [
+            3.0, 0.0, 4.0, // row 0: norm 5
+            0.0, 0.5, 0.0, // row 1: norm 0.5
+            7.0, -7.0, // b1: not a weight row
+            30.0, 40.0, 0.0, 0.0, // W2: the output layer, not constrained
+            9.0, 9.0, // b2
+        ];
+        assert_eq!(max_norm(&t, &mut p, 2.0).unwrap(), 1);
+        // 2/5 of row 0; by hand: 1.2, 0, 1.6 (norm 2).
+        let expected = [1.2, 0.0, 1.6, 0.0, 0.5, 0.0, 7.0, -7.0, 30.0, 40.0, 0.0, 0.0, 9.0, 9.0];
+        for (a, e) in p.iter().zip(expected) {
+            assert!((a - e).abs() < 1e-6, "{p:?}");
+        }
+        // A row exactly at the bound is untouched, bit for bit.
+        let mut r = p;
+        assert_eq!(max_norm(&t, &mut r, 0.5).unwrap(), 1);
+        assert_eq!(r[3..], p[3..]);
+        assert!((r[0] - 0.3).abs() < 1e-6 && (r[2] - 0.4).abs() < 1e-6, "{r:?}");
+        let mut q = p;
+        assert_eq!(max_norm(&t, &mut q, 10.0).unwrap(), 0);
+        assert_eq!(q, p);
+        assert!(max_norm(&t, &mut p, 0.0).is_err());
+        assert!(max_norm(&t, &mut p, f32::NAN).is_err());
+        assert!(matches!(
+            max_norm(&t, &mut p[..5], 1.0),
+            Err(Error::BufferLength { buffer: Buffer::Params, expected: 14, actual: 5 })
+        ));
     }
 }

@@ -462,6 +462,13 @@ impl<'a> Trainer<'a> {
         Ok(norm)
     }
 
+    /// Applies the max-norm constraint [`crate::optim::max_norm`] with bound `c` to the
+    /// parameters being trained (call it after [`Trainer::step`] or [`Trainer::update`]).
+    /// Returns how many rows were rescaled.
+    pub fn apply_max_norm(&mut self, c: f32) -> Result<usize, Error> {
+        crate::optim::max_norm(self.topology, self.buf.params, c)
+    }
+
     /// One minibatch step: forward (train mode), loss, backward, update. `input` holds
     /// `targets`' batch of samples row by row. Statistics describe the batch before the
     /// update. A NaN or infinite loss is an error and leaves the parameters untouched.
