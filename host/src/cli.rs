@@ -90,6 +90,8 @@ const TRAIN_EXAMPLES: &str = "Examples:
   host train --hidden 512,256 --batch-norm --schedule cosine --metrics run.json
   host train --csv iris.csv --label species --hidden 16 --epochs 200 --normalization per-feature
   host train --resume model.mlp.ckpt --epochs 20
+  host train --recipe tutorial --epochs 50 --val-split 0.1 --early-stop 5 --max-norm 3
+                                                # keeps the epoch with the lowest validation loss
   host train --recipe tutorial --device gpu     # on an NVIDIA GPU (CUDA 13)
 
 MNIST comes from --data DIR, else $MNIST_DIR, else ./data/mnist, else it is downloaded there.";

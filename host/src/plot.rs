@@ -1,5 +1,5 @@
-//! PNG plots for the CLI: training curves, the tutorials' 5x5 prediction grid and a
-//! confusion matrix.
+//! PNG plots for the CLI: training curves (with the learning rate), the tutorials' 5x5
+//! prediction grid and a confusion matrix.
 //!
 //! Everything is drawn with `plotters` into an RGB buffer and written as PNG with the
 //! `image` crate. Text uses the DejaVu Sans font embedded in the binary (the `dejavu`
@@ -32,6 +32,12 @@ pub struct RunCurves {
     pub train_accuracy: Vec<f64>,
     /// The held-out sets measured after each epoch (none, validation, test, or both).
     pub evals: Vec<EvalCurves>,
+    /// The learning rate used, as `(position in epochs, lr)` points (step `k` of epoch `e`
+    /// at `e - 1 + (k + 1) / steps_per_epoch`); empty: no learning-rate panel.
+    pub lr: Vec<(f64, f64)>,
+    /// The epoch whose model was kept (early stopping), marked on the loss and accuracy
+    /// panels by a vertical line.
+    pub best_epoch: Option<usize>,
 }
 
 /// Loss and accuracy on one held-out set after each epoch.
@@ -46,7 +52,9 @@ pub struct EvalCurves {
 }
 
 /// Writes a PNG (1200x500) with two panels: loss per epoch and accuracy (percent) per
-/// epoch. Training curves are solid lines with filled dots, held-out curves hollow dots on
+/// epoch; when a run has learning rates ([`RunCurves::lr`]), a third panel shows them
+/// against the epoch (1800x500). A run's [`RunCurves::best_epoch`] is a vertical gray
+/// dashed line on the first two panels. Training curves are solid lines with filled dots, held-out curves hollow dots on
 /// dashed lines (the first held-out set) or dotted ones (the second, e.g. test beside
 /// validation); each run has its own color. Works for a single run (the `train` command)
 /// and for several runs (the `compare` command), with or without held-out sets.
@@ -77,9 +85,18 @@ pub fn training_curves(path: &Path, title: &str, runs: &[RunCurves]) -> Result<(
     let several = runs.len() > 1;
     let mut loss_curves = Vec::new();
     let mut accuracy_curves = Vec::new();
+    let mut lr_curves = Vec::new();
+    let mut markers = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         let color = run_color(i);
         let label = |what: &str| if several { format!("{} {what}", run.name) } else { what.to_string() };
+        if !run.lr.is_empty() {
+            lr_curves.push(Curve::from_points(&label("learning rate"), color, &run.lr));
+        }
+        if let Some(best) = run.best_epoch.filter(|&b| (1..=run.train_loss.len()).contains(&b)) {
+            let what = format!("best epoch {best} (kept)");
+            markers.push((best as f64, if several { format!("{} {what}", run.name) } else { what }));
+        }
         loss_curves.push(Curve::new(&label("train"), color, Stroke::Solid, &run.train_loss, 1.0));
         accuracy_curves.push(Curve::new(&label("train"), color, Stroke::Solid, &run.train_accuracy, 100.0));
         for (k, e) in run.evals.iter().enumerate() {
@@ -89,10 +106,17 @@ pub fn training_curves(path: &Path, title: &str, runs: &[RunCurves]) -> Result<(
         }
     }
 
-    render_png(path, 1200, 500, |root| {
+    let columns = if lr_curves.is_empty() { 2 } else { 3 };
+    let width = 600 * columns as u32;
+    // A long title (a run's whole description) gets a smaller font rather than being cut.
+    let mut title_size = 24.0;
+    while title_size > 11.0 && bold(title_size).box_size(title).map_err(font_error)?.0 + 20 > width {
+        title_size -= 1.0;
+    }
+    render_png(path, width, 500, |root| {
         root.fill(&WHITE)?;
-        let body = root.titled(title, bold(24.0))?;
-        let panels = body.split_evenly((1, 2));
+        let body = root.titled(title, bold(title_size))?;
+        let panels = body.split_evenly((1, columns));
         draw_panel(
             &panels[0],
             &Panel {
@@ -103,6 +127,9 @@ pub fn training_curves(path: &Path, title: &str, runs: &[RunCurves]) -> Result<(
                 legend: SeriesLabelPosition::UpperRight,
                 epochs,
                 curves: &loss_curves,
+                from_zero: false,
+                markers: &markers,
+                y_format: format_tick,
             },
         )?;
         draw_panel(
@@ -115,8 +142,28 @@ pub fn training_curves(path: &Path, title: &str, runs: &[RunCurves]) -> Result<(
                 legend: SeriesLabelPosition::LowerRight,
                 epochs,
                 curves: &accuracy_curves,
+                from_zero: false,
+                markers: &markers,
+                y_format: format_tick,
             },
         )?;
+        if columns == 3 {
+            draw_panel(
+                &panels[2],
+                &Panel {
+                    caption: "Learning rate",
+                    y_desc: "learning rate",
+                    y_clamp: (0.0, f64::INFINITY),
+                    min_pad: 0.0,
+                    legend: SeriesLabelPosition::UpperRight,
+                    epochs,
+                    curves: &lr_curves,
+                    from_zero: true,
+                    markers: &[],
+                    y_format: format_lr_tick,
+                },
+            )?;
+        }
         Ok(())
     })
 }
@@ -478,6 +525,8 @@ struct Curve {
     color: RGBColor,
     stroke: Stroke,
     segments: Vec<Vec<(f64, f64)>>,
+    /// A dot at every point (per-epoch values; not per-step ones).
+    dots: bool,
 }
 
 impl Curve {
@@ -495,7 +544,24 @@ impl Curve {
         if !current.is_empty() {
             segments.push(current);
         }
-        Curve { label: label.to_string(), color, stroke, segments }
+        Curve { label: label.to_string(), color, stroke, segments, dots: true }
+    }
+
+    /// A solid line through `(x, y)` points, without dots, split where `y` is not finite.
+    fn from_points(label: &str, color: RGBColor, points: &[(f64, f64)]) -> Self {
+        let mut segments = Vec::new();
+        let mut current = Vec::new();
+        for &(x, y) in points {
+            if x.is_finite() && y.is_finite() {
+                current.push((x, y));
+            } else if !current.is_empty() {
+                segments.push(std::mem::take(&mut current));
+            }
+        }
+        if !current.is_empty() {
+            segments.push(current);
+        }
+        Curve { label: label.to_string(), color, stroke: Stroke::Solid, segments, dots: false }
     }
 
     fn values(&self) -> impl Iterator<Item = f64> + '_ {
@@ -513,6 +579,12 @@ struct Panel<'a> {
     legend: SeriesLabelPosition,
     epochs: usize,
     curves: &'a [Curve],
+    /// The x axis starts at 0 (per-step values from the first step) instead of epoch 1.
+    from_zero: bool,
+    /// Vertical lines: (epoch, legend label).
+    markers: &'a [(f64, String)],
+    /// Tick label of a value on an axis spanning the second argument.
+    y_format: fn(f64, f64) -> String,
 }
 
 fn draw_panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, panel: &Panel<'_>) -> Result<()> {
@@ -522,7 +594,8 @@ fn draw_panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, panel: &Panel<'_>) -
         .flat_map(Curve::values)
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() {
-        let pad = ((hi - lo) * 0.08).max(panel.min_pad);
+        // A flat curve (a constant learning rate) gets room of a tenth of its value.
+        let pad = ((hi - lo) * 0.08).max(panel.min_pad).max(if hi > lo { 0.0 } else { hi.abs() * 0.1 });
         ((lo - pad).max(panel.y_clamp.0), (hi + pad).min(panel.y_clamp.1))
     } else {
         // Nothing finite to show: an empty axis.
@@ -532,14 +605,20 @@ fn draw_panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, panel: &Panel<'_>) -
 
     let epochs = panel.epochs;
     let x_pad = if epochs == 1 { 0.5 } else { ((epochs - 1) as f64 * 0.03).max(0.25) };
-    let ticks: Vec<f64> = epoch_ticks(epochs).into_iter().map(|e| e as f64).collect();
+    let mut ticks: Vec<f64> = epoch_ticks(epochs).into_iter().map(|e| e as f64).collect();
+    let start = if panel.from_zero {
+        ticks.insert(0, 0.0);
+        -x_pad
+    } else {
+        1.0 - x_pad
+    };
 
     let mut chart = ChartBuilder::on(area)
         .caption(panel.caption, (FONT, 20))
         .margin(12)
         .x_label_area_size(48)
         .y_label_area_size(64)
-        .build_cartesian_2d(EpochAxis { start: 1.0 - x_pad, end: epochs as f64 + x_pad, ticks }, lo..hi)?;
+        .build_cartesian_2d(EpochAxis { start, end: epochs as f64 + x_pad, ticks }, lo..hi)?;
     chart
         .configure_mesh()
         .x_desc("epoch")
@@ -547,7 +626,7 @@ fn draw_panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, panel: &Panel<'_>) -
         .axis_desc_style((FONT, 16))
         .label_style((FONT, 14))
         .x_label_formatter(&|v| format!("{:.0}", v))
-        .y_label_formatter(&|v| format_tick(*v, hi - lo))
+        .y_label_formatter(&|v| (panel.y_format)(*v, hi - lo))
         .light_line_style(RGBColor(235, 235, 235))
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()?;
@@ -558,6 +637,7 @@ fn draw_panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, panel: &Panel<'_>) -
         let stroke = curve.stroke;
         let dashed = stroke != Stroke::Solid;
         let color = curve.color;
+        let dots = curve.dots;
         chart
             .draw_series(LineSeries::new(std::iter::empty::<(f64, f64)>(), line))?
             .label(curve.label.as_str())
@@ -573,7 +653,7 @@ fn draw_panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, panel: &Panel<'_>) -
                 EmptyElement::at((x, y))
                     + PathElement::new(vec![(0, 0), (first_end, 0)], line)
                     + PathElement::new(vec![(second_start, 0), (24, 0)], line)
-                    + Circle::new((12, 0), 4, marker)
+                    + Circle::new((12, 0), if dots { 4 } else { 0 }, marker)
             });
         for segment in &curve.segments {
             match stroke {
@@ -587,11 +667,18 @@ fn draw_panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, panel: &Panel<'_>) -
                     chart.draw_series(DashedLineSeries::new(segment.iter().copied(), 2, 4, line))?;
                 }
             }
-            if markers || segment.len() == 1 {
+            if curve.dots && (markers || segment.len() == 1) {
                 let marker = if dashed { curve.color.stroke_width(2) } else { curve.color.filled() };
                 chart.draw_series(segment.iter().map(|&point| Circle::new(point, 4, marker)))?;
             }
         }
+    }
+    for (x, label) in panel.markers {
+        let gray = RGBColor(110, 110, 110).stroke_width(2);
+        chart
+            .draw_series(DashedLineSeries::new([(*x, lo), (*x, hi)], 6, 4, gray))?
+            .label(label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], gray));
     }
     chart
         .configure_series_labels()
@@ -650,6 +737,15 @@ impl Ranged for EpochAxis {
 
     fn range(&self) -> std::ops::Range<f64> {
         self.start..self.end
+    }
+}
+
+/// Tick label for a learning rate: scientific notation (rates span 1e-6 to 1).
+fn format_lr_tick(v: f64, _span: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else {
+        format!("{v:.1e}")
     }
 }
 

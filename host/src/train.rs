@@ -29,7 +29,7 @@ mod gpu;
 mod memory;
 mod settings;
 
-pub use checkpoint::{Checkpoint, RunSource};
+pub use checkpoint::{BestEpoch, Checkpoint, RunSource};
 pub use device::{Device, DeviceArg};
 pub use evaluate::{evaluate, evaluate_with, predict_proba, Evaluation, EVAL_BATCH};
 pub use settings::{ActivationArg, NormalizationArg, OptimizerArg, TrainSettings};
@@ -57,7 +57,16 @@ pub struct EpochMetrics {
     pub samples_per_second: f64,
     /// Learning rate at the epoch's last step.
     pub lr: f64,
+    /// The learning rate the schedule gave the epoch's steps, as `(position, lr)` at up to
+    /// [`LR_TRACE_POINTS`] evenly spaced steps (every step when there are fewer), first and
+    /// last included; the position is in epochs from the start of the run, step `k` (0-based)
+    /// of epoch `e` (1-based) at `e - 1 + (k + 1) / steps_per_epoch`, so the last step is at `e`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lr_trace: Vec<(f64, f64)>,
 }
+
+/// The most learning-rate samples [`EpochMetrics::lr_trace`] keeps per epoch.
+pub const LR_TRACE_POINTS: u64 = 17;
 
 /// The data of a run: what it trains on and what it reports on.
 #[derive(Debug)]
@@ -109,11 +118,21 @@ pub struct Trained {
     /// finished epochs, and `model` the parameters at the interruption (mid-epoch; the
     /// checkpoint has the last finished epoch's, from which `--resume` continues exactly).
     pub interrupted: bool,
+    /// With early stopping ([`TrainSettings::early_stop`]): the epoch whose model `model`
+    /// is (the lowest validation loss; the last epoch's stays in the checkpoint).
+    pub best_epoch: Option<usize>,
+    /// Early stopping ended the run before its last epoch.
+    pub stopped_early: bool,
 }
 
 /// Trains a classifier on `data` with `settings`, from scratch or from `resume`, calling
 /// `on_epoch` after each epoch (and after its checkpoint is written); it returns
-/// `ControlFlow::Break(())` to stop early, e.g. when validation accuracy stops improving.
+/// `ControlFlow::Break(())` to stop early.
+///
+/// With [`TrainSettings::early_stop`] `Some(patience)`, the run keeps the model of the epoch
+/// with the lowest validation loss (strictly lower than every earlier one), stops once
+/// `patience` epochs have passed without one, and returns that model; the checkpoint holds
+/// both the last epoch's state (to resume from) and the best epoch's model.
 pub fn train(
     settings: &TrainSettings,
     data: &RunData,
@@ -139,6 +158,21 @@ pub fn train_on(
     let train = &data.train;
     if train.is_empty() {
         bail!("the training set is empty");
+    }
+    if let (Some(p), None) = (settings.early_stop, &data.val) {
+        bail!("--early-stop {p} needs a validation split: add --val-split 0.1");
+    }
+    if settings.max_norm.is_some() && matches!(device, Device::Gpu(_)) {
+        bail!(MAX_NORM_ON_GPU);
+    }
+    if let Some(ck) = resume.as_ref().filter(|ck| ck.stopped_early) {
+        bail!(
+            "this run already stopped early after epoch {} (no lower validation loss in {} epochs; \
+             its model is epoch {}'s): there is nothing to resume; start a new run to train further",
+            ck.epochs_done,
+            settings.early_stop.unwrap_or(0),
+            ck.best.as_ref().map_or(0, |b| b.epoch)
+        );
     }
     // The run's state is what its checkpoint holds, from the file or from scratch.
     let mut run = start(settings, train, resume)?;
@@ -173,13 +207,9 @@ pub fn train_on(
     let stopped = || options.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
     for epoch in run.epochs_done..settings.epochs {
         if stopped() {
-            return Ok(Trained {
-                model: run.model,
-                history: run.history,
-                steps: run.steps,
-                interrupted: true,
-            });
+            return Ok(interrupted(run));
         }
+        let lr_trace = lr_trace(settings, epoch, run.steps, base_lr, total_steps, per_epoch);
         let plan =
             EpochPlan { settings, epoch, base_lr, total_steps, per_epoch, stop: options.stop.as_deref() };
         loader.set_epoch(epoch as u64);
@@ -195,12 +225,7 @@ pub fn train_on(
         let seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         if stats.interrupted {
-            return Ok(Trained {
-                model: run.model,
-                history: run.history,
-                steps: run.steps,
-                interrupted: true,
-            });
+            return Ok(interrupted(run));
         }
         let (val, test) = match &mut steps {
             Steps::Cpu(_) => (
@@ -223,17 +248,98 @@ pub fn train_on(
             seconds,
             samples_per_second: stats.seen as f64 / seconds.max(1e-9),
             lr: stats.lr as f64,
+            lr_trace,
         };
         run.history.push(metrics.clone());
         run.epochs_done = epoch + 1;
+        if let Some(patience) = settings.early_stop {
+            early_stopping(&mut run, &metrics, patience);
+        }
         if let Some(path) = &options.checkpoint {
             run.save(path)?;
         }
-        if on_epoch(&metrics).is_break() {
+        if on_epoch(&metrics).is_break() || run.stopped_early {
             break;
         }
     }
-    Ok(Trained { model: run.model, history: run.history, steps: run.steps, interrupted: false })
+    let best_epoch = run.best.as_ref().map(|b| b.epoch);
+    let mut model = run.model;
+    if let Some(best) = run.best {
+        model.params = best.params;
+        model.running = best.running;
+    }
+    Ok(Trained {
+        model,
+        history: run.history,
+        steps: run.steps,
+        interrupted: false,
+        best_epoch,
+        stopped_early: run.stopped_early,
+    })
+}
+
+/// The error for `--max-norm` on the GPU path.
+const MAX_NORM_ON_GPU: &str = "--max-norm is not implemented on the GPU path yet (--device gpu and \
+     gpu-emulator): train with --device cpu (the default), or leave --max-norm out";
+
+/// Checks that `settings` can run on `device` before any data is loaded: `--max-norm` is not
+/// on the GPU path yet.
+pub fn check_device(settings: &TrainSettings, device: DeviceArg) -> Result<()> {
+    if settings.max_norm.is_some() && device != DeviceArg::Cpu {
+        bail!(MAX_NORM_ON_GPU);
+    }
+    Ok(())
+}
+
+/// A run stopped by [`RunOptions::stop`]: the model as it is (mid-epoch).
+fn interrupted(run: Checkpoint) -> Trained {
+    Trained {
+        model: run.model,
+        history: run.history,
+        steps: run.steps,
+        interrupted: true,
+        best_epoch: run.best.as_ref().map(|b| b.epoch),
+        stopped_early: false,
+    }
+}
+
+/// Early stopping after an epoch whose `metrics` are the last of `run.history`: a strictly
+/// lower validation loss than the best so far makes this epoch the best (its model is
+/// copied); `patience` epochs after the best without one, the run is stopped. A NaN loss is
+/// never an improvement.
+fn early_stopping(run: &mut Checkpoint, metrics: &EpochMetrics, patience: usize) {
+    let Some(loss) = metrics.val_loss else { return };
+    if run.best.as_ref().is_none_or(|b| loss < b.val_loss) {
+        run.best = Some(BestEpoch {
+            epoch: metrics.epoch,
+            val_loss: loss,
+            params: run.model.params.clone(),
+            running: run.model.running.clone(),
+        });
+    }
+    let since = metrics.epoch - run.best.as_ref().map_or(0, |b| b.epoch);
+    run.stopped_early = since >= patience;
+}
+
+/// The learning rates of 0-based `epoch`'s steps, which start at step `first`, sampled as
+/// [`EpochMetrics::lr_trace`] describes. Both the CPU and the GPU loops take step `k`'s rate
+/// from the schedule this way.
+fn lr_trace(
+    settings: &TrainSettings,
+    epoch: usize,
+    first: u64,
+    base_lr: f32,
+    total_steps: u64,
+    per_epoch: u64,
+) -> Vec<(f64, f64)> {
+    let points = per_epoch.min(LR_TRACE_POINTS);
+    (0..points)
+        .map(|i| if points == 1 { per_epoch - 1 } else { i * (per_epoch - 1) / (points - 1) })
+        .map(|k| {
+            let lr = settings.schedule.lr(base_lr, first + k, total_steps, per_epoch);
+            (epoch as f64 + (k + 1) as f64 / per_epoch as f64, lr as f64)
+        })
+        .collect()
 }
 
 /// The state a run starts from: `resume` checked against `settings`, or a freshly
@@ -280,6 +386,8 @@ fn start(settings: &TrainSettings, train: &Dataset, resume: Option<Checkpoint>) 
                 model: SavedModel { topology, params, running, input, names: ModelNames::of(train) },
                 optimizer_state: vec![0.0; optimizer.state_len(n_params)],
                 source: None,
+                best: None,
+                stopped_early: false,
             })
         }
     }

@@ -39,6 +39,8 @@ fn run(name: &str, epochs: usize, offset: f64) -> RunCurves {
             loss: (0..epochs).map(|i| 0.9 / e(i) + offset + 0.02).collect(),
             accuracy: (0..epochs).map(|i| 0.89 + 0.08 * (1.0 - 1.0 / e(i)) - offset).collect(),
         }],
+        lr: Vec::new(),
+        best_epoch: None,
     }
 }
 
@@ -106,6 +108,41 @@ fn training_curves_with_no_held_out_set_or_two() {
     both.evals.truncate(1);
     training_curves(&path, "validation only", &[both]).unwrap();
     assert!(with_both > count(&decode(&path), near(BLUE)) + 100, "the second held-out curve is missing");
+}
+
+/// With learning rates the chart has a third panel (right of the other two) with the curve;
+/// a best epoch is a gray vertical line on the loss and accuracy panels.
+#[test]
+fn training_curves_with_the_learning_rate_and_the_best_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lr.png");
+    let mut r = run("one-cycle", 10, 0.0);
+    let steps = 10 * 20;
+    r.lr = (0..steps)
+        .map(|k| {
+            let t = k as f64 / steps as f64;
+            ((k + 1) as f64 / 20.0, 1e-3 * (1.0 - (std::f64::consts::PI * t).cos()) / 2.0 + 1e-5)
+        })
+        .collect();
+    training_curves(&path, "with lr", &[r.clone()]).unwrap();
+    let img = decode(&path);
+    assert_eq!(img.dimensions(), (1800, 500));
+    let blue_right = |img: &image::RgbImage| {
+        img.enumerate_pixels().filter(|(x, _, p)| *x >= 1200 && near(BLUE)(p.0)).count()
+    };
+    assert!(blue_right(&img) > 300, "the learning-rate curve is missing");
+    let gray = |img: &image::RgbImage| count(img, |p| p == [110, 110, 110]);
+    let without = gray(&img);
+
+    r.best_epoch = Some(6);
+    training_curves(&path, "with lr and best", &[r.clone()]).unwrap();
+    let img = decode(&path);
+    assert!(gray(&img) > without + 2 * 200, "the best epoch's line is missing on the two panels");
+
+    // A constant rate is a flat line, still drawn.
+    r.lr.iter_mut().for_each(|p| p.1 = 1e-3);
+    training_curves(&path, "constant", &[r]).unwrap();
+    assert!(blue_right(&decode(&path)) > 300, "a constant learning rate is not drawn");
 }
 
 #[test]

@@ -84,12 +84,24 @@ pub struct TrainArgs {
     /// Weight decay (L2; decoupled with adamw, where it defaults to 0.01 as in PyTorch).
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f32>,
-    /// Fraction of the training set held out for validation.
+    /// Fraction of the training set held out for validation (its loss and accuracy are
+    /// printed every epoch and drawn in the curves; needed by --early-stop).
     #[arg(long, allow_negative_numbers = true)]
     pub val_split: Option<f32>,
     /// Clip gradients to this global L2 norm.
     #[arg(long, allow_negative_numbers = true)]
     pub grad_clip: Option<f32>,
+    /// Max-norm constraint (dropout paper; Keras MaxNorm): after every step, each hidden
+    /// unit's incoming weights (a row of W, not the bias; output layer excluded) are
+    /// rescaled to L2 norm at most C. 3 to 4 is customary with dropout. CPU only for now.
+    #[arg(long, value_name = "C", allow_negative_numbers = true)]
+    pub max_norm: Option<f32>,
+    /// Early stopping on the validation loss: stop after PATIENCE epochs without a lower
+    /// validation loss, and save the best epoch's model (weights and batch-norm statistics)
+    /// to --out. Needs --val-split (e.g. --val-split 0.1); the checkpoint keeps the best
+    /// model and the count, so --resume continues it.
+    #[arg(long, value_name = "PATIENCE")]
+    pub early_stop: Option<usize>,
     /// Input normalization.
     #[arg(long, value_enum)]
     pub normalization: Option<NormalizationArg>,

@@ -43,10 +43,10 @@ pub fn run(a: CompareArgs) -> Result<()> {
         outln!("== {name}: {}", describe(settings, data.train.input_len(), data.train.num_classes()));
         let options = RunOptions { progress: !a.quiet, ..RunOptions::default() };
         let trained = train::train(settings, &data, None, &options, &mut |m| {
-            print_epoch(m, settings.epochs);
+            print_epoch(m, settings.epochs, "");
             ControlFlow::Continue(())
         })?;
-        all.push(curves(name, &trained.history));
+        all.push(curves(name, &trained.history, None));
         results.push((name.clone(), trained.history));
     }
     outln!("\n{:<28} {:>12} {:>12} {:>10}", "configuration", "train loss", "test acc", "s/epoch");

@@ -27,14 +27,21 @@ pub fn describe(s: &TrainSettings, inputs: usize, classes: usize) -> String {
     if let Some(c) = s.grad_clip {
         extras.push(format!("clip {c}"));
     }
+    if let Some(c) = s.max_norm {
+        extras.push(format!("max-norm {c}"));
+    }
     let inputs = match s.normalization {
         NormalizationArg::Scale => "inputs scaled (u8 values / 255, f32 values as they are)",
         NormalizationArg::Standardize => "inputs standardized (one mean/std)",
         NormalizationArg::PerFeature => "inputs standardized per feature",
         NormalizationArg::None => "raw inputs",
     };
+    let epochs = match s.early_stop {
+        Some(p) => format!("up to {} epochs (early stop: patience {p} on validation loss)", s.epochs),
+        None => format!("{} epochs", s.epochs),
+    };
     format!(
-        "{} {:?}{}, {:?} lr {} ({:?} schedule), batch {}, {} epochs, seed {}, {inputs}",
+        "{} {:?}{}, {:?} lr {} ({:?} schedule), batch {}, {epochs}, seed {}, {inputs}",
         widths.join("-"),
         s.activation,
         if extras.is_empty() { String::new() } else { format!(" + {}", extras.join(", ")) },
@@ -42,7 +49,6 @@ pub fn describe(s: &TrainSettings, inputs: usize, classes: usize) -> String {
         s.learning_rate(),
         s.schedule,
         s.batch_size,
-        s.epochs,
         s.seed
     )
     .to_lowercase()
@@ -58,8 +64,9 @@ pub fn loss(x: Option<f64>) -> String {
     x.map_or_else(|| "-".into(), |v| format!("{v:.4}"))
 }
 
-/// Prints an epoch's line: train, validation and test metrics, time and throughput.
-pub fn print_epoch(m: &EpochMetrics, epochs: usize) {
+/// Prints an epoch's line: train, validation and test metrics, time and throughput, then
+/// `note` (e.g. early stopping's "best so far").
+pub fn print_epoch(m: &EpochMetrics, epochs: usize, note: &str) {
     let mut line = format!(
         "epoch {:>2}/{epochs}  train loss {:.4} acc {}",
         m.epoch,
@@ -72,13 +79,14 @@ pub fn print_epoch(m: &EpochMetrics, epochs: usize) {
     if m.test_loss.is_some() {
         line += &format!("  test loss {} acc {}", loss(m.test_loss), pct(m.test_accuracy));
     }
-    line += &format!("  {:.2}s ({:.0} samples/s)", m.seconds, m.samples_per_second);
+    line += &format!("  {:.2}s ({:.0} samples/s){note}", m.seconds, m.samples_per_second);
     outln!("{line}");
 }
 
-/// A run's curves for the charts: training, and every held-out set measured after every
-/// epoch (validation, test, both or neither).
-pub fn curves(name: &str, history: &[EpochMetrics]) -> crate::plot::RunCurves {
+/// A run's curves for the charts: training, every held-out set measured after every epoch
+/// (validation, test, both or neither), the learning rate the steps used, and the epoch
+/// whose model was kept (early stopping).
+pub fn curves(name: &str, history: &[EpochMetrics], best_epoch: Option<usize>) -> crate::plot::RunCurves {
     let mut evals = Vec::new();
     if !history.is_empty() && history.iter().all(|m| m.val_loss.is_some() && m.val_accuracy.is_some()) {
         evals.push(crate::plot::EvalCurves {
@@ -99,7 +107,18 @@ pub fn curves(name: &str, history: &[EpochMetrics]) -> crate::plot::RunCurves {
         train_loss: history.iter().map(|m| m.train_loss).collect(),
         train_accuracy: history.iter().map(|m| m.train_accuracy).collect(),
         evals,
+        lr: learning_rates(history),
+        best_epoch,
     }
+}
+
+/// The learning-rate points of a run: each epoch's trace, or (in a checkpoint written before
+/// traces were recorded) its last step's rate at the epoch's end.
+fn learning_rates(history: &[EpochMetrics]) -> Vec<(f64, f64)> {
+    history
+        .iter()
+        .flat_map(|m| if m.lr_trace.is_empty() { vec![(m.epoch as f64, m.lr)] } else { m.lr_trace.clone() })
+        .collect()
 }
 
 /// Which samples the 5x5 grid shows: 25 drawn at random (seeded, so the same model and data
@@ -176,17 +195,21 @@ mod tests {
             seconds: 1.0,
             samples_per_second: 1.0,
             lr: 1e-3,
+            lr_trace: vec![(0.5, 1e-3), (1.0, 1e-3)],
         }
     }
 
     #[test]
     fn curves_keep_every_held_out_set() {
-        let labels =
-            |h: &[EpochMetrics]| curves("r", h).evals.iter().map(|e| e.label.clone()).collect::<Vec<_>>();
+        let labels = |h: &[EpochMetrics]| {
+            curves("r", h, None).evals.iter().map(|e| e.label.clone()).collect::<Vec<_>>()
+        };
         assert_eq!(labels(&[metrics(true, true), metrics(true, true)]), ["validation", "test"]);
         assert_eq!(labels(&[metrics(false, true)]), ["test"]);
         assert_eq!(labels(&[metrics(true, false)]), ["validation"]);
         assert!(labels(&[metrics(false, false)]).is_empty());
+        let c = curves("r", &[metrics(true, false)], Some(1));
+        assert_eq!((c.lr, c.best_epoch), (vec![(0.5, 1e-3), (1.0, 1e-3)], Some(1)));
     }
 
     #[test]

@@ -42,6 +42,7 @@ impl TrainArgs {
             || self.batch_norm
             || self.weight_decay.is_some()
             || self.grad_clip.is_some()
+            || self.max_norm.is_some()
             || self.normalization.is_some()
     }
 
@@ -112,6 +113,12 @@ impl TrainArgs {
         }
         if let Some(v) = self.normalization {
             s.normalization = v;
+        }
+        if self.max_norm.is_some() {
+            s.max_norm = self.max_norm;
+        }
+        if self.early_stop.is_some() {
+            s.early_stop = self.early_stop;
         }
         s
     }
@@ -184,6 +191,8 @@ impl TrainArgs {
             ("--weight-decay", self.weight_decay.is_some()),
             ("--val-split", self.val_split.is_some()),
             ("--grad-clip", self.grad_clip.is_some()),
+            ("--max-norm", self.max_norm.is_some()),
+            ("--early-stop", self.early_stop.is_some()),
             ("--normalization", self.normalization.is_some()),
         ];
         let given: Vec<&str> = fixed.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect();

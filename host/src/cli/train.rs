@@ -23,7 +23,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let out = a.out_path();
     // The options are checked before any data is read; the tabular recipe is then sized to it.
-    a.run_settings(resume.as_ref(), None)?.validate()?;
+    let early = a.run_settings(resume.as_ref(), None)?;
+    early.validate()?;
+    train::check_device(&early, a.device)?;
     let (train_set, test_set) = load_data(&a.data)?;
     let tabular = a.recipe() == Recipe::Tabular;
     let seed = resume.as_ref().map(|ck| ck.settings.seed).or(a.seed).unwrap_or(777);
@@ -86,12 +88,23 @@ pub fn run(a: TrainArgs) -> Result<()> {
         source: Some(a.source()),
     };
     let epochs = settings.epochs;
+    // With early stopping, each epoch's line says whether it is the best so far.
+    let mut best_loss = resume.as_ref().and_then(|ck| ck.best.as_ref()).map(|b| b.val_loss);
     let trained = train::train_on(&device, &settings, &data, resume, &options, &mut |m| {
-        print_epoch(m, epochs);
+        let note = match (settings.early_stop, m.val_loss) {
+            (Some(_), Some(l)) if best_loss.is_none_or(|b| l < b) => {
+                best_loss = Some(l);
+                "  (best so far)"
+            }
+            _ => "",
+        };
+        print_epoch(m, epochs, note);
         ControlFlow::Continue(())
     })?;
     let params = trained.model.topology.param_len();
-    let final_test = trained.history.last().and_then(|m| m.test_accuracy);
+    // The kept model's epoch: the best one with early stopping, else the last.
+    let kept = trained.best_epoch.and_then(|e| trained.history.get(e - 1)).or(trained.history.last());
+    let final_test = kept.and_then(|m| m.test_accuracy);
     let write_metrics = |interrupted: bool| -> Result<()> {
         if let Some(path) = &a.metrics {
             let doc = json!({
@@ -101,6 +114,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 "parameters": params,
                 "steps": trained.steps,
                 "interrupted": interrupted,
+                "best_epoch": trained.best_epoch,
+                "best_val_loss": trained.best_epoch.and_then(|_| kept.and_then(|m| m.val_loss)),
+                "stopped_early": trained.stopped_early,
             });
             crate::model_io::write_atomic(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
             outln!("Metrics: {}", path.display());
@@ -124,8 +140,28 @@ pub fn run(a: TrainArgs) -> Result<()> {
         ))
         .into());
     }
+    if let (Some(patience), Some(best)) = (settings.early_stop, kept) {
+        let last = trained.history.len();
+        let why = if trained.stopped_early {
+            format!(
+                "Stopped early after epoch {last} of {epochs}: no lower validation loss in {patience} epochs."
+            )
+        } else {
+            format!("Trained all {last} epochs (patience {patience} not exhausted).")
+        };
+        outln!(
+            "{why} Keeping epoch {}, the lowest validation loss ({:.4}, accuracy {}).",
+            best.epoch,
+            best.val_loss.unwrap_or(f64::NAN),
+            super::report::pct(best.val_accuracy)
+        );
+    }
     trained.model.save(&out)?;
-    outln!("Saved {} ({} parameters); checkpoint {}", out.display(), params, checkpoint.display());
+    let from = match trained.best_epoch {
+        Some(e) => format!(", epoch {e}'s weights"),
+        None => String::new(),
+    };
+    outln!("Saved {} ({} parameters{from}); checkpoint {}", out.display(), params, checkpoint.display());
     write_metrics(false)?;
     if !a.no_plots {
         std::fs::create_dir_all(&a.plots).with_context(|| format!("cannot create {}", a.plots.display()))?;
@@ -133,7 +169,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         crate::plot::training_curves(
             &curves_path,
             &describe(&settings, inputs, classes),
-            &[curves("this run", &trained.history)],
+            &[curves("this run", &trained.history, trained.best_epoch)],
         )?;
         let mut written = vec![curves_path];
         if let Some(test) = &data.test {
@@ -144,7 +180,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         outln!("Plots: {}", list.join(", "));
     }
     if let Some(acc) = final_test {
-        outln!("Final test accuracy: {:.2}%", 100.0 * acc);
+        match trained.best_epoch {
+            Some(e) => outln!("Final test accuracy (the kept model, epoch {e}): {:.2}%", 100.0 * acc),
+            None => outln!("Final test accuracy: {:.2}%", 100.0 * acc),
+        }
     }
     Ok(())
 }

@@ -27,6 +27,25 @@ pub struct Checkpoint {
     /// Where the run's data came from and where it saves its model, so `--resume` alone
     /// continues it (absent in checkpoints written before this was recorded).
     pub source: Option<RunSource>,
+    /// With early stopping: the epoch with the lowest validation loss so far and its model
+    /// (the epochs since it are the patience counter).
+    pub best: Option<BestEpoch>,
+    /// Early stopping ended the run (it is finished; `--resume` refuses it).
+    pub stopped_early: bool,
+}
+
+/// The best epoch of an early-stopping run and its model's parameters and running
+/// statistics (the rest of the model is the run's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BestEpoch {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Its validation loss.
+    pub val_loss: f64,
+    /// The parameters after that epoch, in core's flat layout.
+    pub params: Vec<f32>,
+    /// The batch-norm running statistics after that epoch.
+    pub running: Vec<f32>,
 }
 
 /// Where a run's data came from and where it writes, as its command line named them.
@@ -59,14 +78,22 @@ struct CheckpointHeader {
     history: Vec<EpochMetrics>,
     #[serde(default)]
     source: Option<RunSource>,
+    /// Early stopping's best epoch and its validation loss; its parameters and running
+    /// statistics follow the optimizer state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    best: Option<(usize, f64)>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    stopped_early: bool,
 }
 
 const CHECKPOINT_MAGIC: &[u8; 8] = b"MLPCKPT1";
 
 impl Checkpoint {
     /// The checkpoint file: magic `MLPCKPT1`, a JSON header (settings, progress, history),
-    /// the model file, the optimizer state, and a CRC-32 of everything before it; lengths
-    /// are little-endian u64.
+    /// the model file, the optimizer state, with early stopping the best epoch's parameters
+    /// and running statistics (the header's `best` says they are there), and a CRC-32 of
+    /// everything before it; lengths are little-endian u64. (A reader that predates the
+    /// best epoch's section ignores it; a checkpoint without it reads as having no best.)
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let header = serde_json::to_vec(&CheckpointHeader {
             settings: self.settings.clone(),
@@ -74,6 +101,8 @@ impl Checkpoint {
             steps: self.steps,
             history: self.history.clone(),
             source: self.source.clone(),
+            best: self.best.as_ref().map(|b| (b.epoch, b.val_loss)),
+            stopped_early: self.stopped_early,
         })?;
         let model = self.model.to_bytes()?;
         let mut out = Vec::with_capacity(64 + header.len() + model.len() + 4 * self.optimizer_state.len());
@@ -82,8 +111,14 @@ impl Checkpoint {
             out.extend_from_slice(&(part.len() as u64).to_le_bytes());
             out.extend_from_slice(part);
         }
-        out.extend_from_slice(&(self.optimizer_state.len() as u64).to_le_bytes());
-        self.optimizer_state.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        let mut floats = vec![&self.optimizer_state];
+        if let Some(b) = &self.best {
+            floats.extend([&b.params, &b.running]);
+        }
+        for part in floats {
+            out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            part.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        }
         out.extend_from_slice(&mlp::format::crc32(&out).to_le_bytes());
         Ok(out)
     }
@@ -114,9 +149,21 @@ impl Checkpoint {
         let header: CheckpointHeader =
             serde_json::from_slice(take("header", 1)?).map_err(|e| corrupt(&format!("header: {e}")))?;
         let model = SavedModel::from_bytes(name, take("model", 1)?)?;
-        let state = take("optimizer state", 4)?;
-        let optimizer_state =
-            state.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let floats = |b: &[u8]| -> Vec<f32> {
+            b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        };
+        let optimizer_state = floats(take("optimizer state", 4)?);
+        let best = match header.best {
+            Some((epoch, val_loss)) => {
+                let params = floats(take("best epoch's parameters", 4)?);
+                let running = floats(take("best epoch's running statistics", 4)?);
+                if params.len() != model.params.len() || running.len() != model.running.len() {
+                    return Err(corrupt("the best epoch's model does not fit the network"));
+                }
+                Some(BestEpoch { epoch, val_loss, params, running })
+            }
+            None => None,
+        };
         Ok(Checkpoint {
             settings: header.settings,
             epochs_done: header.epochs_done,
@@ -125,6 +172,8 @@ impl Checkpoint {
             model,
             optimizer_state,
             source: header.source,
+            best,
+            stopped_early: header.stopped_early,
         })
     }
 

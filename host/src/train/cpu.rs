@@ -95,6 +95,9 @@ impl<'t> CpuRun<'t> {
                         other.with_context(|| format!("epoch {}, batch {batch_index}", plan.epoch + 1))?
                     }
                 };
+                if let Some(c) = plan.settings.max_norm {
+                    trainer.apply_max_norm(c)?;
+                }
                 stats.loss_sum += step.loss as f64 * n as f64;
                 stats.correct += step.correct;
                 stats.seen += n;

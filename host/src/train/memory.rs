@@ -8,15 +8,16 @@ use mlp::Topology;
 use super::{TrainSettings, EVAL_BATCH};
 
 /// Bytes a training run of `topology` needs beyond its data set (already loaded), roughly:
-/// the parameters, their gradients, the optimizer state and the checkpoint's copy; per batch
-/// row, each layer's pre-activations, activations and their gradients; evaluation's batches.
+/// the parameters, their gradients, the optimizer state and the checkpoint's copy (and with
+/// early stopping the best epoch's); per batch row, each layer's pre-activations, activations and their gradients; evaluation's batches.
 pub fn estimate(topology: &Topology, settings: &TrainSettings) -> u128 {
+    let copies = if settings.early_stop.is_some() { 5 } else { 4 };
     let params = topology.param_len() as u128;
     let state = settings.optimizer().state_len(topology.param_len()) as u128;
     let widths: u128 =
         topology.input() as u128 + topology.layers().iter().map(|l| l.outputs as u128).sum::<u128>();
     let rows = settings.batch_size.max(EVAL_BATCH) as u128;
-    4 * (4 * params + state + 4 * rows * widths)
+    4 * (copies * params + state + 4 * rows * widths)
 }
 
 /// Refuses a run whose [`estimate`] is more than the memory this machine has available

@@ -148,6 +148,14 @@ pub struct TrainSettings {
     pub grad_clip: Option<f32>,
     /// Input normalization.
     pub normalization: NormalizationArg,
+    /// Early stopping: stop after this many epochs without a lower validation loss, and
+    /// keep the best epoch's model (needs `val_split > 0`).
+    #[serde(default)]
+    pub early_stop: Option<usize>,
+    /// Max-norm constraint: after each step, rescale every hidden unit's incoming weight
+    /// vector to L2 norm at most this ([`mlp::optim::max_norm`]).
+    #[serde(default)]
+    pub max_norm: Option<f32>,
 }
 
 impl TrainSettings {
@@ -170,6 +178,8 @@ impl TrainSettings {
             val_split: 0.0,
             grad_clip: None,
             normalization: NormalizationArg::Scale,
+            early_stop: None,
+            max_norm: None,
         }
     }
 
@@ -191,6 +201,8 @@ impl TrainSettings {
             val_split: 0.0,
             grad_clip: None,
             normalization: NormalizationArg::Scale,
+            early_stop: None,
+            max_norm: None,
         }
     }
 
@@ -219,6 +231,8 @@ impl TrainSettings {
             val_split: 0.0,
             grad_clip: None,
             normalization: NormalizationArg::PerFeature,
+            early_stop: None,
+            max_norm: None,
         }
     }
 
@@ -276,6 +290,19 @@ impl TrainSettings {
             if !(c.is_finite() && c > 0.0) {
                 bail!("--grad-clip {c} must be a positive number");
             }
+        }
+        if let Some(c) = self.max_norm {
+            if !(c.is_finite() && c > 0.0) {
+                bail!("--max-norm {c} must be a positive number");
+            }
+        }
+        match self.early_stop {
+            Some(0) => bail!("--early-stop needs a patience of at least 1 epoch"),
+            Some(p) if self.val_split <= 0.0 => bail!(
+                "--early-stop {p} watches the validation loss, and this run has no validation split: \
+                 add --val-split 0.1 (10% of the training set held out)"
+            ),
+            _ => {}
         }
         self.optimizer().validate().context("invalid optimizer settings")?;
         Ok(())
