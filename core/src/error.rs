@@ -76,6 +76,16 @@ pub enum Error {
     DropoutOnOutputLayer,
     /// A leaky-ReLU or ELU alpha that is negative or not finite.
     InvalidActivationParameter { layer: usize, alpha: f32 },
+    /// A maxout layer whose piece count is outside `2..=`[`MAX_MAXOUT_PIECES`](crate::MAX_MAXOUT_PIECES).
+    InvalidMaxoutPieces { layer: usize, pieces: u8, max: u8 },
+    /// Maxout on the output layer (it is a hidden-layer activation; the loss needs softmax,
+    /// sigmoid or identity outputs).
+    MaxoutOnOutputLayer,
+    /// Batch norm on a maxout layer (not supported: it would normalize each of the `k`
+    /// pieces; put batch norm on another layer or use ReLU here).
+    MaxoutWithBatchNorm { layer: usize },
+    /// An operation that does not support maxout layers (int8 quantization), named in `what`.
+    MaxoutUnsupported { layer: usize, what: &'static str },
     /// A buffer of the wrong length.
     BufferLength { buffer: Buffer, expected: usize, actual: usize },
     /// A batch of zero samples.
@@ -161,6 +171,21 @@ impl fmt::Display for Error {
             Error::InvalidActivationParameter { layer, alpha } => write!(
                 f,
                 "layer {layer} has activation parameter alpha = {alpha}; it must be finite and >= 0"
+            ),
+            Error::InvalidMaxoutPieces { layer, pieces, max } => write!(
+                f,
+                "layer {layer} is maxout with {pieces} pieces; a maxout unit needs 2 to {max} pieces"
+            ),
+            Error::MaxoutOnOutputLayer => f.write_str(
+                "the output layer uses maxout, which is a hidden-layer activation; use softmax, sigmoid or identity on the output layer",
+            ),
+            Error::MaxoutWithBatchNorm { layer } => write!(
+                f,
+                "layer {layer} combines maxout with batch norm, which is not supported; drop batch norm on that layer or use relu"
+            ),
+            Error::MaxoutUnsupported { layer, what } => write!(
+                f,
+                "{what} does not support maxout layers (layer {layer} is maxout); keep the model in f32, or train it with another activation to quantize it"
             ),
             Error::BufferLength { buffer, expected, actual } => write!(
                 f,

@@ -84,7 +84,10 @@
 //! prediction, firmware) preprocesses exactly as training did.
 //!
 //! Activation codes: 0 identity, 1 sigmoid, 2 tanh, 3 relu, 4 leaky relu, 5 elu, 6 gelu,
-//! 7 softmax. The header is a multiple of 4 bytes, so parameters are 4-byte aligned when the
+//! 7 softmax, 8 maxout (its piece count `k` in the activation alpha slot as a whole number,
+//! 2 to 16; its layer's weights and bias have `k` rows per unit, see
+//! [`topology`](crate::Topology)). Code 8 needed no new version: older files never hold it and
+//! load as before, and an older build refuses a maxout file by its unknown code. The header is a multiple of 4 bytes, so parameters are 4-byte aligned when the
 //! file is, and [`ModelFile::params_f32`] can then borrow them without copying.
 
 use crate::error::{check_len, Buffer, Error};
@@ -315,6 +318,9 @@ impl<'a> ModelFile<'a> {
             *spec = LayerSpec { outputs, activation, dropout, batch_norm: flags & 1 == 1 };
         }
         let topology = Topology::new(input, &specs[..layer_count])?;
+        if dtype == DType::Int8 {
+            crate::int8::refuse_maxout(&topology)?;
+        }
         let (p, rn) = (r.u32()? as usize, r.u32()? as usize);
         if p != topology.param_len() || rn != topology.running_len() {
             return Err(Error::CorruptHeader { what: "parameter counts do not match the topology" });
@@ -666,6 +672,8 @@ pub fn activation_code(a: Activation) -> (u8, f32) {
         Activation::Elu(alpha) => (5, alpha),
         Activation::Gelu => (6, 0.0),
         Activation::Softmax => (7, 0.0),
+        // The piece count k rides in the parameter slot, a whole number.
+        Activation::Maxout(k) => (8, k as f32),
     }
 }
 
@@ -679,6 +687,10 @@ fn activation_from_code(code: u8, alpha: f32) -> Result<Activation, Error> {
         5 => Activation::Elu(alpha),
         6 => Activation::Gelu,
         7 => Activation::Softmax,
+        // A hostile piece count is refused here (not whole, or beyond u8) or by
+        // Topology::new (outside 2..=MAX_MAXOUT_PIECES), before any size is computed from it.
+        8 if libm::truncf(alpha) == alpha && (0.0..=255.0).contains(&alpha) => Activation::Maxout(alpha as u8),
+        8 => return Err(Error::CorruptHeader { what: "the maxout piece count is not a whole number from 2 to 16" }),
         _ => return Err(Error::UnknownActivation { code }),
     })
 }
@@ -870,6 +882,54 @@ mod tests {
         assert_eq!(
             ModelFile::parse(&bad[..len]).unwrap_err(),
             Error::UnsupportedVersion { found: 9, supported: 2 }
+        );
+    }
+
+    fn maxout_file(buf: &mut [u8; 512]) -> (Topology, usize) {
+        let t = Topology::new(
+            3,
+            &[LayerSpec::dense(4, Activation::Maxout(3)), LayerSpec::dense(2, Activation::Softmax)],
+        )
+        .unwrap();
+        let p: [f32; 12 * 4 + 2 * 5] = core::array::from_fn(|i| i as f32 * 0.25 - 4.0);
+        let len = encoded_len(&t, &InputTransform::Identity);
+        write(&t, &p, &[], &InputTransform::Identity, &mut buf[..len]).unwrap();
+        (t, len)
+    }
+
+    #[test]
+    fn maxout_round_trips_and_hostile_piece_counts_are_errors() {
+        let mut buf = [0u8; 512];
+        let (t, len) = maxout_file(&mut buf);
+        let m = ModelFile::parse(&buf[..len]).unwrap();
+        assert_eq!(m.topology(), &t);
+        let mut q = [0.0f32; 58];
+        m.read_params(&mut q).unwrap();
+        assert_eq!(q[57], 57.0 * 0.25 - 4.0);
+        // Layer 0: outputs at 16, activation code at 20, its alpha slot (k) at 24..28.
+        assert_eq!((buf[20], f32::from_le_bytes(buf[24..28].try_into().unwrap())), (8, 3.0));
+        let not_whole = Error::CorruptHeader { what: "the maxout piece count is not a whole number from 2 to 16" };
+        let cases = [
+            (2.5f32, not_whole),
+            (f32::NAN, not_whole),
+            (f32::INFINITY, not_whole),
+            (-2.0, not_whole),
+            (1e9, not_whole),
+            (1.0, Error::InvalidMaxoutPieces { layer: 0, pieces: 1, max: 16 }),
+            (17.0, Error::InvalidMaxoutPieces { layer: 0, pieces: 17, max: 16 }),
+            (255.0, Error::InvalidMaxoutPieces { layer: 0, pieces: 255, max: 16 }),
+        ];
+        for (k, error) in cases {
+            let mut bad = buf;
+            bad[24..28].copy_from_slice(&k.to_le_bytes());
+            assert_eq!(ModelFile::parse(&bad[..len]).unwrap_err(), error, "k = {k}");
+        }
+        // A maxout layer in an int8 file is refused by name, not sized.
+        let mut bad = buf;
+        bad[6] = 1;
+        assert_eq!(
+            ModelFile::parse(&bad[..len]).unwrap_err(),
+            Error::MaxoutUnsupported { layer: 0, what: "int8 quantization" }
         );
     }
 

@@ -30,10 +30,12 @@ pub enum Init {
 
 impl Init {
     /// The customary choice for an activation: He for ReLU-like, Xavier for sigmoid/tanh/softmax.
+    /// Maxout takes He on the fan-in, as ReLU does (a maxout unit with one piece fixed at 0
+    /// is a ReLU; Goodfellow et al. tuned uniform ranges by hand instead of a rule).
     pub fn for_activation(act: crate::Activation) -> Self {
         use crate::Activation::*;
         match act {
-            Relu | LeakyRelu(_) | Elu(_) | Gelu => Init::HeNormal,
+            Relu | LeakyRelu(_) | Elu(_) | Gelu | Maxout(_) => Init::HeNormal,
             Identity | Sigmoid | Tanh | Softmax => Init::XavierNormal,
         }
     }
@@ -57,7 +59,8 @@ pub fn initialize(topology: &Topology, params: &mut [f32], init: Init, rng: &mut
             break;
         };
         let fan_in = topology.fan_in(i) as f32;
-        let fan_out = layer.outputs as f32;
+        // Maxout's k pieces per unit are k rows, as in PyTorch's Linear(fan_in, k·n).
+        let fan_out = layer.rows() as f32;
         let w = &mut params[r.weights.clone()];
         match init {
             Init::HeNormal => fill_normal(w, math::sqrt(2.0 / fan_in), rng),

@@ -7,6 +7,12 @@
 //!
 //! All matrices are row-major `f32`. Core always calls these methods with slices of exactly
 //! the lengths documented, so implementations may rely on them.
+//!
+//! Core never passes [`Activation::Maxout`] to the fused methods: a maxout layer is a plain
+//! [`Kernels::dense_forward`] with `k` rows per unit (`outputs` is then `k ·` units), then
+//! [`activation::maxout_forward`]; backward likewise calls [`Kernels::dense_backward_input`]
+//! and [`activation::maxout_backward_in_place`]. So every implementation, fast or not, is
+//! correct for maxout as long as its plain products are.
 
 use crate::activation;
 use crate::topology::Activation;

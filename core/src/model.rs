@@ -99,14 +99,17 @@ impl<'a> Model<'a> {
         let (mut cur, mut next) = workspace[..need].split_at_mut(need / 2);
         for (i, layer) in t.layers().iter().enumerate() {
             let Some(r) = t.param_ranges(i) else { break };
-            let shape = Shape { batch, inputs: t.fan_in(i), outputs: layer.outputs };
+            // Maxout: the product makes k rows per unit, the activation keeps the first
+            // batch × outputs elements of y (see `activation::forward_in_place`).
+            let shape = Shape { batch, inputs: t.fan_in(i), outputs: layer.rows() };
             let src: &[f32] = if i == 0 { input } else { &cur[..batch * shape.inputs] };
-            let y = &mut next[..batch * layer.outputs];
+            let y = &mut next[..batch * shape.outputs];
             let (w, bias) = (&self.params[r.weights], &self.params[r.bias]);
             let act = (softmax || layer.activation != Activation::Softmax).then_some(layer.activation);
             match (act, &r.batch_norm) {
                 // Nothing to show or do between product and activation: one fused pass.
-                (Some(act), None) if !TAPPED => {
+                // Maxout is not a kernel's fused activation: it takes the general path below.
+                (Some(act), None) if !TAPPED && act.pieces() == 1 => {
                     kernels.dense_forward_activation_in_place(shape, src, w, bias, act, y)
                 }
                 _ => {
@@ -128,6 +131,7 @@ impl<'a> Model<'a> {
                     }
                 }
             }
+            let y = &y[..batch * layer.outputs];
             tap(Tap::Out(i), y);
             core::mem::swap(&mut cur, &mut next);
         }

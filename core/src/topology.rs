@@ -11,6 +11,11 @@
 //! | gamma | `n` if batch norm | batch-norm scale `γ[o]` |
 //! | beta | `n` if batch norm | batch-norm shift `β[o]` |
 //!
+//! A maxout layer with `n` units of `k` pieces ([`Activation::Maxout`]) has `k·n` affine rows
+//! where the table says `n`: weights `k·n × n_in` and bias `k·n`, row `o·k + j` being piece
+//! `j` of unit `o` (a unit's pieces are adjacent, as in PyTorch's `Linear(n_in, k·n)` then
+//! `.view(-1, n, k).max(-1)`). The next layer sees the `n` unit outputs.
+//!
 //! Gradients and every optimizer state vector use the same layout. Batch-norm running
 //! statistics are not trained, so they live in their own buffer (like PyTorch's buffers):
 //! for each batch-norm layer, `mean[n]` then `var[n]`.
@@ -38,6 +43,9 @@ pub const MAX_LAYERS: usize = 8;
 /// overflow on 32-bit targets for any realistic model.
 pub const MAX_WIDTH: usize = 1 << 20;
 
+/// The most pieces a maxout unit takes (Goodfellow et al. 2013 used 2 to 5).
+pub const MAX_MAXOUT_PIECES: u8 = 16;
+
 /// A layer's nonlinearity, applied after the affine map (and batch norm, if any).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
@@ -57,6 +65,11 @@ pub enum Activation {
     Gelu,
     /// Row-wise softmax. Output layer only; with the cross-entropy loss it is fused.
     Softmax,
+    /// Maxout (Goodfellow et al. 2013) with `k` pieces: unit `o` outputs `max_j z[o·k + j]`
+    /// over its `k` affine pieces (see the module's parameter layout). Hidden layers only,
+    /// `2 <= k <=` [`MAX_MAXOUT_PIECES`], no batch norm. The gradient flows to the arg-max
+    /// piece alone; on a tie, to the first (lowest `j`), as PyTorch's `max(dim)` backward does.
+    Maxout(u8),
 }
 
 impl Activation {
@@ -71,6 +84,15 @@ impl Activation {
             Activation::Elu(_) => "elu",
             Activation::Gelu => "gelu",
             Activation::Softmax => "softmax",
+            Activation::Maxout(_) => "maxout",
+        }
+    }
+
+    /// Affine rows per unit: `k` for maxout, 1 for every pointwise activation.
+    pub const fn pieces(&self) -> usize {
+        match self {
+            Activation::Maxout(k) => *k as usize,
+            _ => 1,
         }
     }
 }
@@ -109,6 +131,11 @@ impl LayerSpec {
     pub const fn has_dropout(&self) -> bool {
         self.dropout > 0.0
     }
+
+    /// Affine rows (pre-activations per sample): `k · outputs` for maxout, else `outputs`.
+    pub const fn rows(&self) -> usize {
+        self.outputs.saturating_mul(self.activation.pieces())
+    }
 }
 
 /// `const fn` buffer lengths of a layer list, for sizing `static` arrays. The same numbers
@@ -124,8 +151,8 @@ pub mod layout {
         let mut i = 0;
         while i < layers.len() {
             let l = &layers[i];
-            let per_unit = fan_in.saturating_add(if l.batch_norm { 3 } else { 1 });
-            total = total.saturating_add(l.outputs.saturating_mul(per_unit));
+            let per_row = fan_in.saturating_add(if l.batch_norm { 3 } else { 1 });
+            total = total.saturating_add(l.rows().saturating_mul(per_row));
             fan_in = l.outputs;
             i += 1;
         }
@@ -145,13 +172,14 @@ pub mod layout {
         total
     }
 
-    /// The widest layer output.
+    /// The widest layer's pre-activations ([`LayerSpec::rows`]: its outputs, or `k` times
+    /// them for maxout), which bounds every per-sample buffer of a pass.
     pub const fn max_width(layers: &[LayerSpec]) -> usize {
         let mut m = 0;
         let mut i = 0;
         while i < layers.len() {
-            if layers[i].outputs > m {
-                m = layers[i].outputs;
+            if layers[i].rows() > m {
+                m = layers[i].rows();
             }
             i += 1;
         }
@@ -166,8 +194,9 @@ pub mod layout {
     /// Workspace a training layer keeps for backward on `batch` samples.
     pub const fn train_layer_len(layer: &LayerSpec, batch: usize) -> usize {
         let bn = layer.outputs;
-        // z and a; batch norm: x_hat, then mean and 1/std per unit; dropout: mask and output.
-        let mut per_sample = 2usize;
+        // z (k rows per unit for maxout) and a; batch norm: x_hat, then mean and 1/std per
+        // unit; dropout: mask and output.
+        let mut per_sample = 1usize.saturating_add(layer.activation.pieces());
         if layer.batch_norm {
             per_sample += 1;
         }
@@ -197,7 +226,7 @@ pub mod layout {
 /// Where one layer's parameters sit in the flat buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamRanges {
-    /// `W[o][j]`, row-major.
+    /// `W[o][j]`, row-major (`k` rows per unit for maxout: see the module's layout).
     pub weights: Range<usize>,
     /// `b[o]`.
     pub bias: Range<usize>,
@@ -251,6 +280,18 @@ impl Topology {
             check_width(Some(i), l.outputs)?;
             if l.activation == Activation::Softmax && i != last {
                 return Err(Error::SoftmaxInHiddenLayer { layer: i });
+            }
+            if let Activation::Maxout(pieces) = l.activation {
+                if !(2..=MAX_MAXOUT_PIECES).contains(&pieces) {
+                    return Err(Error::InvalidMaxoutPieces { layer: i, pieces, max: MAX_MAXOUT_PIECES });
+                }
+                if i == last {
+                    return Err(Error::MaxoutOnOutputLayer);
+                }
+                if l.batch_norm {
+                    return Err(Error::MaxoutWithBatchNorm { layer: i });
+                }
+                check_width(Some(i), l.rows())?;
             }
             if let Activation::LeakyRelu(alpha) | Activation::Elu(alpha) = l.activation {
                 if !(alpha.is_finite() && alpha >= 0.0) {
@@ -336,8 +377,8 @@ impl Topology {
         let mut start = 0usize;
         for (k, l) in self.layers.iter().enumerate() {
             let fan_in = self.fan_in(k);
-            let w = start..start + l.outputs * fan_in;
-            let b = w.end..w.end + l.outputs;
+            let w = start..start + l.rows() * fan_in;
+            let b = w.end..w.end + l.rows();
             let bn =
                 l.batch_norm.then(|| (b.end..b.end + l.outputs, b.end + l.outputs..b.end + 2 * l.outputs));
             let ranges = ParamRanges { weights: w, bias: b, batch_norm: bn };
@@ -456,6 +497,52 @@ mod tests {
         assert!(matches!(
             Topology::new(MAX_WIDTH + 1, &[soft]),
             Err(Error::WidthTooLarge { layer: None, .. })
+        ));
+    }
+
+    #[test]
+    fn maxout_layers_have_k_rows_per_unit() {
+        let t = Topology::new(
+            3,
+            &[
+                LayerSpec::dense(4, Activation::Maxout(3)).with_dropout(0.5),
+                LayerSpec::dense(2, Activation::Softmax),
+            ],
+        )
+        .unwrap();
+        // 12 rows of 3 weights, 12 biases, then 2 rows of 4 weights (the 4 units) and 2 biases.
+        assert_eq!(t.param_len(), 12 * 3 + 12 + 2 * 4 + 2);
+        let r = t.param_ranges(0).unwrap();
+        assert_eq!((r.weights, r.bias), (0..36, 36..48));
+        assert_eq!(t.param_ranges(1).unwrap().weights, 48..56);
+        assert_eq!(t.fan_in(1), 4);
+        // Training keeps z (12 per sample), a, mask and dropout output (4 each); the
+        // ping-pong buffers hold the widest pre-activation, 12.
+        assert_eq!(t.train_workspace_len(2), 2 * (12 + 3 * 4) + 2 * (2 + 2) + 2 * 2 * 12);
+        assert_eq!(t.infer_workspace_len(2), 2 * 2 * 12);
+    }
+
+    #[test]
+    fn invalid_maxout_layers_are_errors() {
+        let soft = LayerSpec::dense(3, Activation::Softmax);
+        for k in [0, 1, MAX_MAXOUT_PIECES + 1, u8::MAX] {
+            assert_eq!(
+                Topology::new(3, &[LayerSpec::dense(2, Activation::Maxout(k)), soft]),
+                Err(Error::InvalidMaxoutPieces { layer: 0, pieces: k, max: MAX_MAXOUT_PIECES })
+            );
+        }
+        assert_eq!(
+            Topology::new(3, &[LayerSpec::dense(2, Activation::Maxout(2))]),
+            Err(Error::MaxoutOnOutputLayer)
+        );
+        assert_eq!(
+            Topology::new(3, &[LayerSpec::dense(2, Activation::Maxout(2)).with_batch_norm(), soft]),
+            Err(Error::MaxoutWithBatchNorm { layer: 0 })
+        );
+        // The rows, not only the units, stay within MAX_WIDTH.
+        assert!(matches!(
+            Topology::new(3, &[LayerSpec::dense(MAX_WIDTH / 2 + 1, Activation::Maxout(2)), soft]),
+            Err(Error::WidthTooLarge { layer: Some(0), .. })
         ));
     }
 

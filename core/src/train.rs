@@ -110,7 +110,7 @@ pub struct StepStats {
 }
 
 /// What a training forward pass saved for one layer, for inspection and tests. Each slice is
-/// `batch × outputs` (`mask` empty without dropout).
+/// `batch × outputs` (`mask` empty without dropout; `z` is `batch × k·outputs` for maxout).
 #[derive(Clone, Copy, Debug)]
 pub struct LayerActivations<'a> {
     /// Pre-activations (after batch norm, if any).
@@ -251,11 +251,12 @@ impl<'a> Trainer<'a> {
             };
             let n = layer.outputs;
             let len = batch * n;
-            let shape = Shape { batch, inputs: t.fan_in(i), outputs: n };
+            // Maxout: k affine rows per unit, so z is k times as long as a.
+            let shape = Shape { batch, inputs: t.fan_in(i), outputs: layer.rows() };
             let (before, here) = self.buf.workspace.split_at_mut(r.z.start);
             let Some(x) = layer_input(t, max_batch, i, batch, input, before) else { break };
             let mut here = &mut here[..r.end - r.z.start];
-            let z = &mut take(&mut here, r.z.len())[..len];
+            let z = &mut take(&mut here, r.z.len())[..batch * shape.outputs];
             let a = &mut take(&mut here, r.a.len())[..len];
             let params = &*self.buf.params;
             if let (Some((g, b)), Some((m, v))) = (p.batch_norm, t.running_ranges(i)) {
@@ -265,6 +266,10 @@ impl<'a> Trainer<'a> {
                 kernels.dense_forward(shape, x, &params[p.weights], &params[p.bias], x_hat);
                 let (rm, rv) = self.buf.running[m.start..v.end].split_at_mut(n);
                 batchnorm::forward_train(n, x_hat, &params[g], &params[b], z, mean, inv_std, rm, rv);
+                activation::forward(layer.activation, n, z, a);
+            } else if layer.activation.pieces() > 1 {
+                // Maxout is not a kernel's fused activation: product, then the max.
+                kernels.dense_forward(shape, x, &params[p.weights], &params[p.bias], z);
                 activation::forward(layer.activation, n, z, a);
             } else {
                 let (w, b) = (&params[p.weights], &params[p.bias]);
@@ -298,10 +303,11 @@ impl<'a> Trainer<'a> {
             return None;
         }
         let r = saved_ranges(self.topology, self.config.max_batch, i)?;
-        let len = self.batch * self.topology.layers()[i].outputs;
+        let layer = &self.topology.layers()[i];
+        let len = self.batch * layer.outputs;
         let ws = &*self.buf.workspace;
         Some(LayerActivations {
-            z: &ws[r.z][..len],
+            z: &ws[r.z][..self.batch * layer.rows()],
             a: &ws[r.a][..len],
             mask: if r.mask.is_empty() { &[] } else { &ws[r.mask][..len] },
             output: &ws[r.output][..len],
@@ -394,11 +400,11 @@ impl<'a> Trainer<'a> {
                 break;
             };
             let n = layer.outputs;
-            let shape = Shape { batch, inputs: t.fan_in(i), outputs: n };
-            let dz = &mut d[..batch * n];
+            let shape = Shape { batch, inputs: t.fan_in(i), outputs: layer.rows() };
+            let dz = &mut d[..batch * shape.outputs];
             let (grads_w, grads_rest) =
                 self.buf.grads[p.weights.start..p.end()].split_at_mut(p.weights.len());
-            let (grads_b, grads_bn) = grads_rest.split_at_mut(n);
+            let (grads_b, grads_bn) = grads_rest.split_at_mut(p.bias.len());
             let batch_norm = p.batch_norm.is_some();
             if let Some((g, _)) = p.batch_norm {
                 let (dgamma, dbeta) = grads_bn.split_at_mut(n);
@@ -419,12 +425,14 @@ impl<'a> Trainer<'a> {
                 };
                 let prev_layer: &LayerSpec = &t.layers()[i - 1];
                 let m = batch * shape.inputs;
-                let dx = &mut d_next[..m];
-                let (act, z, a) = (prev_layer.activation, &saved[prev.z][..m], &saved[prev.a][..m]);
-                if prev_layer.has_dropout() {
-                    // The mask comes between the product and the derivative: no fusing.
-                    kernels.dense_backward_input(shape, dz, &params[p.weights], dx);
-                    for (g, &mask) in dx.iter_mut().zip(&saved[prev.mask]) {
+                // Maxout: ∂L/∂a (m values) is spread over the k·m pre-activations in place.
+                let dx = &mut d_next[..batch * prev_layer.rows()];
+                let (act, z, a) = (prev_layer.activation, &saved[prev.z][..dx.len()], &saved[prev.a][..m]);
+                if prev_layer.has_dropout() || act.pieces() > 1 {
+                    // The mask comes between the product and the derivative, and maxout is
+                    // not a kernel's fused activation: no fusing.
+                    kernels.dense_backward_input(shape, dz, &params[p.weights], &mut dx[..m]);
+                    for (g, &mask) in dx[..m].iter_mut().zip(&saved[prev.mask]) {
                         *g *= mask;
                     }
                     activation::backward_in_place(act, shape.inputs, z, a, dx);
@@ -536,7 +544,7 @@ fn saved_ranges(t: &Topology, max_batch: usize, i: usize) -> Option<SavedRanges>
         next += len;
         r
     };
-    let z = range(full);
+    let z = range(layer.rows() * max_batch);
     let a = range(full);
     let (x_hat, stats) =
         if layer.batch_norm { (range(full), range(2 * layer.outputs)) } else { (range(0), range(0)) };

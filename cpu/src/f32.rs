@@ -292,7 +292,8 @@ impl<'m> Prepared<'m> {
         let t = model.topology();
         let layers = (0..t.layers().len())
             .filter_map(|i| {
-                let (r, outputs, inputs) = (t.param_ranges(i)?, t.layers()[i].outputs, t.fan_in(i));
+                // Rows, not units: a maxout layer's product has k rows per unit.
+                let (r, outputs, inputs) = (t.param_ranges(i)?, t.layers()[i].rows(), t.fan_in(i));
                 let w = &model.params()[r.weights];
                 (outputs >= SPARSE_MIN_OUTPUTS)
                     .then(|| (w, sparse::TransposedWeights::new(fast.isa, w, outputs, inputs)))

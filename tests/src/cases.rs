@@ -7,8 +7,14 @@ use proptest::prelude::*;
 use crate::reference::{one_hot, RefNet, TrainPass};
 use crate::util::{f64s, normal, random_params, uniform, Buffers};
 
-/// Any activation allowed in a hidden layer (everything but softmax), with random alphas.
+/// Any activation allowed in a hidden layer (everything but softmax), with random alphas,
+/// maxout with 2 to 4 pieces among them.
 pub fn hidden_activation() -> impl Strategy<Value = Activation> {
+    prop_oneof![7 => pointwise_activation(), 1 => (2u8..=4).prop_map(Activation::Maxout)]
+}
+
+/// The pointwise hidden activations (every output layer may have one of them too).
+pub fn pointwise_activation() -> impl Strategy<Value = Activation> {
     prop_oneof![
         Just(Activation::Identity),
         Just(Activation::Sigmoid),
@@ -28,7 +34,7 @@ pub fn loss_and_output() -> impl Strategy<Value = (Loss, Activation)> {
             .prop_map(|a| (Loss::CrossEntropy, a)),
         prop_oneof![Just(Activation::Sigmoid), Just(Activation::Identity)]
             .prop_map(|a| (Loss::BinaryCrossEntropy, a)),
-        prop_oneof![hidden_activation(), Just(Activation::Softmax)].prop_map(|a| (Loss::Mse, a)),
+        prop_oneof![pointwise_activation(), Just(Activation::Softmax)].prop_map(|a| (Loss::Mse, a)),
     ]
 }
 
@@ -71,7 +77,8 @@ fn hidden_layer(features: Features, max_width: usize) -> impl Strategy<Value = L
     (1..=max_width, hidden_activation(), any::<bool>(), prop_oneof![Just(0.0f32), 0.05f32..0.6]).prop_map(
         move |(n, act, bn, p)| {
             let mut l = LayerSpec::dense(n, act);
-            if features.batch_norm && bn {
+            // Core refuses batch norm on a maxout layer.
+            if features.batch_norm && bn && act.pieces() == 1 {
                 l = l.with_batch_norm();
             }
             if features.dropout {
@@ -204,7 +211,8 @@ pub struct CoreRun {
     pub grads: Vec<f32>,
     /// Each layer's dropout mask (empty without dropout).
     pub masks: Vec<Vec<f32>>,
-    /// Every kinked pre-activation's sign, as [`RefNet::kink_pattern`] orders them.
+    /// Which side of its kinks every kinked pre-activation is on, as
+    /// [`RefNet::kink_pattern`] orders them.
     pub kinks: Vec<bool>,
 }
 
@@ -222,9 +230,7 @@ pub fn run_core(case: &NetCase, data: &CaseData, params: &[f32]) -> CoreRun {
     for (i, l) in t.layers().iter().enumerate() {
         let acts = trainer.layer_activations(i).expect("saved activations");
         masks.push(acts.mask.to_vec());
-        if crate::reference::has_kink(l.activation) {
-            kinks.extend(acts.z.iter().map(|&z| z > 0.0));
-        }
+        kinks.extend(crate::reference::kinks(l.activation, &f64s(acts.z)));
     }
     let loss = trainer.backward(&Portable, &data.input, data.targets.as_targets()).expect("backward");
     CoreRun { loss, grads: trainer.grads().to_vec(), masks, kinks }

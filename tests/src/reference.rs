@@ -21,6 +21,9 @@ pub struct RefLayer {
     pub outputs: usize,
     /// Nonlinearity (its `alpha`, if any, is used as f64).
     pub activation: Activation,
+    /// Affine pieces per unit: maxout's `k`, else 1. The layer has `pieces · outputs` rows
+    /// of `W` and bias, row `o · k + j` being piece `j` of unit `o` (core's documented layout).
+    pub pieces: usize,
     /// Batch norm between the affine map and the activation.
     pub batch_norm: bool,
     /// Dropout rate (0: none). The reference takes masks as input; the rate is only
@@ -29,7 +32,7 @@ pub struct RefLayer {
 }
 
 /// Where one layer's parameters and running statistics sit, per the documented layout:
-/// `W[out][in]` row-major, `bias[out]`, then `gamma[out]`, `beta[out]` with batch norm;
+/// `W[out][in]` row-major, `bias[out]` (`out` counting every maxout piece's row), then `gamma[out]`, `beta[out]` with batch norm;
 /// running statistics: `mean[out]`, `var[out]` per batch-norm layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerOffsets {
@@ -103,10 +106,15 @@ impl RefNet {
         let mut layers = Vec::new();
         let mut fan_in = t.input();
         for l in t.layers() {
+            let pieces = match l.activation {
+                Activation::Maxout(k) => k as usize,
+                _ => 1,
+            };
             layers.push(RefLayer {
                 inputs: fan_in,
                 outputs: l.outputs,
                 activation: l.activation,
+                pieces,
                 batch_norm: l.batch_norm,
                 dropout: l.dropout as f64,
             });
@@ -116,8 +124,9 @@ impl RefNet {
         let (mut p, mut r) = (0, 0);
         for l in &layers {
             let weights = p;
-            let bias = weights + l.outputs * l.inputs;
-            let mut end = bias + l.outputs;
+            let rows = l.pieces * l.outputs;
+            let bias = weights + rows * l.inputs;
+            let mut end = bias + rows;
             let (mut batch_norm, mut running) = (None, None);
             if l.batch_norm {
                 batch_norm = Some((end, end + l.outputs));
@@ -154,22 +163,23 @@ impl RefNet {
     /// The weights `W[out][in]` of layer `i`.
     fn weights<'p>(&self, i: usize, params: &'p [f64]) -> &'p [f64] {
         let (o, l) = (&self.offsets[i], &self.layers[i]);
-        &params[o.weights..o.weights + l.outputs * l.inputs]
+        &params[o.weights..o.weights + l.pieces * l.outputs * l.inputs]
     }
 
-    /// `y = x Wᵀ + b` of layer `i`.
+    /// `y = x Wᵀ + b` of layer `i` (`batch × pieces · outputs`).
     fn affine(&self, i: usize, params: &[f64], x: &[f64], batch: usize) -> Vec<f64> {
         let l = &self.layers[i];
+        let rows = l.pieces * l.outputs;
         let w = self.weights(i, params);
-        let b = &params[self.offsets[i].bias..self.offsets[i].bias + l.outputs];
-        let mut y = vec![0.0; batch * l.outputs];
+        let b = &params[self.offsets[i].bias..self.offsets[i].bias + rows];
+        let mut y = vec![0.0; batch * rows];
         for s in 0..batch {
-            for o in 0..l.outputs {
+            for o in 0..rows {
                 let mut acc = b[o];
                 for j in 0..l.inputs {
                     acc += w[o * l.inputs + j] * x[s * l.inputs + j];
                 }
-                y[s * l.outputs + o] = acc;
+                y[s * rows + o] = acc;
             }
         }
         y
@@ -322,7 +332,7 @@ impl RefNet {
             let l = &self.layers[i];
             let c = &pass.layers[i];
             let off = &self.offsets[i];
-            let (n, m) = (l.outputs, l.inputs);
+            let (n, m) = (l.pieces * l.outputs, l.inputs);
             // Through batch norm, by the textbook chain rule over u → (mean, var) → x̂ → z.
             let du = if let Some((g, be)) = off.batch_norm {
                 let b = batch as f64;
@@ -407,22 +417,45 @@ impl RefNet {
     pub fn kink_pattern(&self, pass: &TrainPass) -> Vec<bool> {
         let mut out = Vec::new();
         for (l, c) in self.layers.iter().zip(&pass.layers) {
-            if has_kink(l.activation) {
-                out.extend(c.z.iter().map(|&z| z > 0.0));
-            }
+            out.extend(kinks(l.activation, &c.z));
         }
         out
     }
 }
 
-/// Whether `act` is not differentiable at 0 (the finite-difference hazard).
+/// Whether `act` is not differentiable somewhere (the finite-difference hazard): at 0 for
+/// ReLU, leaky ReLU and ELU; where two maxout pieces tie.
 pub fn has_kink(act: Activation) -> bool {
-    matches!(act, Activation::Relu | Activation::LeakyRelu(_) | Activation::Elu(_))
+    matches!(act, Activation::Relu | Activation::LeakyRelu(_) | Activation::Elu(_) | Activation::Maxout(_))
 }
 
-/// A pointwise activation in f64 (softmax is handled per row by [`activate`]).
+/// Which side of its kinks each pre-activation in `z` is on (empty for smooth activations):
+/// `z > 0` for the ReLU family; for maxout, per piece, whether it is its unit's winner.
+pub fn kinks(act: Activation, z: &[f64]) -> Vec<bool> {
+    match act {
+        Activation::Maxout(k) => z
+            .chunks(k as usize)
+            .flat_map(|pieces| {
+                let win = maxout_winner(pieces);
+                (0..pieces.len()).map(move |j| j == win)
+            })
+            .collect(),
+        a if has_kink(a) => z.iter().map(|&z| z > 0.0).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The piece a maxout unit takes: the lowest index holding the largest value (PyTorch's
+/// `max(dim)` returns the first maximal index, and its backward routes the gradient there).
+pub fn maxout_winner(pieces: &[f64]) -> usize {
+    let best = pieces.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    pieces.iter().position(|&v| v == best).unwrap_or(0)
+}
+
+/// A pointwise activation in f64 (softmax and maxout are handled by [`activate`]).
 pub fn act(act: Activation, z: f64) -> f64 {
     match act {
+        Activation::Maxout(_) => panic!("maxout is not pointwise: use activate"),
         Activation::Identity | Activation::Softmax => z,
         Activation::Sigmoid => sigmoid(z),
         Activation::Tanh => z.tanh(),
@@ -455,6 +488,7 @@ pub fn act(act: Activation, z: f64) -> f64 {
 /// i.e. `f'(0) = 0` for ReLU and `alpha` for leaky ReLU; ELU: `alpha`).
 pub fn act_derivative(act: Activation, z: f64) -> f64 {
     match act {
+        Activation::Maxout(_) => panic!("maxout is not pointwise: use activation_backward"),
         Activation::Identity | Activation::Softmax => 1.0,
         Activation::Sigmoid => {
             let s = sigmoid(z);
@@ -503,17 +537,28 @@ pub fn log_sum_exp(z: &[f64]) -> f64 {
     max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
 }
 
-/// Applies `act` to `batch × width` values (softmax row-wise).
+/// Applies `act` to `batch × width` values (softmax row-wise; maxout with `k` pieces takes
+/// `batch × k · width` values, each unit's `k` adjacent, and gives `batch × width`).
 pub fn activate(act_fn: Activation, width: usize, z: &[f64]) -> Vec<f64> {
     match act_fn {
         Activation::Softmax => z.chunks(width).flat_map(softmax).collect(),
+        Activation::Maxout(k) => z.chunks(k as usize).map(|p| p[maxout_winner(p)]).collect(),
         _ => z.iter().map(|&v| act(act_fn, v)).collect(),
     }
 }
 
-/// ∂L/∂z from ∂L/∂a through `act` (softmax: the full Jacobian of each row).
+/// ∂L/∂z from ∂L/∂a through `act` (softmax: the full Jacobian of each row; maxout: each
+/// unit's ∂L/∂a to its winning piece, 0 to the others, so ∂L/∂z is `k` times as long).
 pub fn activation_backward(act_fn: Activation, width: usize, z: &[f64], a: &[f64], da: &[f64]) -> Vec<f64> {
     match act_fn {
+        Activation::Maxout(k) => {
+            let k = k as usize;
+            let mut dz = vec![0.0; z.len()];
+            for (u, &d) in da.iter().enumerate() {
+                dz[u * k + maxout_winner(&z[u * k..(u + 1) * k])] = d;
+            }
+            dz
+        }
         Activation::Softmax => {
             let mut dz = vec![0.0; z.len()];
             for r in 0..z.len() / width {

@@ -30,7 +30,7 @@ struct ForwardMagnitudes {
 /// `m(u)` of the affine map `u = x Wᵀ + b` of layer `i`, given `m(x)`.
 fn affine_magnitudes(net: &RefNet, i: usize, params: &[f64], x_mag: &[f64], batch: usize) -> Vec<f64> {
     let (off, l) = (net.offsets(i), &net.layers[i]);
-    let (n, m) = (l.outputs, l.inputs);
+    let (n, m) = (l.pieces * l.outputs, l.inputs);
     let mut u_mag = vec![0.0; batch * n];
     for s in 0..batch {
         for o in 0..n {
@@ -70,6 +70,11 @@ fn batch_norm_magnitudes(
 /// with its Jacobian `∂p_j/∂z_k = p_j(δ_jk - p_k)`.
 fn activation_magnitudes(act: Activation, n: usize, z: &[f64], a: &[f64], z_mag: &[f64]) -> Vec<f64> {
     match act {
+        // The max is exact: the winner's own magnitude.
+        Activation::Maxout(k) => {
+            let k = k as usize;
+            (0..a.len()).map(|u| z_mag[u * k + crate::reference::maxout_winner(&z[u * k..(u + 1) * k])]).collect()
+        }
         Activation::Softmax => {
             let mut out = vec![0.0; a.len()];
             for (s, (p, zm)) in a.chunks(n).zip(z_mag.chunks(n)).enumerate() {

@@ -39,6 +39,9 @@
 //! (b) when any of its four perturbed forward passes moves any kinked pre-activation to the
 //! other side of 0 (0.7% of parameters); (a) is never skipped, because the reference
 //! evaluates the same one-sided derivative (`f'(0) = 0` for ReLU) at the same point.
+//! Maxout is not differentiable where two pieces of a unit tie: a parameter is left out of (b)
+//! when a perturbation changes any unit's winning piece; (a) routes the gradient to the same
+//! winner (the first of equal pieces) as core.
 
 use mlp::{Activation, Error, LayerSpec, Loss, Optimizer, Portable, Rng, Targets, Topology, TrainConfig};
 use mlp_tests::cases::{
@@ -278,6 +281,48 @@ fn every_activation_loss_and_layer_option_is_checked() {
         }
     }
     // Kinks exclude only a few parameters from (b).
+    assert!(compared * 10 >= total * 9, "only {compared} of {total} compared");
+}
+
+/// Not left to chance either: maxout with 2 to 4 pieces, as the first hidden layer and as
+/// two in a row (the backward pass spreads one maxout's gradient into the other's pieces),
+/// with dropout on and off, before every loss and output activation, through (a) and (b).
+#[test]
+fn maxout_layers_are_checked_like_the_others() {
+    let mut seed = 10_000u64;
+    let (mut compared, mut total) = (0, 0);
+    for k in 2..=4u8 {
+        for (loss, out) in loss_outputs() {
+            for (stacked, dropout, bn) in [(false, false, false), (true, false, true), (false, true, false), (true, true, true)] {
+                seed += 1;
+                let mut first = LayerSpec::dense(5, Activation::Maxout(k));
+                if dropout {
+                    first = first.with_dropout(0.3);
+                }
+                let second = LayerSpec::dense(4, if stacked { Activation::Maxout(6 - k) } else { Activation::Tanh });
+                let mut last = LayerSpec::dense(3, out);
+                if bn {
+                    last = last.with_batch_norm();
+                }
+                let case = NetCase {
+                    input: 3,
+                    layers: vec![first, second, last],
+                    loss,
+                    batch: 4,
+                    max_batch: 5,
+                    labels: seed.is_multiple_of(2),
+                    seed,
+                    dropout_seed: seed * 7919,
+                };
+                let context = format!("maxout({k}) / {loss:?} after {out:?}, stacked {stacked}, dropout {dropout}");
+                check_against_reference(&case).unwrap_or_else(|e| panic!("{context}: {e}"));
+                compared +=
+                    check_against_finite_differences(&case).unwrap_or_else(|e| panic!("{context}: {e}"));
+                total += case.topology().param_len();
+            }
+        }
+    }
+    // Ties between pieces are where the kinks are; few perturbations reach one.
     assert!(compared * 10 >= total * 9, "only {compared} of {total} compared");
 }
 

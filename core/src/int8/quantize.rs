@@ -209,6 +209,16 @@ fn row_scale(row: &[f32]) -> f32 {
     }
 }
 
+/// int8 has no maxout: a max over `k` requantized pieces matches the f32 max only when the
+/// pieces share one scale and zero point, which per-channel weight scales do not give, and
+/// the int8 kernels and firmware have no such layer. Refused by name instead.
+pub fn refuse_maxout(topology: &Topology) -> Result<(), Error> {
+    match topology.layers().iter().position(|l| matches!(l.activation, Activation::Maxout(_))) {
+        Some(layer) => Err(Error::MaxoutUnsupported { layer, what: "int8 quantization" }),
+        None => Ok(()),
+    }
+}
+
 /// Post-training quantization into an int8 model file.
 ///
 /// Folds batch norm into the weights ([`fold_batch_norm`](crate::fold_batch_norm), into
@@ -231,6 +241,7 @@ pub fn quantize(
     scratch: &mut [f32],
     out: &mut [u8],
 ) -> Result<usize, Error> {
+    refuse_maxout(topology)?;
     check_len(Buffer::Params, topology.param_len(), params.len())?;
     check_len(Buffer::Running, topology.running_len(), running.len())?;
     let folded = crate::fold_batch_norm(topology, params, running, scratch)?;
