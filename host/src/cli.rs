@@ -92,6 +92,8 @@ const TRAIN_EXAMPLES: &str = "Examples:
   host train --resume model.mlp.ckpt --epochs 20
   host train --recipe tutorial --epochs 50 --val-split 0.1 --early-stop 5 --max-norm 3
                                                 # keeps the epoch with the lowest validation loss
+  host train --hidden 256 --activation maxout --maxout-pieces 3
+                                                # maxout units, each the max of 3 affine pieces
   host train --recipe tutorial --device gpu     # on an NVIDIA GPU (CUDA 13)
 
 MNIST comes from --data DIR, else $MNIST_DIR, else ./data/mnist, else it is downloaded there.";

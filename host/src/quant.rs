@@ -64,6 +64,8 @@ pub fn calibrate_and_quantize(
     samples: usize,
     percentile: Option<f64>,
 ) -> Result<Quantized> {
+    // Before calibrating: core's int8 refuses maxout, say so without the wait.
+    mlp::int8::refuse_maxout(&model.topology)?;
     let method = Calibration::from_percentile(percentile);
     let ranges = calibrate(model, data, samples, method)?;
     let bytes = quantize(model, &ranges)?;

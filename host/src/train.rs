@@ -32,7 +32,7 @@ mod settings;
 pub use checkpoint::{BestEpoch, Checkpoint, RunSource};
 pub use device::{Device, DeviceArg};
 pub use evaluate::{evaluate, evaluate_with, predict_proba, Evaluation, EVAL_BATCH};
-pub use settings::{ActivationArg, NormalizationArg, OptimizerArg, TrainSettings};
+pub use settings::{ActivationArg, NormalizationArg, OptimizerArg, TrainSettings, DEFAULT_MAXOUT_PIECES};
 
 /// Metrics of one epoch (accuracies are fractions).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -165,6 +165,9 @@ pub fn train_on(
     if settings.max_norm.is_some() && matches!(device, Device::Gpu(_)) {
         bail!(MAX_NORM_ON_GPU);
     }
+    if settings.activation == ActivationArg::Maxout && matches!(device, Device::Gpu(_)) {
+        bail!(MAXOUT_ON_GPU);
+    }
     if let Some(ck) = resume.as_ref().filter(|ck| ck.stopped_early) {
         bail!(
             "this run already stopped early after epoch {} (no lower validation loss in {} epochs; \
@@ -282,11 +285,18 @@ pub fn train_on(
 const MAX_NORM_ON_GPU: &str = "--max-norm is not implemented on the GPU path yet (--device gpu and \
      gpu-emulator): train with --device cpu (the default), or leave --max-norm out";
 
-/// Checks that `settings` can run on `device` before any data is loaded: `--max-norm` is not
-/// on the GPU path yet.
+/// The error for `--activation maxout` on the GPU path.
+const MAXOUT_ON_GPU: &str = "--activation maxout is not implemented on the GPU path yet (--device gpu and \
+     gpu-emulator): train with --device cpu (the default), or pick another --activation";
+
+/// Checks that `settings` can run on `device` before any data is loaded: `--max-norm` and
+/// maxout are not on the GPU path yet.
 pub fn check_device(settings: &TrainSettings, device: DeviceArg) -> Result<()> {
     if settings.max_norm.is_some() && device != DeviceArg::Cpu {
         bail!(MAX_NORM_ON_GPU);
+    }
+    if settings.activation == ActivationArg::Maxout && device != DeviceArg::Cpu {
+        bail!(MAXOUT_ON_GPU);
     }
     Ok(())
 }
@@ -375,7 +385,7 @@ fn start(settings: &TrainSettings, train: &Dataset, resume: Option<Checkpoint>) 
             let mut params = vec![0.0; n_params];
             let mut running = vec![0.0; topology.running_len()];
             topology.reset_running(&mut running)?;
-            let init = Init::for_activation(settings.activation.to_core());
+            let init = Init::for_activation(settings.hidden_activation());
             initialize(&topology, &mut params, init, &mut Rng::new(settings.seed))?;
             let input = InputTransformBuf::from_normalization(&normalization, train.input_len(), from_u8);
             Ok(Checkpoint {

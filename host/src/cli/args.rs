@@ -57,6 +57,11 @@ pub struct TrainArgs {
     /// Hidden-layer activation.
     #[arg(long, value_enum)]
     pub activation: Option<ActivationArg>,
+    /// Pieces per unit of --activation maxout (default 2): each hidden unit is the max of K
+    /// affine maps of its inputs, so a layer has K times the weights. CPU only for now; not
+    /// quantizable to int8. E.g. --activation maxout --maxout-pieces 3 --hidden 256
+    #[arg(long, value_name = "K")]
+    pub maxout_pieces: Option<u8>,
     /// Optimizer.
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerArg>,

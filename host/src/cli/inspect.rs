@@ -29,6 +29,9 @@ pub fn run(a: InspectArgs) -> Result<()> {
         if l.dropout > 0.0 {
             extras.push(format!("dropout {}", l.dropout));
         }
+        if let mlp::Activation::Maxout(k) = l.activation {
+            extras.push(format!("{k} pieces per unit ({} affine rows)", l.rows()));
+        }
         if int8 {
             extras.push("int8 weights, int32 bias".to_string());
         }

@@ -33,6 +33,7 @@ impl TrainArgs {
     pub fn any_training_option(&self) -> bool {
         self.hidden.is_some()
             || self.activation.is_some()
+            || self.maxout_pieces.is_some()
             || self.optimizer.is_some()
             || self.lr.is_some()
             || self.schedule.is_some()
@@ -72,6 +73,9 @@ impl TrainArgs {
         }
         if let Some(v) = self.activation {
             s.activation = v;
+        }
+        if let Some(v) = self.maxout_pieces {
+            s.maxout_pieces = v;
         }
         if let Some(v) = self.optimizer {
             s.optimizer = v;
@@ -181,6 +185,7 @@ impl TrainArgs {
             ("--recipe", self.recipe.is_some()),
             ("--hidden", self.hidden.is_some()),
             ("--activation", self.activation.is_some()),
+            ("--maxout-pieces", self.maxout_pieces.is_some()),
             ("--optimizer", self.optimizer.is_some()),
             ("--lr", self.lr.is_some()),
             ("--schedule", self.schedule.is_some()),

@@ -174,6 +174,7 @@ fn activation(a: Activation) -> u8 {
         Activation::Elu(_) => 5,
         Activation::Gelu => 6,
         Activation::Softmax => 7,
+        Activation::Maxout(_) => 8,
     }
 }
 
@@ -194,5 +195,9 @@ fn topology(out: &mut String, t: &Topology) {
             activation(l.activation),
             l.activation.name()
         );
+        if let Activation::Maxout(k) = l.activation {
+            // W and bias have k rows per unit; row o*k + j is piece j of unit o.
+            let _ = writeln!(out, "#define MLP_L{i}_PIECES {k} /* maxout: unit o = max of rows o*{k} .. o*{k}+{} */", k - 1);
+        }
     }
 }

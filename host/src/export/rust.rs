@@ -238,6 +238,7 @@ fn activation(a: Activation) -> Result<String> {
         Activation::Elu(x) => format!("Activation::Elu({})", f32_literal(x, Lang::Rust)?),
         Activation::Gelu => "Activation::Gelu".into(),
         Activation::Softmax => "Activation::Softmax".into(),
+        Activation::Maxout(k) => format!("Activation::Maxout({k})"),
     })
 }
 

@@ -14,8 +14,9 @@ pub fn estimate(topology: &Topology, settings: &TrainSettings) -> u128 {
     let copies = if settings.early_stop.is_some() { 5 } else { 4 };
     let params = topology.param_len() as u128;
     let state = settings.optimizer().state_len(topology.param_len()) as u128;
+    // Rows, not units: a maxout layer keeps k pre-activations per unit.
     let widths: u128 =
-        topology.input() as u128 + topology.layers().iter().map(|l| l.outputs as u128).sum::<u128>();
+        topology.input() as u128 + topology.layers().iter().map(|l| l.rows() as u128).sum::<u128>();
     let rows = settings.batch_size.max(EVAL_BATCH) as u128;
     4 * (copies * params + state + 4 * rows * widths)
 }

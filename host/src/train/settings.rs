@@ -3,7 +3,7 @@
 //! normalization) as the command line spells them and the settings store them.
 
 use anyhow::{bail, Context, Result};
-use mlp::{Activation, LayerSpec, Optimizer, Topology};
+use mlp::{Activation, LayerSpec, Optimizer, Topology, MAX_MAXOUT_PIECES};
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::Schedule;
@@ -27,11 +27,13 @@ pub enum ActivationArg {
     Tanh,
     /// x (a linear model when every layer is linear)
     Identity,
+    /// max of K affine pieces per unit (Goodfellow et al. 2013), K from --maxout-pieces
+    Maxout,
 }
 
 impl ActivationArg {
-    /// The core activation.
-    pub fn to_core(self) -> Activation {
+    /// The core activation (`maxout_pieces`: the `k` of maxout, unused by the others).
+    pub fn to_core(self, maxout_pieces: u8) -> Activation {
         match self {
             ActivationArg::Relu => Activation::Relu,
             ActivationArg::LeakyRelu => Activation::LeakyRelu(0.01),
@@ -40,6 +42,7 @@ impl ActivationArg {
             ActivationArg::Sigmoid => Activation::Sigmoid,
             ActivationArg::Tanh => Activation::Tanh,
             ActivationArg::Identity => Activation::Identity,
+            ActivationArg::Maxout => Activation::Maxout(maxout_pieces),
         }
     }
 }
@@ -156,6 +159,17 @@ pub struct TrainSettings {
     /// vector to L2 norm at most this ([`mlp::optim::max_norm`]).
     #[serde(default)]
     pub max_norm: Option<f32>,
+    /// Pieces per maxout unit (`--activation maxout` only; runs from before maxout read 2).
+    #[serde(default = "default_maxout_pieces")]
+    pub maxout_pieces: u8,
+}
+
+/// `--maxout-pieces` when not given: 2, the smallest maxout (max of two lines), which can
+/// already learn ReLU, leaky ReLU and |x| and doubles the layer's rows, not more.
+pub const DEFAULT_MAXOUT_PIECES: u8 = 2;
+
+fn default_maxout_pieces() -> u8 {
+    DEFAULT_MAXOUT_PIECES
 }
 
 impl TrainSettings {
@@ -180,6 +194,7 @@ impl TrainSettings {
             normalization: NormalizationArg::Scale,
             early_stop: None,
             max_norm: None,
+            maxout_pieces: DEFAULT_MAXOUT_PIECES,
         }
     }
 
@@ -203,6 +218,7 @@ impl TrainSettings {
             normalization: NormalizationArg::Scale,
             early_stop: None,
             max_norm: None,
+            maxout_pieces: DEFAULT_MAXOUT_PIECES,
         }
     }
 
@@ -233,7 +249,13 @@ impl TrainSettings {
             normalization: NormalizationArg::PerFeature,
             early_stop: None,
             max_norm: None,
+            maxout_pieces: DEFAULT_MAXOUT_PIECES,
         }
+    }
+
+    /// The hidden layers' core activation.
+    pub fn hidden_activation(&self) -> Activation {
+        self.activation.to_core(self.maxout_pieces)
     }
 
     /// The optimizer.
@@ -253,7 +275,7 @@ impl TrainSettings {
             .hidden
             .iter()
             .map(|&w| {
-                let l = LayerSpec::dense(w, self.activation.to_core()).with_dropout(self.dropout);
+                let l = LayerSpec::dense(w, self.hidden_activation()).with_dropout(self.dropout);
                 if self.batch_norm {
                     l.with_batch_norm()
                 } else {
@@ -294,6 +316,18 @@ impl TrainSettings {
         if let Some(c) = self.max_norm {
             if !(c.is_finite() && c > 0.0) {
                 bail!("--max-norm {c} must be a positive number");
+            }
+        }
+        if self.activation != ActivationArg::Maxout && self.maxout_pieces != DEFAULT_MAXOUT_PIECES {
+            bail!("--maxout-pieces applies to maxout units only: add --activation maxout");
+        }
+        if self.activation == ActivationArg::Maxout {
+            let k = self.maxout_pieces;
+            if !(2..=MAX_MAXOUT_PIECES).contains(&k) {
+                bail!("--maxout-pieces {k} is outside 2 to {MAX_MAXOUT_PIECES}: each maxout unit takes the max of K >= 2 affine pieces");
+            }
+            if self.batch_norm {
+                bail!("--activation maxout with --batch-norm is not supported (batch norm would normalize each of the K pieces): leave out --batch-norm or use --activation relu");
             }
         }
         match self.early_stop {
