@@ -689,8 +689,14 @@ fn activation_from_code(code: u8, alpha: f32) -> Result<Activation, Error> {
         7 => Activation::Softmax,
         // A hostile piece count is refused here (not whole, or beyond u8) or by
         // Topology::new (outside 2..=MAX_MAXOUT_PIECES), before any size is computed from it.
-        8 if libm::truncf(alpha) == alpha && (0.0..=255.0).contains(&alpha) => Activation::Maxout(alpha as u8),
-        8 => return Err(Error::CorruptHeader { what: "the maxout piece count is not a whole number from 2 to 16" }),
+        8 if libm::truncf(alpha) == alpha && (0.0..=255.0).contains(&alpha) => {
+            Activation::Maxout(alpha as u8)
+        }
+        8 => {
+            return Err(Error::CorruptHeader {
+                what: "the maxout piece count is not a whole number from 2 to 16",
+            })
+        }
         _ => return Err(Error::UnknownActivation { code }),
     })
 }
@@ -908,7 +914,8 @@ mod tests {
         assert_eq!(q[57], 57.0 * 0.25 - 4.0);
         // Layer 0: outputs at 16, activation code at 20, its alpha slot (k) at 24..28.
         assert_eq!((buf[20], f32::from_le_bytes(buf[24..28].try_into().unwrap())), (8, 3.0));
-        let not_whole = Error::CorruptHeader { what: "the maxout piece count is not a whole number from 2 to 16" };
+        let not_whole =
+            Error::CorruptHeader { what: "the maxout piece count is not a whole number from 2 to 16" };
         let cases = [
             (2.5f32, not_whole),
             (f32::NAN, not_whole),

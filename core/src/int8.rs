@@ -81,9 +81,8 @@ mod view;
 pub use infer::{argmax, forward, forward_layers};
 pub use kernels::{Int8Kernels, PortableInt8};
 pub use quantize::{
-    calibrate, dequantize, encoded_len, observe, quantize, quantize_multiplier, quantize_values, refuse_maxout,
-    scratch_len,
-    MinMax, Ranges, Tap,
+    calibrate, dequantize, encoded_len, observe, quantize, quantize_multiplier, quantize_values,
+    refuse_maxout, scratch_len, MinMax, Ranges, Tap,
 };
 pub use view::{I32s, Int8Layer, Int8LayerParts, Int8Model};
 

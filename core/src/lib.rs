@@ -27,5 +27,7 @@ pub use loss::{Loss, Targets};
 pub use model::Model;
 pub use optim::{Optimizer, StepScalars};
 pub use rng::Rng;
-pub use topology::{layout, Activation, LayerSpec, ParamRanges, Topology, MAX_LAYERS, MAX_MAXOUT_PIECES, MAX_WIDTH};
+pub use topology::{
+    layout, Activation, LayerSpec, ParamRanges, Topology, MAX_LAYERS, MAX_MAXOUT_PIECES, MAX_WIDTH,
+};
 pub use train::{dropout_keeps, LayerActivations, StepStats, TrainBuffers, TrainConfig, Trainer};

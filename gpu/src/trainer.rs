@@ -202,7 +202,9 @@ impl GpuTrainer {
         check(mlp::Buffer::OptimizerState, state_len, start.optimizer_state.len())?;
         config.validate(topology)?;
         // The kernels have no maxout (k rows per unit, a max and an arg-max backward) yet.
-        if let Some(i) = topology.layers().iter().position(|l| matches!(l.activation, mlp::Activation::Maxout(_))) {
+        if let Some(i) =
+            topology.layers().iter().position(|l| matches!(l.activation, mlp::Activation::Maxout(_)))
+        {
             return Err(GpuError::Invalid(format!(
                 "layer {i} is maxout, which the GPU kernels do not implement yet: train it on the CPU"
             )));

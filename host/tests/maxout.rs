@@ -33,7 +33,11 @@ fn settings(activation: ActivationArg) -> TrainSettings {
     TrainSettings {
         hidden: vec![16],
         activation,
-        maxout_pieces: if activation == ActivationArg::Maxout { 3 } else { host::train::DEFAULT_MAXOUT_PIECES },
+        maxout_pieces: if activation == ActivationArg::Maxout {
+            3
+        } else {
+            host::train::DEFAULT_MAXOUT_PIECES
+        },
         lr: Some(0.01),
         schedule: Schedule::Constant,
         epochs: 15,
@@ -84,7 +88,19 @@ fn the_command_line_trains_inspects_and_refuses_maxout_where_unsupported() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_csv(d);
-    let train = ["train", "--csv", "q.csv", "--label", "class", "--activation", "maxout", "--maxout-pieces", "3", "--epochs", "3"];
+    let train = [
+        "train",
+        "--csv",
+        "q.csv",
+        "--label",
+        "class",
+        "--activation",
+        "maxout",
+        "--maxout-pieces",
+        "3",
+        "--epochs",
+        "3",
+    ];
     let out = host(&[&train[..], &["--no-plots", "-q"]].concat(), d);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = host(&["inspect", "model.mlp"], d);
@@ -100,11 +116,17 @@ fn the_command_line_trains_inspects_and_refuses_maxout_where_unsupported() {
     let refusals: [(&[&str], &str); 4] = [
         (&["--activation", "maxout", "--maxout-pieces", "1"], "--maxout-pieces 1 is outside 2 to 16"),
         (&["--maxout-pieces", "3"], "add --activation maxout"),
-        (&["--activation", "maxout", "--device", "gpu"], "--activation maxout is not implemented on the GPU path"),
+        (
+            &["--activation", "maxout", "--device", "gpu"],
+            "--activation maxout is not implemented on the GPU path",
+        ),
         (&["--activation", "maxout", "--device", "gpu-emulator"], "train with --device cpu"),
     ];
     for (args, message) in refusals {
-        let out = host(&[&["train", "--csv", "q.csv", "--label", "class", "--out", "bad.mlp", "-q"][..], args].concat(), d);
+        let out = host(
+            &[&["train", "--csv", "q.csv", "--label", "class", "--out", "bad.mlp", "-q"][..], args].concat(),
+            d,
+        );
         let err = stderr(&out);
         assert!(!out.status.success() && err.contains(message), "{args:?}: {err}");
         assert!(!d.join("bad.mlp").exists());

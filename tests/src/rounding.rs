@@ -73,7 +73,9 @@ fn activation_magnitudes(act: Activation, n: usize, z: &[f64], a: &[f64], z_mag:
         // The max is exact: the winner's own magnitude.
         Activation::Maxout(k) => {
             let k = k as usize;
-            (0..a.len()).map(|u| z_mag[u * k + crate::reference::maxout_winner(&z[u * k..(u + 1) * k])]).collect()
+            (0..a.len())
+                .map(|u| z_mag[u * k + crate::reference::maxout_winner(&z[u * k..(u + 1) * k])])
+                .collect()
         }
         Activation::Softmax => {
             let mut out = vec![0.0; a.len()];

@@ -293,13 +293,16 @@ fn maxout_layers_are_checked_like_the_others() {
     let (mut compared, mut total) = (0, 0);
     for k in 2..=4u8 {
         for (loss, out) in loss_outputs() {
-            for (stacked, dropout, bn) in [(false, false, false), (true, false, true), (false, true, false), (true, true, true)] {
+            for (stacked, dropout, bn) in
+                [(false, false, false), (true, false, true), (false, true, false), (true, true, true)]
+            {
                 seed += 1;
                 let mut first = LayerSpec::dense(5, Activation::Maxout(k));
                 if dropout {
                     first = first.with_dropout(0.3);
                 }
-                let second = LayerSpec::dense(4, if stacked { Activation::Maxout(6 - k) } else { Activation::Tanh });
+                let second =
+                    LayerSpec::dense(4, if stacked { Activation::Maxout(6 - k) } else { Activation::Tanh });
                 let mut last = LayerSpec::dense(3, out);
                 if bn {
                     last = last.with_batch_norm();
@@ -314,7 +317,8 @@ fn maxout_layers_are_checked_like_the_others() {
                     seed,
                     dropout_seed: seed * 7919,
                 };
-                let context = format!("maxout({k}) / {loss:?} after {out:?}, stacked {stacked}, dropout {dropout}");
+                let context =
+                    format!("maxout({k}) / {loss:?} after {out:?}, stacked {stacked}, dropout {dropout}");
                 check_against_reference(&case).unwrap_or_else(|e| panic!("{context}: {e}"));
                 compared +=
                     check_against_finite_differences(&case).unwrap_or_else(|e| panic!("{context}: {e}"));

@@ -197,7 +197,11 @@ fn topology(out: &mut String, t: &Topology) {
         );
         if let Activation::Maxout(k) = l.activation {
             // W and bias have k rows per unit; row o*k + j is piece j of unit o.
-            let _ = writeln!(out, "#define MLP_L{i}_PIECES {k} /* maxout: unit o = max of rows o*{k} .. o*{k}+{} */", k - 1);
+            let _ = writeln!(
+                out,
+                "#define MLP_L{i}_PIECES {k} /* maxout: unit o = max of rows o*{k} .. o*{k}+{} */",
+                k - 1
+            );
         }
     }
 }
