@@ -201,6 +201,12 @@ impl GpuTrainer {
         check(mlp::Buffer::Running, running_len, start.running.len())?;
         check(mlp::Buffer::OptimizerState, state_len, start.optimizer_state.len())?;
         config.validate(topology)?;
+        if codes::optimizer_code(config.optimizer).0 > codes::LAST_DEVICE_OPTIMIZER {
+            return Err(GpuError::Invalid(format!(
+                "the {} optimizer is not implemented on the GPU path yet: train it with --device cpu",
+                config.optimizer.name()
+            )));
+        }
         let input = topology.input();
         if input_scale.len() != input || input_offset.len() != input {
             return Err(GpuError::Invalid(format!(

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 
 use crate::export::{ExportDType, Format};
 use crate::schedule::Schedule;
-use crate::train::{ActivationArg, DeviceArg, NormalizationArg, OptimizerArg};
+use crate::train::{ActivationArg, DeviceArg, NormalizationArg, OptimizerArg, OptimizerOptions};
 
 /// Where training data comes from.
 #[derive(Debug, Args, Clone)]
@@ -57,9 +57,12 @@ pub struct TrainArgs {
     /// Hidden-layer activation.
     #[arg(long, value_enum)]
     pub activation: Option<ActivationArg>,
-    /// Optimizer.
+    /// Optimizer. lbfgs trains full batch, one step per epoch, e.g.
+    /// `--optimizer lbfgs --lbfgs-line-search strong-wolfe --lbfgs-history 10 --dropout 0`.
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerArg>,
+    #[command(flatten)]
+    pub optimizer_options: OptimizerOptions,
     /// (Peak) learning rate.
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,

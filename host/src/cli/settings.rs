@@ -34,6 +34,7 @@ impl TrainArgs {
         self.hidden.is_some()
             || self.activation.is_some()
             || self.optimizer.is_some()
+            || self.optimizer_options.any()
             || self.lr.is_some()
             || self.schedule.is_some()
             || self.batch_size.is_some()
@@ -120,6 +121,7 @@ impl TrainArgs {
         if self.early_stop.is_some() {
             s.early_stop = self.early_stop;
         }
+        s.optimizer_options = self.optimizer_options.over(&s.optimizer_options);
         s
     }
 

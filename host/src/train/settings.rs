@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use mlp::{Activation, LayerSpec, Optimizer, Topology};
 use serde::{Deserialize, Serialize};
 
+use super::optimizer_options::OptimizerOptions;
 use crate::schedule::Schedule;
 use data::{Dataset, Features, Normalization};
 
@@ -66,6 +67,12 @@ pub enum OptimizerArg {
     Adamw,
     /// Adam with the infinity norm
     Adamax,
+    /// Rprop: sign-based steps, a step size per weight (best with large batches)
+    Rprop,
+    /// Averaged SGD: the saved model is the average of the iterates
+    Asgd,
+    /// L-BFGS, full batch: one epoch is one optimizer step of up to 20 iterations
+    Lbfgs,
 }
 
 impl OptimizerArg {
@@ -81,6 +88,9 @@ impl OptimizerArg {
             OptimizerArg::Adam => Optimizer::adam(),
             OptimizerArg::Adamw => Optimizer::adamw(),
             OptimizerArg::Adamax => Optimizer::adamax(),
+            OptimizerArg::Rprop => Optimizer::rprop(),
+            OptimizerArg::Asgd => Optimizer::asgd(),
+            OptimizerArg::Lbfgs => Optimizer::lbfgs(),
         };
         o.with_weight_decay(weight_decay)
     }
@@ -156,6 +166,9 @@ pub struct TrainSettings {
     /// vector to L2 norm at most this ([`mlp::optim::max_norm`]).
     #[serde(default)]
     pub max_norm: Option<f32>,
+    /// Rprop's, ASGD's and L-BFGS's hyperparameters (PyTorch's defaults when left out).
+    #[serde(default)]
+    pub optimizer_options: OptimizerOptions,
 }
 
 impl TrainSettings {
@@ -180,6 +193,7 @@ impl TrainSettings {
             normalization: NormalizationArg::Scale,
             early_stop: None,
             max_norm: None,
+            optimizer_options: OptimizerOptions::default(),
         }
     }
 
@@ -203,6 +217,7 @@ impl TrainSettings {
             normalization: NormalizationArg::Scale,
             early_stop: None,
             max_norm: None,
+            optimizer_options: OptimizerOptions::default(),
         }
     }
 
@@ -233,12 +248,13 @@ impl TrainSettings {
             normalization: NormalizationArg::PerFeature,
             early_stop: None,
             max_norm: None,
+            optimizer_options: OptimizerOptions::default(),
         }
     }
 
     /// The optimizer.
     pub fn optimizer(&self) -> Optimizer {
-        self.optimizer.to_core(self.weight_decay)
+        self.optimizer_options.apply(self.optimizer.to_core(self.weight_decay))
     }
 
     /// The peak learning rate.
@@ -304,7 +320,22 @@ impl TrainSettings {
             ),
             _ => {}
         }
-        self.optimizer().validate().context("invalid optimizer settings")?;
+        let optimizer = self.optimizer();
+        self.optimizer_options.check_for(&optimizer)?;
+        if self.weight_decay > 0.0 && !optimizer.has_weight_decay() {
+            bail!(
+                "--optimizer {} has no weight decay (PyTorch's has none either): leave --weight-decay out",
+                optimizer.name()
+            );
+        }
+        if matches!(optimizer, Optimizer::Lbfgs(_)) && self.dropout > 0.0 {
+            bail!(
+                "--optimizer lbfgs evaluates the full-batch loss several times per step, and its \
+                 line search and curvature pairs assume the same function each time, which random \
+                 dropout masks break: add --dropout 0"
+            );
+        }
+        optimizer.validate().context("invalid optimizer settings")?;
         Ok(())
     }
 }
