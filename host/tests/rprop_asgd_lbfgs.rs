@@ -155,7 +155,10 @@ fn the_command_line_trains_them_and_refuses_what_cannot_work() {
     let refused = [
         (with(&["--optimizer", "lbfgs"]), "add --dropout 0"),
         (with(&["--optimizer", "rprop", "--weight-decay", "0.1"]), "has no weight decay"),
-        (with(&["--optimizer", "adam", "--lbfgs-history", "5"]), "--lbfgs-history is an option of --optimizer lbfgs"),
+        (
+            with(&["--optimizer", "adam", "--lbfgs-history", "5"]),
+            "--lbfgs-history is an option of --optimizer lbfgs",
+        ),
         (with(&["--optimizer", "rprop", "--rprop-etas", "0.5,0.9"]), "eta_plus"),
         (with(&["--optimizer", "asgd", "--asgd-alpha", "-1"]), "alpha"),
     ];
@@ -166,11 +169,15 @@ fn the_command_line_trains_them_and_refuses_what_cannot_work() {
     }
     for device in ["gpu", "gpu-emulator"] {
         for opt in ["rprop", "asgd", "lbfgs"] {
-            let out = host(&args(&with(&["--optimizer", opt, "--dropout", "0", "--device", device, "--out", "g.mlp"])), d);
+            let out = host(
+                &args(&with(&["--optimizer", opt, "--dropout", "0", "--device", device, "--out", "g.mlp"])),
+                d,
+            );
             let err = stderr(&out);
             assert!(!out.status.success(), "{device} {opt}: {err}");
             assert!(
-                err.contains(&format!("--optimizer {opt} is not implemented on the GPU path")) && err.contains("--device cpu"),
+                err.contains(&format!("--optimizer {opt} is not implemented on the GPU path"))
+                    && err.contains("--device cpu"),
                 "{err}"
             );
             assert!(!d.join("g.mlp").exists());

@@ -61,8 +61,9 @@ pub struct TrainArgs {
     /// `--optimizer lbfgs --lbfgs-line-search strong-wolfe --lbfgs-history 10 --dropout 0`.
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerArg>,
+    // Boxed: the `Command` enum stays small (clippy's large_enum_variant).
     #[command(flatten)]
-    pub optimizer_options: OptimizerOptions,
+    pub optimizer_options: Box<OptimizerOptions>,
     /// (Peak) learning rate.
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
