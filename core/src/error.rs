@@ -104,6 +104,9 @@ pub enum Error {
     NonFinite { what: &'static str },
     /// A hyperparameter outside its valid range.
     InvalidHyperparameter { name: &'static str, value: f32 },
+    /// An optimizer that evaluates the loss several times per step (L-BFGS) was given to the
+    /// elementwise [`Optimizer::update`](crate::Optimizer::update).
+    NeedsObjective { optimizer: &'static str },
     /// A backward pass or loss was requested before a training forward pass.
     NoForwardPass,
     /// A model file that does not start with the magic bytes `MLPM`.
@@ -214,6 +217,11 @@ impl fmt::Display for Error {
             Error::InvalidHyperparameter { name, value } => {
                 write!(f, "hyperparameter {name} = {value} is out of range")
             }
+            Error::NeedsObjective { optimizer } => write!(
+                f,
+                "{optimizer} evaluates the loss several times per step: run it with \
+                 mlp::optim::Lbfgs::step and an Objective over the whole training set, not a batch update"
+            ),
             Error::BadMagic => f.write_str("not an mlp model file (the first bytes are not MLPM)"),
             Error::UnsupportedVersion { found, supported } => write!(
                 f,

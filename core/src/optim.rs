@@ -15,13 +15,21 @@
 //! | Adam | `m`, `v` | `m = β₁m + (1-β₁)g; v = β₂v + (1-β₂)g²; θ -= lr/(1-β₁ᵗ) · m / (√v/√(1-β₂ᵗ) + ε)` |
 //! | AdamW | `m`, `v` | `θ *= 1 - lr·wd`, then Adam with the plain gradient |
 //! | Adamax | `m`, `u` | `m = β₁m + (1-β₁)g; u = max(β₂u, \|g\| + ε); θ -= lr/(1-β₁ᵗ) · m/u` |
+//! | Rprop | `prev`, `step` | `s = sign(g·prev)`; `step = clamp(step·(η₊ if s>0, η₋ if s<0, 1), min, max)`; `g = 0` where `s<0`; `θ -= sign(g)·step; prev = g` (`step` starts at lr; no weight decay) |
+//! | ASGD | `ax` | `η = lr/(1+λ·lr·(t-1))^α; μ = 1/max(1, t-1-t₀)`; `θ = θ(1-λη) - η g; ax += μ(θ - ax)` (`ax = θ` when `μ = 1`) |
+//! | L-BFGS | history | full batch, several loss evaluations per step: [`lbfgs`] (not [`Optimizer::update`]) |
 //!
-//! State vectors are each `param_len` long, stored one after the other, all zero at start.
+//! State vectors are each `param_len` long, stored one after the other, all zero at start
+//! (L-BFGS's state is laid out by [`lbfgs::state_len`]).
 
 use crate::error::{check_len, Buffer, Error};
 use crate::kernels::{Kernels, ParamChunk, Portable};
 use crate::math;
 use crate::topology::Topology;
+
+pub mod lbfgs;
+
+pub use lbfgs::{Lbfgs, LbfgsStep, Objective};
 
 /// An optimizer and its hyperparameters (the learning rate is given per step).
 #[allow(missing_docs)] // variant fields are named by what they hold; variants say the rest
@@ -45,6 +53,15 @@ pub enum Optimizer {
     AdamW { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
     /// Adamax: Adam with the infinity norm.
     Adamax { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+    /// Rprop (Riedmiller & Braun, 1993) as `torch.optim.Rprop`: sign-based steps with a
+    /// step size per weight, grown by `eta_plus` while the gradient keeps its sign and shrunk
+    /// by `eta_minus` when it flips, within `[step_min, step_max]`.
+    Rprop { eta_minus: f32, eta_plus: f32, step_min: f32, step_max: f32 },
+    /// ASGD (Polyak & Juditsky, 1992) as `torch.optim.ASGD`: SGD with a decaying step and the
+    /// running average of the iterates, `ax` (its state buffer: [`Optimizer::averaged`]).
+    Asgd { lambd: f32, alpha: f32, t0: f32, weight_decay: f32 },
+    /// L-BFGS as `torch.optim.LBFGS`: full batch, run by [`Lbfgs::step`] with an [`Objective`].
+    Lbfgs(Lbfgs),
 }
 
 impl Optimizer {
@@ -85,7 +102,35 @@ impl Optimizer {
         Optimizer::Adamax { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
     }
 
-    /// The same optimizer with weight decay `wd`.
+    /// Rprop with PyTorch's `etas = (0.5, 1.2)`, `step_sizes = (1e-6, 50)`.
+    pub const fn rprop() -> Self {
+        Optimizer::Rprop { eta_minus: 0.5, eta_plus: 1.2, step_min: 1e-6, step_max: 50.0 }
+    }
+    /// ASGD with PyTorch's `lambd = 1e-4`, `alpha = 0.75`, `t0 = 1e6`.
+    pub const fn asgd() -> Self {
+        Optimizer::Asgd { lambd: 1e-4, alpha: 0.75, t0: 1e6, weight_decay: 0.0 }
+    }
+    /// L-BFGS with PyTorch's defaults (see [`Lbfgs::pytorch`]).
+    pub const fn lbfgs() -> Self {
+        Optimizer::Lbfgs(Lbfgs::pytorch())
+    }
+
+    /// Whether this optimizer takes a weight decay (PyTorch's Rprop and L-BFGS have none).
+    pub const fn has_weight_decay(&self) -> bool {
+        !matches!(self, Optimizer::Rprop { .. } | Optimizer::Lbfgs(_))
+    }
+
+    /// ASGD's averaged parameters `ax` (what ASGD users evaluate and save) in `state`, its
+    /// state buffer; `None` for the other optimizers or a state of the wrong length.
+    pub fn averaged<'s>(&self, state: &'s [f32], param_len: usize) -> Option<&'s [f32]> {
+        match self {
+            Optimizer::Asgd { .. } if state.len() == param_len => Some(state),
+            _ => None,
+        }
+    }
+
+    /// The same optimizer with weight decay `wd` (Rprop and L-BFGS, which have none, are
+    /// returned as they are: see [`Optimizer::has_weight_decay`]).
     pub const fn with_weight_decay(self, wd: f32) -> Self {
         use Optimizer::*;
         match self {
@@ -98,6 +143,8 @@ impl Optimizer {
             Adam { beta1, beta2, eps, .. } => Adam { beta1, beta2, eps, weight_decay: wd },
             AdamW { beta1, beta2, eps, .. } => AdamW { beta1, beta2, eps, weight_decay: wd },
             Adamax { beta1, beta2, eps, .. } => Adamax { beta1, beta2, eps, weight_decay: wd },
+            Asgd { lambd, alpha, t0, .. } => Asgd { lambd, alpha, t0, weight_decay: wd },
+            Rprop { .. } | Lbfgs(_) => self,
         }
     }
 
@@ -113,6 +160,9 @@ impl Optimizer {
             Optimizer::Adam { .. } => "adam",
             Optimizer::AdamW { .. } => "adamw",
             Optimizer::Adamax { .. } => "adamax",
+            Optimizer::Rprop { .. } => "rprop",
+            Optimizer::Asgd { .. } => "asgd",
+            Optimizer::Lbfgs(_) => "lbfgs",
         }
     }
 
@@ -125,25 +175,32 @@ impl Optimizer {
             Optimizer::Adadelta { .. } => 1.0,
             Optimizer::Adam { .. } | Optimizer::AdamW { .. } => 1e-3,
             Optimizer::Adamax { .. } => 2e-3,
+            Optimizer::Rprop { .. } | Optimizer::Asgd { .. } => 0.01,
+            Optimizer::Lbfgs(_) => 1.0,
         }
     }
 
-    /// How many state vectors of `param_len` this optimizer keeps.
+    /// How many state vectors of `param_len` this optimizer keeps (L-BFGS: 0, its state is
+    /// [`lbfgs::state_len`] long).
     pub const fn state_vectors(&self) -> usize {
         match self {
-            Optimizer::Sgd { .. } => 0,
+            Optimizer::Sgd { .. } | Optimizer::Lbfgs(_) => 0,
             Optimizer::Momentum { .. } | Optimizer::Nesterov { .. } => 1,
-            Optimizer::Adagrad { .. } | Optimizer::RmsProp { .. } => 1,
+            Optimizer::Adagrad { .. } | Optimizer::RmsProp { .. } | Optimizer::Asgd { .. } => 1,
             Optimizer::Adadelta { .. }
             | Optimizer::Adam { .. }
             | Optimizer::AdamW { .. }
-            | Optimizer::Adamax { .. } => 2,
+            | Optimizer::Adamax { .. }
+            | Optimizer::Rprop { .. } => 2,
         }
     }
 
     /// Length of the optimizer state buffer for `param_len` parameters.
     pub const fn state_len(&self, param_len: usize) -> usize {
-        param_len.saturating_mul(self.state_vectors())
+        match self {
+            Optimizer::Lbfgs(l) => lbfgs::state_len(param_len, l.history as usize),
+            _ => param_len.saturating_mul(self.state_vectors()),
+        }
     }
 
     /// The per-step scalars of update `t` (1-based, as in [`Optimizer::update`]) at learning
@@ -151,20 +208,31 @@ impl Optimizer {
     /// [`Optimizer::update`] uses and a device path passes to its own elementwise pass. `t`
     /// is not checked here (`update` rejects 0); past 2³⁰ it counts as 2³⁰, where the
     /// corrections are 1 to f64 precision anyway.
+    ///
+    /// ASGD's `η` and `μ` of step `t` come from this step's `lr` (PyTorch computes them at
+    /// the end of the previous step from that step's lr: the same with a constant rate).
     pub fn step_scalars(&self, t: u64, lr: f32) -> StepScalars {
         let (beta1, bc2_sqrt) = match *self {
             Optimizer::Adam { beta1, beta2, .. } | Optimizer::AdamW { beta1, beta2, .. } => {
                 (beta1, libm::sqrt(bias_correction(beta2, t)) as f32)
             }
             Optimizer::Adamax { beta1, .. } => (beta1, 1.0),
-            _ => return StepScalars { lr, step_size: lr, bc2_sqrt: 1.0 },
+            Optimizer::Asgd { lambd, alpha, t0, .. } => {
+                let done = t.saturating_sub(1) as f64;
+                let lr64 = lr as f64;
+                let eta = lr64 / libm::pow(1.0 + lambd as f64 * lr64 * done, alpha as f64);
+                let mu = 1.0 / (done - t0 as f64).max(1.0);
+                return StepScalars { lr, step_size: eta as f32, bc2_sqrt: 1.0, average: mu as f32 };
+            }
+            _ => return StepScalars { lr, step_size: lr, bc2_sqrt: 1.0, average: 1.0 },
         };
-        StepScalars { lr, step_size: (lr as f64 / bias_correction(beta1, t)) as f32, bc2_sqrt }
+        StepScalars { lr, step_size: (lr as f64 / bias_correction(beta1, t)) as f32, bc2_sqrt, average: 1.0 }
     }
 
     /// The optimizer's number in device code (`OPT_*` in `gpu/src/kernels.cu`): Sgd 0,
-    /// Momentum 1, Nesterov 2, Adagrad 3, RmsProp 4, Adadelta 5, Adam 6, AdamW 7, Adamax 8.
-    /// Fixed: kernels are compiled against these numbers.
+    /// Momentum 1, Nesterov 2, Adagrad 3, RmsProp 4, Adadelta 5, Adam 6, AdamW 7, Adamax 8;
+    /// Rprop 9, Asgd 10, Lbfgs 11, which kernels.cu does not have yet (the GPU path refuses
+    /// them). Fixed: kernels are compiled against these numbers.
     pub const fn code(&self) -> u8 {
         match self {
             Optimizer::Sgd { .. } => 0,
@@ -176,14 +244,32 @@ impl Optimizer {
             Optimizer::Adam { .. } => 6,
             Optimizer::AdamW { .. } => 7,
             Optimizer::Adamax { .. } => 8,
+            Optimizer::Rprop { .. } => 9,
+            Optimizer::Asgd { .. } => 10,
+            Optimizer::Lbfgs(_) => 11,
         }
     }
 
     /// Checks every hyperparameter's range (momentum and betas in `[0, 1)`, eps > 0,
-    /// weight decay >= 0, all finite).
+    /// weight decay >= 0, all finite; Rprop: `0 < η₋ < 1 < η₊`, `0 <= step_min <= step_max`;
+    /// ASGD: λ, α, t₀ >= 0; L-BFGS: [`Lbfgs::validate`]).
     pub fn validate(&self) -> Result<(), Error> {
         use Optimizer::*;
         let (wd, unit, eps) = match *self {
+            Rprop { eta_minus, eta_plus, step_min, step_max } => {
+                return validate_rprop(eta_minus, eta_plus, step_min, step_max)
+            }
+            Asgd { lambd, alpha, t0, weight_decay } => {
+                for (name, v) in
+                    [("lambd", lambd), ("alpha", alpha), ("t0", t0), ("weight_decay", weight_decay)]
+                {
+                    if !(v.is_finite() && v >= 0.0) {
+                        return Err(Error::InvalidHyperparameter { name, value: v });
+                    }
+                }
+                return Ok(());
+            }
+            Lbfgs(l) => return l.validate(),
             Sgd { weight_decay } => (weight_decay, [("", 0.0); 2], None),
             Momentum { momentum, weight_decay } | Nesterov { momentum, weight_decay } => {
                 (weight_decay, [("momentum", momentum), ("", 0.0)], None)
@@ -249,7 +335,14 @@ impl Optimizer {
         if t == 0 {
             return Err(Error::InvalidHyperparameter { name: "step (counts from 1)", value: 0.0 });
         }
+        if let Optimizer::Lbfgs(_) = self {
+            return Err(Error::NeedsObjective { optimizer: "lbfgs" });
+        }
         let (s0, s1) = state.split_at_mut(if self.state_vectors() == 2 { n } else { state.len() });
+        if let (Optimizer::Rprop { .. }, 1) = (self, t) {
+            // PyTorch fills the step sizes with lr when it creates the state.
+            s1.fill(lr);
+        }
         let scalars = self.step_scalars(t, lr);
         kernels.update_params(ParamChunk { params, grads, state: [s0, s1] }, &|chunk| {
             self.update_chunk(chunk, &scalars)
@@ -325,8 +418,68 @@ impl Optimizer {
                     *p -= step_size * *m / *u;
                 }
             }
+            Optimizer::Rprop { eta_minus, eta_plus, step_min, step_max } => {
+                for (((p, &g), prev), step) in
+                    params.iter_mut().zip(grads).zip(s0.iter_mut()).zip(s1.iter_mut())
+                {
+                    // PyTorch: sign(g·prev) picks the factor; where it is negative the
+                    // gradient is taken as 0 (no move now, no factor next time).
+                    let s = g * *prev;
+                    let (factor, g) = if s > 0.0 {
+                        (eta_plus, g)
+                    } else if s < 0.0 {
+                        (eta_minus, 0.0)
+                    } else {
+                        (1.0, g)
+                    };
+                    *step = (*step * factor).clamp(step_min, step_max);
+                    *p -= sign(g) * *step;
+                    *prev = g;
+                }
+            }
+            Optimizer::Asgd { lambd, weight_decay, .. } => {
+                let (eta, mu) = (k.step_size, k.average);
+                for ((p, &g), ax) in params.iter_mut().zip(grads).zip(s0.iter_mut()) {
+                    let g = l2(weight_decay, g, *p);
+                    *p *= 1.0 - lambd * eta;
+                    *p -= eta * g;
+                    // PyTorch copies θ while μ is 1 (ax + (θ - ax) would round).
+                    *ax = if mu == 1.0 { *p } else { *ax + (*p - *ax) * mu };
+                }
+            }
+            // Refused in `update_with`.
+            Optimizer::Lbfgs(_) => {}
         }
     }
+}
+
+/// `torch.sign`: -1, 0 or 1 (NaN stays NaN).
+fn sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        x
+    }
+}
+
+/// Rprop's ranges: PyTorch's `0 < etaminus < 1 < etaplus`, and step sizes
+/// `0 <= step_min <= step_max`, all finite.
+fn validate_rprop(eta_minus: f32, eta_plus: f32, step_min: f32, step_max: f32) -> Result<(), Error> {
+    if !(eta_minus.is_finite() && eta_minus > 0.0 && eta_minus < 1.0) {
+        return Err(Error::InvalidHyperparameter { name: "rprop eta_minus (0 < it < 1)", value: eta_minus });
+    }
+    if !(eta_plus.is_finite() && eta_plus > 1.0) {
+        return Err(Error::InvalidHyperparameter { name: "rprop eta_plus (> 1)", value: eta_plus });
+    }
+    if !(step_min.is_finite() && step_min >= 0.0) {
+        return Err(Error::InvalidHyperparameter { name: "rprop step_min (>= 0)", value: step_min });
+    }
+    if !(step_max.is_finite() && step_max >= step_min) {
+        return Err(Error::InvalidHyperparameter { name: "rprop step_max (>= step_min)", value: step_max });
+    }
+    Ok(())
 }
 
 /// The per-step scalars of an update (step `t`, learning rate `lr`), computed once before the
@@ -342,6 +495,9 @@ pub struct StepScalars {
     /// Adam, AdamW: `√(1 - β₂ᵗ)`, computed in f64 and rounded once; 1 for the others
     /// (Adamax does not correct its infinity norm).
     pub bc2_sqrt: f32,
+    /// ASGD: the averaging weight `μ = 1 / max(1, t - 1 - t₀)`; 1 for the others. (ASGD's
+    /// step `η` is `step_size`.)
+    pub average: f32,
 }
 
 /// `1 - β^t`, in f64 as PyTorch computes it: in f32, β₂ = 0.999 would lose about 1e-4 of
@@ -461,7 +617,10 @@ mod tests {
         let late = Optimizer::adam().step_scalars(u64::MAX, 0.5);
         assert_eq!((late.step_size, late.bc2_sqrt), (0.5, 1.0));
         for o in [Optimizer::sgd(), Optimizer::momentum(0.9), Optimizer::rmsprop(), Optimizer::adadelta()] {
-            assert_eq!(o.step_scalars(5, 0.3), StepScalars { lr: 0.3, step_size: 0.3, bc2_sqrt: 1.0 });
+            assert_eq!(
+                o.step_scalars(5, 0.3),
+                StepScalars { lr: 0.3, step_size: 0.3, bc2_sqrt: 1.0, average: 1.0 }
+            );
         }
     }
 
@@ -477,6 +636,9 @@ mod tests {
             Optimizer::adam(),
             Optimizer::adamw(),
             Optimizer::adamax(),
+            Optimizer::rprop(),
+            Optimizer::asgd(),
+            Optimizer::lbfgs(),
         ];
         for (i, o) in all.iter().enumerate() {
             assert_eq!(o.code() as usize, i, "{}", o.name());

@@ -209,6 +209,12 @@ impl GpuTrainer {
                 "layer {i} is maxout, which the GPU kernels do not implement yet: train it on the CPU"
             )));
         }
+        if codes::optimizer_code(config.optimizer).0 > codes::LAST_DEVICE_OPTIMIZER {
+            return Err(GpuError::Invalid(format!(
+                "the {} optimizer is not implemented on the GPU path yet: train it with --device cpu",
+                config.optimizer.name()
+            )));
+        }
         let input = topology.input();
         if input_scale.len() != input || input_offset.len() != input {
             return Err(GpuError::Invalid(format!(

@@ -27,11 +27,13 @@ mod device;
 mod evaluate;
 mod gpu;
 mod memory;
+mod optimizer_options;
 mod settings;
 
 pub use checkpoint::{BestEpoch, Checkpoint, RunSource};
 pub use device::{Device, DeviceArg};
 pub use evaluate::{evaluate, evaluate_with, predict_proba, Evaluation, EVAL_BATCH};
+pub use optimizer_options::{LineSearchArg, OptimizerOptions};
 pub use settings::{ActivationArg, NormalizationArg, OptimizerArg, TrainSettings, DEFAULT_MAXOUT_PIECES};
 
 /// Metrics of one epoch (accuracies are fractions).
@@ -168,6 +170,9 @@ pub fn train_on(
     if settings.activation == ActivationArg::Maxout && matches!(device, Device::Gpu(_)) {
         bail!(MAXOUT_ON_GPU);
     }
+    if matches!(device, Device::Gpu(_)) {
+        check_optimizer_on_gpu(settings)?;
+    }
     if let Some(ck) = resume.as_ref().filter(|ck| ck.stopped_early) {
         bail!(
             "this run already stopped early after epoch {} (no lower validation loss in {} epochs; \
@@ -190,10 +195,16 @@ pub fn train_on(
         normalization: Normalization::None,
     };
     let mut loader = DataLoader::new(train, loader_opts)?;
-    let per_epoch = loader.batches_per_epoch() as u64;
-    if per_epoch == 0 {
+    if loader.batches_per_epoch() == 0 {
         bail!("the training set has fewer samples than one batch; lower --batch-size");
     }
+    // L-BFGS: one full-batch optimizer step per epoch (its batches are only how the loss
+    // over the whole set is summed).
+    let lbfgs = match settings.optimizer() {
+        mlp::Optimizer::Lbfgs(l) => Some(l),
+        _ => None,
+    };
+    let per_epoch = if lbfgs.is_some() { 1 } else { loader.batches_per_epoch() as u64 };
     let config = TrainConfig {
         loss: Loss::CrossEntropy,
         optimizer: settings.optimizer(),
@@ -222,7 +233,10 @@ pub fn train_on(
         let bar = progress_bar(options.progress, per_epoch, epoch + 1, settings.epochs);
         let started = Instant::now();
         let stats = match &mut steps {
-            Steps::Cpu(cpu) => cpu.epoch(&mut run, &mut loader, &plan, &mut rng, &bar, started)?,
+            Steps::Cpu(cpu) => match lbfgs {
+                Some(l) => cpu.lbfgs_epoch(&mut run, &mut loader, &plan, l)?,
+                None => cpu.epoch(&mut run, &mut loader, &plan, &mut rng, &bar, started)?,
+            },
             Steps::Gpu(gpu) => gpu.epoch(&loader, &plan, &mut rng)?,
         };
         let seconds = started.elapsed().as_secs_f64();
@@ -231,10 +245,15 @@ pub fn train_on(
             return Ok(interrupted(run));
         }
         let (val, test) = match &mut steps {
-            Steps::Cpu(_) => (
-                data.val.as_ref().map(|d| evaluate(&run.model, d)).transpose()?,
-                data.test.as_ref().map(|d| evaluate(&run.model, d)).transpose()?,
-            ),
+            Steps::Cpu(_) => {
+                // ASGD is evaluated (and saved) as its averaged parameters.
+                let model = averaged_model(&run, settings);
+                let model = model.as_ref().unwrap_or(&run.model);
+                (
+                    data.val.as_ref().map(|d| evaluate(model, d)).transpose()?,
+                    data.test.as_ref().map(|d| evaluate(model, d)).transpose()?,
+                )
+            }
             Steps::Gpu(gpu) => {
                 gpu.download(&mut run)?;
                 gpu.evaluate()?
@@ -256,7 +275,8 @@ pub fn train_on(
         run.history.push(metrics.clone());
         run.epochs_done = epoch + 1;
         if let Some(patience) = settings.early_stop {
-            early_stopping(&mut run, &metrics, patience);
+            let averaged = averaged_model(&run, settings).map(|m| m.params);
+            early_stopping(&mut run, &metrics, patience, averaged);
         }
         if let Some(path) = &options.checkpoint {
             run.save(path)?;
@@ -266,6 +286,9 @@ pub fn train_on(
         }
     }
     let best_epoch = run.best.as_ref().map(|b| b.epoch);
+    if let Some(averaged) = averaged_model(&run, settings) {
+        run.model = averaged;
+    }
     let mut model = run.model;
     if let Some(best) = run.best {
         model.params = best.params;
@@ -298,7 +321,31 @@ pub fn check_device(settings: &TrainSettings, device: DeviceArg) -> Result<()> {
     if settings.activation == ActivationArg::Maxout && device != DeviceArg::Cpu {
         bail!(MAXOUT_ON_GPU);
     }
+    if device != DeviceArg::Cpu {
+        check_optimizer_on_gpu(settings)?;
+    }
     Ok(())
+}
+
+/// The optimizers the GPU path does not have yet.
+fn check_optimizer_on_gpu(settings: &TrainSettings) -> Result<()> {
+    let optimizer = settings.optimizer();
+    if optimizer.code() > mlp::Optimizer::adamax().code() {
+        bail!(
+            "--optimizer {} is not implemented on the GPU path yet (--device gpu and gpu-emulator): \
+             train with --device cpu (the default), or choose sgd, momentum, nesterov, adagrad, \
+             rmsprop, adadelta, adam, adamw or adamax",
+            optimizer.name()
+        );
+    }
+    Ok(())
+}
+
+/// ASGD's model: the run's with the averaged parameters `ax` (PyTorch's `state['ax']`, what
+/// ASGD users evaluate and save); `None` for the other optimizers.
+fn averaged_model(run: &Checkpoint, settings: &TrainSettings) -> Option<SavedModel> {
+    let ax = settings.optimizer().averaged(&run.optimizer_state, run.model.params.len())?;
+    Some(SavedModel { params: ax.to_vec(), ..run.model.clone() })
 }
 
 /// A run stopped by [`RunOptions::stop`]: the model as it is (mid-epoch).
@@ -317,13 +364,14 @@ fn interrupted(run: Checkpoint) -> Trained {
 /// lower validation loss than the best so far makes this epoch the best (its model is
 /// copied); `patience` epochs after the best without one, the run is stopped. A NaN loss is
 /// never an improvement.
-fn early_stopping(run: &mut Checkpoint, metrics: &EpochMetrics, patience: usize) {
+/// `averaged`: the parameters that were evaluated, when not the model's (ASGD's average).
+fn early_stopping(run: &mut Checkpoint, metrics: &EpochMetrics, patience: usize, averaged: Option<Vec<f32>>) {
     let Some(loss) = metrics.val_loss else { return };
     if run.best.as_ref().is_none_or(|b| loss < b.val_loss) {
         run.best = Some(BestEpoch {
             epoch: metrics.epoch,
             val_loss: loss,
-            params: run.model.params.clone(),
+            params: averaged.unwrap_or_else(|| run.model.params.clone()),
             running: run.model.running.clone(),
         });
     }

@@ -32,7 +32,9 @@ impl RefOptimizer {
             Optimizer::Momentum { .. }
             | Optimizer::Nesterov { .. }
             | Optimizer::Adagrad { .. }
-            | Optimizer::RmsProp { .. } => 1,
+            | Optimizer::RmsProp { .. }
+            | Optimizer::Asgd { .. } => 1,
+            Optimizer::Lbfgs(_) => 0,
             _ => 2,
         };
         let mut out = Vec::new();
@@ -120,7 +122,52 @@ impl RefOptimizer {
                     let clr = lr / (1.0 - b1.powi(t));
                     params[i] = p - clr * self.s0[i] / self.s1[i];
                 }
+                Optimizer::Rprop { eta_minus, eta_plus, step_min, step_max } => {
+                    // torch: state['prev'] = 0, state['step_size'] = lr at the first step.
+                    if t == 1 {
+                        self.s1[i] = lr;
+                    }
+                    let sign = (raw * self.s0[i]).signum_or_zero();
+                    let factor = match sign {
+                        s if s > 0.0 => f(eta_plus),
+                        s if s < 0.0 => f(eta_minus),
+                        _ => 1.0,
+                    };
+                    self.s1[i] = (self.s1[i] * factor).clamp(f(step_min), f(step_max));
+                    let g = if sign < 0.0 { 0.0 } else { raw };
+                    params[i] = p - g.signum_or_zero() * self.s1[i];
+                    self.s0[i] = g;
+                }
+                Optimizer::Asgd { lambd, alpha, t0, weight_decay } => {
+                    // torch: eta = lr and mu = 1 at first; after step k (1-based),
+                    // eta = lr / (1 + lambd lr k)^alpha and mu = 1 / max(1, k - t0).
+                    let k = (t - 1) as f64;
+                    let eta = lr / (1.0 + f(lambd) * lr * k).powf(f(alpha));
+                    let mu = 1.0 / (k - f(t0)).max(1.0);
+                    let g = raw + f(weight_decay) * p;
+                    let p = p * (1.0 - f(lambd) * eta) - eta * g;
+                    params[i] = p;
+                    self.s0[i] = if mu == 1.0 { p } else { self.s0[i] + (p - self.s0[i]) * mu };
+                }
+                Optimizer::Lbfgs(_) => panic!("L-BFGS has no elementwise rule: see mlp::optim::lbfgs"),
             }
+        }
+    }
+}
+
+/// `torch.sign` on f64: -1, 0 or 1.
+trait SignumOrZero {
+    fn signum_or_zero(self) -> f64;
+}
+
+impl SignumOrZero for f64 {
+    fn signum_or_zero(self) -> f64 {
+        if self > 0.0 {
+            1.0
+        } else if self < 0.0 {
+            -1.0
+        } else {
+            0.0
         }
     }
 }
@@ -137,7 +184,7 @@ pub fn clip_grad_norm(grads: &mut [f64], max_norm: f64) -> f64 {
 }
 
 /// Every optimizer core offers, with PyTorch's defaults (momentum 0.9 for the SGD family).
-pub fn all_optimizers() -> [Optimizer; 9] {
+pub fn all_optimizers() -> [Optimizer; 11] {
     [
         Optimizer::sgd(),
         Optimizer::momentum(0.9),
@@ -148,5 +195,7 @@ pub fn all_optimizers() -> [Optimizer; 9] {
         Optimizer::adam(),
         Optimizer::adamw(),
         Optimizer::adamax(),
+        Optimizer::rprop(),
+        Optimizer::asgd(),
     ]
 }

@@ -62,6 +62,16 @@ fn any_optimizer() -> impl Strategy<Value = Optimizer> {
         (unit, 0.5f32..0.9999, eps, weight_decay()).prop_map(|(beta1, beta2, eps, weight_decay)| {
             Optimizer::Adamax { beta1, beta2, eps, weight_decay }
         }),
+        (0.1f32..0.95, 1.05f32..2.0, prop_oneof![Just(0.0f32), 1e-7f32..1e-3], 0.01f32..100.0).prop_map(
+            |(eta_minus, eta_plus, step_min, span)| Optimizer::Rprop {
+                eta_minus,
+                eta_plus,
+                step_min,
+                step_max: step_min + span
+            }
+        ),
+        (0.0f32..0.1, 0.0f32..1.0, prop_oneof![Just(1e6f32), 0.0f32..6.0], weight_decay())
+            .prop_map(|(lambd, alpha, t0, weight_decay)| Optimizer::Asgd { lambd, alpha, t0, weight_decay }),
     ]
 }
 
@@ -75,8 +85,9 @@ fn l2(opt: Optimizer) -> f64 {
         | Optimizer::RmsProp { weight_decay, .. }
         | Optimizer::Adadelta { weight_decay, .. }
         | Optimizer::Adam { weight_decay, .. }
-        | Optimizer::Adamax { weight_decay, .. } => weight_decay as f64,
-        Optimizer::AdamW { .. } => 0.0,
+        | Optimizer::Adamax { weight_decay, .. }
+        | Optimizer::Asgd { weight_decay, .. } => weight_decay as f64,
+        Optimizer::AdamW { .. } | Optimizer::Rprop { .. } | Optimizer::Lbfgs(_) => 0.0,
     }
 }
 
@@ -315,6 +326,54 @@ fn first_steps_by_hand() {
     assert!((p[0] as f64 - (1.0 - d0)).abs() < 1e-6, "{p:?}");
 }
 
+/// Rprop and ASGD over three steps, by hand from PyTorch's rules (numbers in the comments).
+#[test]
+fn rprop_and_asgd_by_hand() {
+    // Rprop, lr 0.1, etas (0.5, 1.2): the step sizes start at lr.
+    let opt = Optimizer::rprop();
+    let (mut p, mut s) = ([1.0f32, -1.0], [0.0f32; 4]);
+    // Step 1: prev = 0, factor 1: θ -= sign(g) · 0.1.
+    opt.update(&mut p, &[0.5, -2.0], &mut s, 1, 0.1).unwrap();
+    assert_eq!(p, [0.9, -0.9]);
+    // Step 2: same sign (×1.2 → 0.12), flipped sign (×0.5 → 0.05, g taken as 0: no move).
+    opt.update(&mut p, &[0.3, 1.0], &mut s, 2, 0.1).unwrap();
+    assert!((p[0] - 0.78).abs() < 1e-6 && p[1] == -0.9, "{p:?}");
+    assert!((s[2] - 0.12).abs() < 1e-7 && (s[3] - 0.05).abs() < 1e-7 && s[1] == 0.0, "{s:?}");
+    // Step 3: same sign (0.144); after the flip prev is 0, so factor 1 (0.05).
+    opt.update(&mut p, &[0.2, 1.0], &mut s, 3, 0.1).unwrap();
+    assert!((p[0] - 0.636).abs() < 1e-6 && (p[1] + 0.95).abs() < 1e-6, "{p:?}");
+    // The step sizes stay within [step_min, step_max].
+    let tight = Optimizer::Rprop { eta_minus: 0.5, eta_plus: 1.2, step_min: 0.09, step_max: 0.11 };
+    let (mut p, mut s) = ([0.0f32], [0.0f32; 2]);
+    tight.update(&mut p, &[1.0], &mut s, 1, 0.1).unwrap();
+    tight.update(&mut p, &[1.0], &mut s, 2, 0.1).unwrap();
+    assert!((s[1] - 0.11).abs() < 1e-7 && (p[0] + 0.21).abs() < 1e-6, "{s:?} {p:?}");
+
+    // ASGD, lr 0.5, λ 0.1, α 0.5, t₀ 0, g = 1 every step:
+    // η = 0.5 / (1 + 0.05 k)^0.5 and μ = 1 / max(1, k) after k steps; θ = θ(1 - λη) - η.
+    let opt = Optimizer::Asgd { lambd: 0.1, alpha: 0.5, t0: 0.0, weight_decay: 0.0 };
+    let (mut p, mut ax) = ([1.0f32], [0.0f32]);
+    let expected = [
+        (0.45, 0.45),                                           // η 0.5, μ 1: ax = θ
+        (-0.059_907_788_115_608_54, -0.059_907_788_115_608_54), // η 0.48795, μ 1
+        (-0.533_783_090_999_770_4, -0.296_845_439_557_689_5),   // η 0.47673, μ 1/2
+    ];
+    for (t, (theta, avg)) in (1..=3).zip(expected) {
+        opt.update(&mut p, &[1.0], &mut ax, t, 0.5).unwrap();
+        assert!(
+            (p[0] as f64 - theta).abs() < 1e-6 && (ax[0] as f64 - avg).abs() < 1e-6,
+            "step {t}: {p:?} {ax:?}"
+        );
+    }
+    assert_eq!(opt.averaged(&ax, 1), Some(&ax[..]));
+    // L-BFGS has no batch update: it runs through `Lbfgs::step`.
+    let mut state = vec![0.0f32; Optimizer::lbfgs().state_len(1)];
+    assert!(matches!(
+        Optimizer::lbfgs().update(&mut [0.0], &[1.0], &mut state, 1, 1.0),
+        Err(Error::NeedsObjective { .. })
+    ));
+}
+
 fn small_net() -> Topology {
     Topology::new(
         4,
@@ -455,8 +514,11 @@ fn invalid_optimizer_inputs_are_errors() {
         assert!(opt.update(&mut p, &g, &mut s, 0, 0.1).is_err(), "{opt:?} t = 0");
         assert!(opt.update(&mut p, &g, &mut s, 1, -0.1).is_err(), "{opt:?} lr < 0");
         assert!(opt.update(&mut p, &g, &mut s, 1, f32::INFINITY).is_err());
-        assert!(opt.with_weight_decay(f32::NAN).validate().is_err());
-        assert!(opt.with_weight_decay(-1e-3).validate().is_err());
+        // (Rprop has no weight decay, as in PyTorch: the host refuses --weight-decay with it.)
+        if opt.has_weight_decay() {
+            assert!(opt.with_weight_decay(f32::NAN).validate().is_err());
+            assert!(opt.with_weight_decay(-1e-3).validate().is_err());
+        }
         assert!(opt.update(&mut p, &g, &mut s, 1, 0.1).is_ok());
     }
     let bad = [
@@ -467,6 +529,11 @@ fn invalid_optimizer_inputs_are_errors() {
         Optimizer::Adam { beta1: 0.9, beta2: 1.0, eps: 1e-8, weight_decay: 0.0 },
         Optimizer::AdamW { beta1: f32::NAN, beta2: 0.99, eps: 1e-8, weight_decay: 0.0 },
         Optimizer::Adamax { beta1: 0.9, beta2: 0.99, eps: f32::INFINITY, weight_decay: 0.0 },
+        Optimizer::Rprop { eta_minus: 1.0, eta_plus: 1.2, step_min: 1e-6, step_max: 50.0 },
+        Optimizer::Rprop { eta_minus: 0.5, eta_plus: 1.0, step_min: 1e-6, step_max: 50.0 },
+        Optimizer::Rprop { eta_minus: 0.5, eta_plus: 1.2, step_min: 1.0, step_max: 0.5 },
+        Optimizer::Asgd { lambd: -1e-4, alpha: 0.75, t0: 1e6, weight_decay: 0.0 },
+        Optimizer::Asgd { lambd: 1e-4, alpha: f32::NAN, t0: 1e6, weight_decay: 0.0 },
     ];
     for opt in bad {
         let mut s = vec![0.0; opt.state_len(3)];

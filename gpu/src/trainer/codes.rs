@@ -17,6 +17,9 @@ pub(super) fn loss_code(l: Loss) -> i32 {
     i32::from(l.code())
 }
 
+/// The last optimizer code kernels.cu implements (Adamax); Rprop, ASGD and L-BFGS come after.
+pub(crate) const LAST_DEVICE_OPTIMIZER: i32 = 8;
+
 /// kernels.cu's optimizer code and its constant hyperparameters (h0, h1, eps, weight decay),
 /// as the optimizer_update kernel takes them.
 pub(crate) fn optimizer_code(o: Optimizer) -> (i32, [f32; 4]) {
@@ -31,6 +34,8 @@ pub(crate) fn optimizer_code(o: Optimizer) -> (i32, [f32; 4]) {
         Optimizer::Adam { beta1, beta2, eps, weight_decay }
         | Optimizer::AdamW { beta1, beta2, eps, weight_decay }
         | Optimizer::Adamax { beta1, beta2, eps, weight_decay } => [beta1, beta2, eps, weight_decay],
+        // Not in kernels.cu (codes past LAST_DEVICE_OPTIMIZER): GpuTrainer::new refuses them.
+        Optimizer::Rprop { .. } | Optimizer::Asgd { .. } | Optimizer::Lbfgs(_) => [0.0; 4],
     };
     (i32::from(o.code()), h)
 }

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 
 use crate::export::{ExportDType, Format};
 use crate::schedule::Schedule;
-use crate::train::{ActivationArg, DeviceArg, NormalizationArg, OptimizerArg};
+use crate::train::{ActivationArg, DeviceArg, NormalizationArg, OptimizerArg, OptimizerOptions};
 
 /// Where training data comes from.
 #[derive(Debug, Args, Clone)]
@@ -62,9 +62,13 @@ pub struct TrainArgs {
     /// quantizable to int8. E.g. --activation maxout --maxout-pieces 3 --hidden 256
     #[arg(long, value_name = "K")]
     pub maxout_pieces: Option<u8>,
-    /// Optimizer.
+    /// Optimizer. lbfgs trains full batch, one step per epoch, e.g.
+    /// `--optimizer lbfgs --lbfgs-line-search strong-wolfe --lbfgs-history 10 --dropout 0`.
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerArg>,
+    // Boxed: the `Command` enum stays small (clippy's large_enum_variant).
+    #[command(flatten)]
+    pub optimizer_options: Box<OptimizerOptions>,
     /// (Peak) learning rate.
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,

@@ -35,6 +35,7 @@ impl TrainArgs {
             || self.activation.is_some()
             || self.maxout_pieces.is_some()
             || self.optimizer.is_some()
+            || self.optimizer_options.any()
             || self.lr.is_some()
             || self.schedule.is_some()
             || self.batch_size.is_some()
@@ -124,6 +125,7 @@ impl TrainArgs {
         if self.early_stop.is_some() {
             s.early_stop = self.early_stop;
         }
+        s.optimizer_options = self.optimizer_options.over(&s.optimizer_options);
         s
     }
 

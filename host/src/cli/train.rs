@@ -59,6 +59,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(d) = device.describe() {
         outln!("Device: {d}");
     }
+    if let mlp::Optimizer::Lbfgs(l) = settings.optimizer() {
+        let params = settings.topology(inputs, classes)?.param_len();
+        let state_mb = settings.optimizer().state_len(params) as f64 * 4.0 / 1e6;
+        outln!(
+            "L-BFGS: each epoch is one full-batch step (up to {} iterations and {} evaluations of the \
+             loss over all {} training samples); history {} pairs, {state_mb:.0} MB of state",
+            l.max_iter,
+            l.max_eval,
+            data.train.len(),
+            l.history
+        );
+    }
     let checkpoint = a.checkpoint_path();
     // Every output place is tried before training, not found unwritable after it.
     let mut outputs = vec![out.clone(), checkpoint.clone()];

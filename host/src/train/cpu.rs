@@ -1,11 +1,14 @@
 //! The epoch loop on the CPU: core's trainer with the host kernels, one step per batch of
-//! the loader, the inputs transformed as the loader copies them.
+//! the loader, the inputs transformed as the loader copies them; for L-BFGS, one full-batch
+//! step per epoch, its loss and gradient summed over the loader's batches.
 
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
-use mlp::{Error as CoreError, Rng, Targets, Topology, TrainBuffers, TrainConfig, Trainer};
+use mlp::loss::count_correct;
+use mlp::optim::{Lbfgs, Objective};
+use mlp::{Error as CoreError, Optimizer, Rng, Targets, Topology, TrainBuffers, TrainConfig, Trainer};
 
 use super::{Checkpoint, EpochPlan, EpochStats};
 use cpu::f32::Fast;
@@ -115,5 +118,114 @@ impl<'t> CpuRun<'t> {
         })?;
         run.steps = steps;
         Ok(stats)
+    }
+
+    /// One L-BFGS step over the whole training set (the epoch of an L-BFGS run): the loss and
+    /// gradient are the means over every sample, summed batch by batch in the loader's order
+    /// for this epoch (the same order for every evaluation of the step). The epoch's training
+    /// loss and accuracy are those at the start of the step.
+    pub(super) fn lbfgs_epoch(
+        &mut self,
+        run: &mut Checkpoint,
+        loader: &mut DataLoader<'_>,
+        plan: &EpochPlan<'_>,
+        lbfgs: Lbfgs,
+    ) -> Result<EpochStats> {
+        let CpuRun { topology, config, grads, workspace, x, y } = self;
+        let lr = plan.settings.schedule.lr(plan.base_lr, run.steps, plan.total_steps, plan.per_epoch);
+        let model = &mut run.model;
+        let mut objective = FullBatch {
+            topology,
+            // The objective only runs forward and backward: no optimizer state of its own.
+            config: TrainConfig { optimizer: Optimizer::sgd(), ..*config },
+            loader,
+            epoch: plan.epoch as u64,
+            params: vec![0.0; model.params.len()],
+            grads,
+            running: &mut model.running,
+            workspace,
+            x,
+            y,
+            scale: &model.input.scale,
+            offset: &model.input.offset,
+            first: None,
+        };
+        let step = with_spinning_pool(|| {
+            lbfgs.step(&mut model.params, &mut run.optimizer_state, lr, &mut objective)
+        });
+        match step {
+            Err(CoreError::NonFinite { what }) => bail!(
+                "training diverged at epoch {} (L-BFGS step): {what} is NaN or infinite; lower the \
+                 learning rate (--lr {lr}) or use --lbfgs-line-search strong-wolfe",
+                plan.epoch + 1
+            ),
+            other => other.with_context(|| format!("epoch {} (L-BFGS step)", plan.epoch + 1))?,
+        };
+        run.steps += 1;
+        let (loss_sum, correct, seen) = objective.first.unwrap_or((0.0, 0, 0));
+        Ok(EpochStats { loss_sum, correct, seen, lr, interrupted: false })
+    }
+}
+
+/// The mean loss and gradient over a whole training set: the objective of an L-BFGS step.
+struct FullBatch<'r, 'd> {
+    topology: &'r Topology,
+    config: TrainConfig,
+    loader: &'r mut DataLoader<'d>,
+    epoch: u64,
+    /// The point being evaluated (the trainer needs its own, writable copy).
+    params: Vec<f32>,
+    grads: &'r mut [f32],
+    running: &'r mut [f32],
+    workspace: &'r mut [f32],
+    x: &'r mut [f32],
+    y: &'r mut [u32],
+    scale: &'r [f32],
+    offset: &'r [f32],
+    /// The first evaluation's loss sum, correct count and samples: the epoch's train metrics.
+    first: Option<(f64, usize, usize)>,
+}
+
+impl Objective for FullBatch<'_, '_> {
+    fn evaluate(&mut self, params: &[f32], grads_out: &mut [f32]) -> Result<f32, CoreError> {
+        self.params.copy_from_slice(params);
+        grads_out.fill(0.0);
+        let mut trainer = Trainer::new(
+            self.topology,
+            self.config,
+            TrainBuffers {
+                params: &mut self.params,
+                grads: &mut *self.grads,
+                running: &mut *self.running,
+                optimizer_state: &mut [],
+                workspace: &mut *self.workspace,
+            },
+        )?;
+        let kernels = Fast::new();
+        // Dropout is refused with L-BFGS, so this generator draws nothing.
+        let mut rng = Rng::new(0);
+        let (classes, input_len) = (self.topology.output(), self.topology.input());
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        self.loader.set_epoch(self.epoch);
+        while let Some(n) = self.loader.next_batch_affine(self.x, self.y, self.scale, self.offset) {
+            let inputs = &self.x[..n * input_len];
+            let labels = Targets::Labels(&self.y[..n]);
+            let outputs = trainer.forward(&kernels, inputs, n, &mut rng)?;
+            correct += count_correct(outputs, classes, labels, 0.5);
+            let loss = trainer.backward(&kernels, inputs, labels)?;
+            // Each batch's gradient is its mean: weighted by its size, then divided by the total.
+            for (o, &g) in grads_out.iter_mut().zip(trainer.grads()) {
+                *o += g * n as f32;
+            }
+            loss_sum += loss as f64 * n as f64;
+            seen += n;
+        }
+        if seen == 0 {
+            return Err(CoreError::EmptyBatch);
+        }
+        let inv = 1.0 / seen as f32;
+        grads_out.iter_mut().for_each(|g| *g *= inv);
+        self.first.get_or_insert((loss_sum, correct, seen));
+        Ok((loss_sum / seen as f64) as f32)
     }
 }

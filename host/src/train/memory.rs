@@ -11,7 +11,11 @@ use super::{TrainSettings, EVAL_BATCH};
 /// the parameters, their gradients, the optimizer state and the checkpoint's copy (and with
 /// early stopping the best epoch's); per batch row, each layer's pre-activations, activations and their gradients; evaluation's batches.
 pub fn estimate(topology: &Topology, settings: &TrainSettings) -> u128 {
-    let copies = if settings.early_stop.is_some() { 5 } else { 4 };
+    let mut copies = if settings.early_stop.is_some() { 5 } else { 4 };
+    if matches!(settings.optimizer(), mlp::Optimizer::Lbfgs(_)) {
+        // The full-batch objective's copy of the point it evaluates (the history is state).
+        copies += 1;
+    }
     let params = topology.param_len() as u128;
     let state = settings.optimizer().state_len(topology.param_len()) as u128;
     // Rows, not units: a maxout layer keeps k pre-activations per unit.
@@ -34,6 +38,19 @@ pub fn check(topology: &Topology, settings: &TrainSettings) -> Result<()> {
 fn check_against(topology: &Topology, settings: &TrainSettings, available: u64) -> Result<()> {
     let needed = estimate(topology, settings);
     if needed > available as u128 {
+        if let mlp::Optimizer::Lbfgs(l) = settings.optimizer() {
+            let pair = 2 * 4 * topology.param_len() as u128;
+            bail!(
+                "L-BFGS with a history of {} pairs needs about {} of memory ({} per pair of 2 x {} \
+                 parameters) but this machine has {} available; use a smaller --lbfgs-history \
+                 (PyTorch users often take 10 to 20)",
+                l.history,
+                gib(needed),
+                gib(pair),
+                topology.param_len(),
+                gib(available as u128)
+            );
+        }
         let widths: Vec<String> = std::iter::once(topology.input())
             .chain(topology.layers().iter().map(|l| l.outputs))
             .map(|w| w.to_string())
@@ -85,5 +102,15 @@ mod tests {
         let err = check_against(&t, &wide, 16 << 30).unwrap_err().to_string();
         assert!(err.contains("784-1048576-10") && err.contains("16.0 GiB available"), "{err}");
         check_against(&s.topology(784, 10).unwrap(), &s, 16 << 30).expect("the tutorial fits");
+        // L-BFGS's history: 100 pairs of 784-512-256-10 (535,818 parameters) is ~430 MB.
+        let mut lbfgs = TrainSettings::default_recipe();
+        lbfgs.optimizer = super::super::OptimizerArg::Lbfgs;
+        let t = lbfgs.topology(784, 10).unwrap();
+        let e = estimate(&t, &lbfgs);
+        assert!(e > 100 * 2 * 4 * 535_818 && e < 600_000_000, "{e}");
+        let err = check_against(&t, &lbfgs, 256 << 20).unwrap_err().to_string();
+        assert!(err.contains("history of 100 pairs") && err.contains("--lbfgs-history"), "{err}");
+        lbfgs.optimizer_options.lbfgs_history = Some(5);
+        check_against(&t, &lbfgs, 256 << 20).expect("a history of 5 fits in 256 MiB");
     }
 }

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use mlp::{Activation, LayerSpec, Optimizer, Topology, MAX_MAXOUT_PIECES};
 use serde::{Deserialize, Serialize};
 
+use super::optimizer_options::OptimizerOptions;
 use crate::schedule::Schedule;
 use data::{Dataset, Features, Normalization};
 
@@ -69,6 +70,12 @@ pub enum OptimizerArg {
     Adamw,
     /// Adam with the infinity norm
     Adamax,
+    /// Rprop: sign-based steps, a step size per weight (best with large batches)
+    Rprop,
+    /// Averaged SGD: the saved model is the average of the iterates
+    Asgd,
+    /// L-BFGS, full batch: one epoch is one optimizer step of up to 20 iterations
+    Lbfgs,
 }
 
 impl OptimizerArg {
@@ -84,6 +91,9 @@ impl OptimizerArg {
             OptimizerArg::Adam => Optimizer::adam(),
             OptimizerArg::Adamw => Optimizer::adamw(),
             OptimizerArg::Adamax => Optimizer::adamax(),
+            OptimizerArg::Rprop => Optimizer::rprop(),
+            OptimizerArg::Asgd => Optimizer::asgd(),
+            OptimizerArg::Lbfgs => Optimizer::lbfgs(),
         };
         o.with_weight_decay(weight_decay)
     }
@@ -162,6 +172,9 @@ pub struct TrainSettings {
     /// Pieces per maxout unit (`--activation maxout` only; runs from before maxout read 2).
     #[serde(default = "default_maxout_pieces")]
     pub maxout_pieces: u8,
+    /// Rprop's, ASGD's and L-BFGS's hyperparameters (PyTorch's defaults when left out).
+    #[serde(default)]
+    pub optimizer_options: OptimizerOptions,
 }
 
 /// `--maxout-pieces` when not given: 2, the smallest maxout (max of two lines), which can
@@ -195,6 +208,7 @@ impl TrainSettings {
             early_stop: None,
             max_norm: None,
             maxout_pieces: DEFAULT_MAXOUT_PIECES,
+            optimizer_options: OptimizerOptions::default(),
         }
     }
 
@@ -219,6 +233,7 @@ impl TrainSettings {
             early_stop: None,
             max_norm: None,
             maxout_pieces: DEFAULT_MAXOUT_PIECES,
+            optimizer_options: OptimizerOptions::default(),
         }
     }
 
@@ -250,6 +265,7 @@ impl TrainSettings {
             early_stop: None,
             max_norm: None,
             maxout_pieces: DEFAULT_MAXOUT_PIECES,
+            optimizer_options: OptimizerOptions::default(),
         }
     }
 
@@ -260,7 +276,7 @@ impl TrainSettings {
 
     /// The optimizer.
     pub fn optimizer(&self) -> Optimizer {
-        self.optimizer.to_core(self.weight_decay)
+        self.optimizer_options.apply(self.optimizer.to_core(self.weight_decay))
     }
 
     /// The peak learning rate.
@@ -338,7 +354,22 @@ impl TrainSettings {
             ),
             _ => {}
         }
-        self.optimizer().validate().context("invalid optimizer settings")?;
+        let optimizer = self.optimizer();
+        self.optimizer_options.check_for(&optimizer)?;
+        if self.weight_decay > 0.0 && !optimizer.has_weight_decay() {
+            bail!(
+                "--optimizer {} has no weight decay (PyTorch's has none either): leave --weight-decay out",
+                optimizer.name()
+            );
+        }
+        if matches!(optimizer, Optimizer::Lbfgs(_)) && self.dropout > 0.0 {
+            bail!(
+                "--optimizer lbfgs evaluates the full-batch loss several times per step, and its \
+                 line search and curvature pairs assume the same function each time, which random \
+                 dropout masks break: add --dropout 0"
+            );
+        }
+        optimizer.validate().context("invalid optimizer settings")?;
         Ok(())
     }
 }
