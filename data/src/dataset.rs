@@ -36,6 +36,9 @@ pub enum Row<'a> {
     F32(&'a [f32]),
 }
 
+/// What a split appends to the name of its training part.
+const TRAIN_SPLIT: &str = "(train split)";
+
 /// A labelled data set held in memory, like a PyTorch `TensorDataset`.
 ///
 /// Invariants, checked by [`Dataset::new`] so the loader never has to: the features hold
@@ -190,8 +193,8 @@ impl Dataset {
         test.sort_unstable();
         let mut train_set = self.subset(&train)?;
         let mut test_set = self.subset(&test)?;
-        train_set.name = format!("{} (train split)", self.name);
-        test_set.name = format!("{} (held-out test split)", self.name);
+        train_set.name = format!("{} {TRAIN_SPLIT}", self.unsplit_name());
+        test_set.name = format!("{} (held-out test split)", self.unsplit_name());
         Ok((train_set, test_set))
     }
 
@@ -204,6 +207,27 @@ impl Dataset {
             )));
         }
         self.image_shape = Some((rows, cols));
+        Ok(self)
+    }
+
+    /// The name without the suffix a split gave it: splitting the training part of a split
+    /// again (a CSV table's held-out test split, then --val-split) names its training part
+    /// "table.csv (train split)" once, not twice.
+    fn unsplit_name(&self) -> &str {
+        self.name.strip_suffix(TRAIN_SPLIT).map_or(self.name.as_str(), str::trim_end)
+    }
+
+    /// The same samples with these class names, one per class (e.g. Fashion-MNIST's).
+    pub fn with_class_names(mut self, names: Vec<String>) -> Result<Self> {
+        if names.len() != self.num_classes {
+            return Err(Error::InvalidArgument(format!(
+                "{}: {} class names for {} classes; give one name per class",
+                self.name,
+                names.len(),
+                self.num_classes
+            )));
+        }
+        self.class_names = Some(names);
         Ok(self)
     }
 
@@ -327,8 +351,8 @@ impl Dataset {
         train.sort_unstable();
         let mut train_set = self.subset(train)?;
         let mut val_set = self.subset(val)?;
-        train_set.name = format!("{} (train split)", self.name);
-        val_set.name = format!("{} (validation split)", self.name);
+        train_set.name = format!("{} {TRAIN_SPLIT}", self.unsplit_name());
+        val_set.name = format!("{} (validation split)", self.unsplit_name());
         Ok((train_set, val_set))
     }
 
@@ -406,6 +430,30 @@ mod tests {
         for bad in [-0.1, 1.5, f64::NAN, f64::INFINITY] {
             assert!(matches!(ds.split(bad, 1), Err(Error::InvalidArgument(_))));
         }
+    }
+
+    #[test]
+    fn a_split_of_a_split_names_its_training_part_once() {
+        let mut ds = toy(30);
+        ds.set_name("table.csv");
+        let (train, held) = ds.stratified_split(0.2, 7).unwrap();
+        assert_eq!(
+            (train.name(), held.name()),
+            ("table.csv (train split)", "table.csv (held-out test split)")
+        );
+        // --val-split on what the tabular recipe kept for training.
+        let (train, val) = train.split(0.1, 7).unwrap();
+        assert_eq!((train.name(), val.name()), ("table.csv (train split)", "table.csv (validation split)"));
+        let (train, _) = train.split(0.1, 7).unwrap();
+        assert_eq!(train.name(), "table.csv (train split)");
+    }
+
+    #[test]
+    fn class_names_are_one_per_class() {
+        let names = |n: usize| (0..n).map(|c| format!("c{c}")).collect::<Vec<_>>();
+        assert_eq!(toy(4).with_class_names(names(3)).unwrap().class_names(), Some(&names(3)[..]));
+        let e = toy(4).with_class_names(names(2)).unwrap_err();
+        assert!(e.to_string().contains("2 class names for 3 classes"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 
+use super::catalog::{IdxDataSet, MNIST};
 use super::error::{Error, Result};
 use super::idx::{find_split, has_mnist_files, Split};
 
@@ -41,8 +42,9 @@ pub const MNIST_DIR_VAR: &str = "MNIST_DIR";
 pub struct ExpectedFile<'a> {
     /// File name, appended to each mirror's URL and used in the target folder.
     pub name: &'a str,
-    /// SHA-256 (lowercase hex) of the decompressed content: the authoritative check.
-    pub content_sha256: &'a str,
+    /// SHA-256 (lowercase hex) of the decompressed content: the authoritative check, when
+    /// known (MNIST's). Without it, only the gzip digests below are accepted.
+    pub content_sha256: Option<&'a str>,
     /// SHA-256 digests of known-good gzip files, accepted without decompressing.
     pub gz_sha256: &'a [&'a str],
     /// Refuse a response longer than this many bytes (a misbehaving server).
@@ -56,25 +58,25 @@ const MNIST_MAX_BYTES: u64 = 64 << 20;
 pub const MNIST_FILES: [ExpectedFile<'static>; 4] = [
     ExpectedFile {
         name: "train-images-idx3-ubyte.gz",
-        content_sha256: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        content_sha256: Some("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
         gz_sha256: &["0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971"],
         max_bytes: MNIST_MAX_BYTES,
     },
     ExpectedFile {
         name: "train-labels-idx1-ubyte.gz",
-        content_sha256: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        content_sha256: Some("65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
         gz_sha256: &["3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"],
         max_bytes: MNIST_MAX_BYTES,
     },
     ExpectedFile {
         name: "t10k-images-idx3-ubyte.gz",
-        content_sha256: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        content_sha256: Some("0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
         gz_sha256: &["8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"],
         max_bytes: MNIST_MAX_BYTES,
     },
     ExpectedFile {
         name: "t10k-labels-idx1-ubyte.gz",
-        content_sha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        content_sha256: Some("ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
         gz_sha256: &["f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"],
         max_bytes: MNIST_MAX_BYTES,
     },
@@ -101,7 +103,7 @@ pub fn resolve_mnist_dir(explicit: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// [`resolve_mnist_dir`] with every input given: the value of `$MNIST_DIR`, the default
-/// folder, the mirrors and the expected files (for tests, and for other IDX data sets).
+/// folder, the mirrors and the expected files (for tests).
 pub fn resolve_mnist_dir_with(
     explicit: Option<&Path>,
     env_dir: Option<PathBuf>,
@@ -110,16 +112,33 @@ pub fn resolve_mnist_dir_with(
     files: &[ExpectedFile<'_>],
     progress: bool,
 ) -> Result<PathBuf> {
+    let set = IdxDataSet { mirrors, files, ..MNIST };
+    resolve_dir_with(&set, explicit, env_dir, default_dir, progress)
+}
+
+/// The folder of the IDX data set `set`: `explicit` (from `--data DIR`), else `env_dir` (the
+/// value of its variable, e.g. `$FASHION_MNIST_DIR`), else `default_dir` if it holds the
+/// files, else `default_dir` after downloading them from `set`'s mirrors (see
+/// [`resolve_mnist_dir`], which is this for MNIST).
+pub fn resolve_dir_with(
+    set: &IdxDataSet<'_>,
+    explicit: Option<&Path>,
+    env_dir: Option<PathBuf>,
+    default_dir: &Path,
+    progress: bool,
+) -> Result<PathBuf> {
+    let title = set.title;
     let given = |dir: &Path, how: &str| -> Result<PathBuf> {
         if find_split(dir, Split::Train).is_ok() || find_split(dir, Split::Test).is_ok() {
             Ok(dir.to_path_buf())
         } else {
             Err(Error::MissingFiles {
                 dir: dir.to_path_buf(),
-                tried: files.iter().map(|f| f.name.to_string()).collect(),
+                tried: set.files.iter().map(|f| f.name.to_string()).collect(),
                 hint: format!(
-                    "this folder was given by {how} but does not hold the MNIST IDX files; \
-                     fix the path, or fetch them with `host download --dir {}`",
+                    "this folder was given by {how} but does not hold the {title} IDX files; \
+                     fix the path, or fetch them with `{} --dir {}`",
+                    set.download_command(),
                     dir.display()
                 ),
             })
@@ -129,19 +148,19 @@ pub fn resolve_mnist_dir_with(
         return given(dir, "--data");
     }
     if let Some(dir) = env_dir.filter(|d| !d.as_os_str().is_empty()) {
-        return given(&dir, MNIST_DIR_VAR);
+        return given(&dir, set.dir_var);
     }
     if has_mnist_files(default_dir) {
         return Ok(default_dir.to_path_buf());
     }
     if progress {
         eprintln!(
-            "MNIST not found (no --data, no {MNIST_DIR_VAR}, nothing in {}): downloading it \
-             there",
+            "{title} not found (no --data, no {}, nothing in {}): downloading it there",
+            set.dir_var,
             default_dir.display()
         );
     }
-    download_files(default_dir, mirrors, files, progress)?;
+    download_files(default_dir, set.mirrors, set.files, progress)?;
     Ok(default_dir.to_path_buf())
 }
 
@@ -348,13 +367,9 @@ mod net {
 
         if !file.gz_sha256.contains(&gz_digest.as_str()) {
             let content = File::open(temp.path()).and_then(|f| content_digest(BufReader::new(f))).ok();
-            if content.as_deref() != Some(file.content_sha256) {
+            if file.content_sha256.is_none() || content.as_deref() != file.content_sha256 {
                 bar.abandon_with_message(format!("{}: checksum mismatch", file.name));
-                return Err(FailureKind::Checksum {
-                    got: gz_digest,
-                    got_decompressed: content,
-                    expected: file.content_sha256.to_string(),
-                });
+                return Err(mismatch(file, gz_digest, content));
             }
         }
         temp.persist(target).map_err(|e| FailureKind::Local(format!("{}: {}", target.display(), e.error)))?;
@@ -372,15 +387,22 @@ mod net {
             return Ok(Ok(()));
         }
         let content = content_digest(BufReader::new(File::open(path)?)).ok();
-        if content.as_deref() == Some(file.content_sha256) {
+        if file.content_sha256.is_some() && content.as_deref() == file.content_sha256 {
             Ok(Ok(()))
         } else {
-            Ok(Err(FailureKind::Checksum {
-                got: gz_digest,
-                got_decompressed: content,
-                expected: file.content_sha256.to_string(),
-            }))
+            Ok(Err(mismatch(file, gz_digest, content)))
         }
+    }
+
+    /// The checksum failure of a copy whose gzip bytes hash to `got` and whose content (if
+    /// it decompressed) to `got_decompressed`: expected is the content digest when known,
+    /// else the gzip digests (all a data set publishes, e.g. Fashion-MNIST's).
+    fn mismatch(file: &ExpectedFile<'_>, got: String, got_decompressed: Option<String>) -> FailureKind {
+        let (expected, of_content) = match file.content_sha256 {
+            Some(d) => (d.to_string(), true),
+            None => (file.gz_sha256.join(" or "), false),
+        };
+        FailureKind::Checksum { got, got_decompressed, expected, of_content }
     }
 
     /// SHA-256 of the decompressed content of a gzip stream.
@@ -438,7 +460,7 @@ mod net {
         #[test]
         fn embedded_digests_are_well_formed() {
             for f in MNIST_FILES {
-                for d in f.gz_sha256.iter().chain([&f.content_sha256]) {
+                for d in f.gz_sha256.iter().chain(f.content_sha256.as_ref()) {
                     assert_eq!(d.len(), 64, "{}", f.name);
                     assert!(d.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
                 }

@@ -229,8 +229,11 @@ pub enum FailureKind {
         got: String,
         /// SHA-256 of their decompressed content, when they were valid gzip.
         got_decompressed: Option<String>,
-        /// The expected digest of the decompressed content.
+        /// The expected digest: of the decompressed content when `of_content`, else of the
+        /// gzip file (several joined by " or ").
         expected: String,
+        /// Whether `expected` is a digest of the decompressed content.
+        of_content: bool,
     },
     /// The server sent more bytes than any MNIST file has.
     TooLarge(u64),
@@ -243,13 +246,14 @@ impl fmt::Display for FailureKind {
         match self {
             FailureKind::Status(code) => write!(f, "HTTP status {code}"),
             FailureKind::Network(msg) => write!(f, "network error: {msg}"),
-            FailureKind::Checksum { got, got_decompressed, expected } => {
+            FailureKind::Checksum { got, got_decompressed, expected, of_content } => {
                 write!(f, "SHA-256 mismatch: received bytes hash to {got}")?;
                 match got_decompressed {
                     Some(d) => write!(f, ", their decompressed content to {d}")?,
                     None => write!(f, " (not valid gzip)")?,
                 }
-                write!(f, "; expected decompressed content {expected}")
+                let what = if *of_content { "decompressed content" } else { "file" };
+                write!(f, "; expected {what} {expected}")
             }
             FailureKind::TooLarge(limit) => {
                 write!(f, "the server sent more than {limit} bytes, far more than the file has")

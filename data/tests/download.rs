@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use data::catalog::{self, IdxDataSet, FASHION_MNIST, KMNIST, MNIST};
 use data::download::{
-    download_files, download_mnist, resolve_mnist_dir_with, sha256_hex, ExpectedFile, MNIST_FILES,
+    download_files, download_mnist, resolve_dir_with, resolve_mnist_dir_with, sha256_hex, ExpectedFile,
+    MNIST_FILES,
 };
 use data::idx::encode_u8;
 use data::{Error, FailureKind};
@@ -156,7 +158,12 @@ fn synthetic(name: &str, n: u32) -> Synthetic {
 
 /// The expected-file entry for a synthetic file (digests borrowed from it).
 fn expected<'a>(s: &'a Synthetic, gz_list: &'a [&'a str]) -> ExpectedFile<'a> {
-    ExpectedFile { name: &s.name, content_sha256: &s.content_sha, gz_sha256: gz_list, max_bytes: 1 << 20 }
+    ExpectedFile {
+        name: &s.name,
+        content_sha256: Some(&s.content_sha),
+        gz_sha256: gz_list,
+        max_bytes: 1 << 20,
+    }
 }
 
 fn route(s: &Synthetic, reply: Reply) -> (String, Reply) {
@@ -401,4 +408,111 @@ fn real_mnist_files_pass_the_embedded_digests() {
     let dir2 = tempfile::tempdir().unwrap();
     download_files(dir2.path(), &[&server.url()], &by_content, false).unwrap();
     assert_eq!(server.hits(), 8);
+}
+
+/// A synthetic file known only by its gzip digest, as Fashion-MNIST's and KMNIST's are.
+fn gz_only<'a>(s: &'a Synthetic, gz_list: &'a [&'a str]) -> ExpectedFile<'a> {
+    ExpectedFile { content_sha256: None, ..expected(s, gz_list) }
+}
+
+#[test]
+fn gz_only_file_goes_past_failing_corrupt_and_cut_mirrors_to_the_good_one() {
+    let s = synthetic("train-images-idx3-ubyte.gz", 20);
+    let gz_list = [s.gz_sha.as_str()];
+    let failing = Server::start([route(&s, Reply::Status(503))].into());
+    let mut flipped = s.gz.clone();
+    flipped[12] ^= 0x40;
+    let corrupt = Server::start([route(&s, Reply::Body(flipped))].into());
+    // Same content, other gzip bytes: without a published content digest it is refused.
+    let recompressed = Server::start([route(&s, Reply::Body(gz(&s.content, 1)))].into());
+    let cut = Server::start([route(&s, Reply::Cut { body: s.gz.clone(), sent: s.gz.len() / 2 })].into());
+    let good = Server::start([route(&s, Reply::Body(s.gz.clone()))].into());
+    let bad_mirrors = [failing.url(), corrupt.url(), recompressed.url(), cut.url()];
+    let dir = tempfile::tempdir().unwrap();
+
+    let urls: Vec<&str> = bad_mirrors.iter().map(String::as_str).collect();
+    let e = download_files(dir.path(), &urls, &[gz_only(&s, &gz_list)], false).unwrap_err();
+    let Error::Download { failures, .. } = &e else { panic!("wrong error: {e}") };
+    assert_eq!(failures.len(), 4, "{e}");
+    assert_eq!(failures[0].kind, FailureKind::Status(503));
+    for f in &failures[1..3] {
+        let FailureKind::Checksum { expected, of_content, .. } = &f.kind else { panic!("{e}") };
+        assert_eq!((expected.as_str(), *of_content), (s.gz_sha.as_str(), false));
+    }
+    assert!(matches!(failures[3].kind, FailureKind::Network(_)), "{e}");
+    assert!(e.to_string().contains(&format!("expected file {}", s.gz_sha)), "{e}");
+    assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+
+    let mut urls = urls;
+    let good_url = good.url();
+    urls.push(&good_url);
+    download_files(dir.path(), &urls, &[gz_only(&s, &gz_list)], false).unwrap();
+    assert_eq!(fs::read(dir.path().join(&s.name)).unwrap(), s.gz);
+    assert_eq!(listing(dir.path()), vec![s.name.clone()]);
+    assert_eq!(
+        [failing.hits(), corrupt.hits(), recompressed.hits(), cut.hits(), good.hits()],
+        [2, 2, 2, 2, 1]
+    );
+}
+
+#[test]
+fn fashion_mnist_downloads_into_its_folder_with_its_names() {
+    let files: Vec<Synthetic> = FASHION_MNIST.files.iter().map(|f| synthetic(f.name, 12)).collect();
+    let gz_lists: Vec<[&str; 1]> = files.iter().map(|s| [s.gz_sha.as_str()]).collect();
+    let expected_files: Vec<ExpectedFile<'_>> =
+        files.iter().zip(&gz_lists).map(|(s, g)| gz_only(s, g)).collect();
+    let server = Server::start(files.iter().map(|s| route(s, Reply::Body(s.gz.clone()))).collect());
+    let url = server.url();
+    let mirrors = [url.as_str()];
+    let set = IdxDataSet { mirrors: &mirrors, files: &expected_files, ..FASHION_MNIST };
+    let root = tempfile::tempdir().unwrap();
+    let default_dir = root.path().join(FASHION_MNIST.default_dir);
+
+    // A folder variable naming an empty folder is an error that names the variable and the
+    // command that fetches this data set.
+    let e = resolve_dir_with(&set, None, Some(root.path().to_path_buf()), &default_dir, false).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("FASHION_MNIST_DIR") && msg.contains("Fashion-MNIST IDX files"), "{msg}");
+    assert!(msg.contains("host download --dataset fashion-mnist --dir"), "{msg}");
+    assert_eq!(server.hits(), 0);
+
+    assert_eq!(resolve_dir_with(&set, None, None, &default_dir, false).unwrap(), default_dir);
+    assert_eq!(server.hits(), 4);
+    let (train, test) = set.load(&default_dir).unwrap();
+    assert_eq!((train.name(), test.name(), train.len()), ("fashion-mnist train", "fashion-mnist test", 12));
+    let names = train.class_names().unwrap();
+    assert_eq!((names[0].as_str(), names[9].as_str()), ("T-shirt/top", "Ankle boot"));
+    assert_eq!(test.class_names(), train.class_names());
+    // The same folder read as MNIST: named after the folder, no class names (as before).
+    let (mnist_train, _) = MNIST.load(&default_dir).unwrap();
+    assert_eq!((mnist_train.name(), mnist_train.class_names()), ("fashion-mnist train", None));
+}
+
+#[test]
+fn data_sets_are_found_by_name_and_an_unknown_name_lists_them() {
+    assert_eq!(catalog::find("fashion-mnist").unwrap().title, "Fashion-MNIST");
+    assert_eq!(catalog::find(" KMNIST ").unwrap().dir_var, "KMNIST_DIR");
+    assert_eq!(*catalog::find("mnist").unwrap(), MNIST);
+    let e = catalog::find("cifar10").unwrap_err().to_string();
+    assert!(e.contains("unknown data set 'cifar10'") && e.contains("mnist, fashion-mnist, kmnist"), "{e}");
+    assert_eq!(MNIST.download_command(), "host download");
+    assert_eq!(KMNIST.download_command(), "host download --dataset kmnist");
+}
+
+#[test]
+fn every_data_set_has_the_four_files_with_well_formed_digests() {
+    for set in catalog::DATA_SETS {
+        let names: Vec<&str> = set.files.iter().map(|f| f.name).collect();
+        let mnist_names: Vec<&str> = MNIST_FILES.iter().map(|f| f.name).collect();
+        assert_eq!(names, mnist_names, "{}", set.name);
+        for f in set.files {
+            assert!(!f.gz_sha256.is_empty() || f.content_sha256.is_some(), "{} {}", set.name, f.name);
+            for d in f.gz_sha256.iter().chain(f.content_sha256.as_ref()) {
+                assert_eq!(d.len(), 64, "{} {}", set.name, f.name);
+                assert!(d.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            }
+        }
+        assert!(set.class_names.is_none_or(|n| n.len() == 10), "{}", set.name);
+        assert!(!set.mirrors.is_empty(), "{}", set.name);
+    }
 }

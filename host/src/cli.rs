@@ -77,7 +77,9 @@ pub enum Command {
     #[command(after_help = EXPORT_EXAMPLES)]
     Export(ExportArgs),
     /// Download MNIST (with SHA-256 checks) into a folder.
-    #[command(after_help = "Examples:\n  host download\n  host download --dir /data/mnist")]
+    #[command(
+        after_help = "Examples:\n  host download\n  host download --dir /data/mnist\n  host download --dataset fashion-mnist   # into ./data/fashion-mnist\n  host download --dataset kmnist --dir /data/kmnist"
+    )]
     Download(DownloadArgs),
 }
 
@@ -95,8 +97,12 @@ const TRAIN_EXAMPLES: &str = "Examples:
   host train --hidden 256 --activation maxout --maxout-pieces 3
                                                 # maxout units, each the max of 3 affine pieces
   host train --recipe tutorial --device gpu     # on an NVIDIA GPU (CUDA 13)
+  host train --dataset fashion-mnist --recipe tutorial
+                                                # Fashion-MNIST, its class names in the model
 
-MNIST comes from --data DIR, else $MNIST_DIR, else ./data/mnist, else it is downloaded there.";
+MNIST comes from --data DIR, else $MNIST_DIR, else ./data/mnist, else it is downloaded there.
+--dataset fashion-mnist (kmnist): --data DIR, else $FASHION_MNIST_DIR ($KMNIST_DIR), else
+./data/fashion-mnist (./data/kmnist), else it is downloaded there.";
 
 /// `host export --help` examples.
 const EXPORT_EXAMPLES: &str = "Examples:

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use data::catalog::IdxDataSet;
 
 use crate::export::{ExportDType, Format};
 use crate::schedule::Schedule;
@@ -16,6 +17,12 @@ pub struct DataArgs {
     /// else ./data/mnist, else MNIST is downloaded into ./data/mnist.
     #[arg(long, value_name = "DIR", conflicts_with = "csv")]
     pub data: Option<PathBuf>,
+    /// The IDX data set: mnist (default), fashion-mnist or kmnist. It gives the class names
+    /// (stored in the model, drawn in the plots) and the folder when --data is not given:
+    /// $FASHION_MNIST_DIR or $KMNIST_DIR, else ./data/fashion-mnist or ./data/kmnist, else it
+    /// is downloaded there. E.g. `host train --dataset fashion-mnist`.
+    #[arg(long, value_name = "NAME", value_parser = parse_dataset, conflicts_with = "csv")]
+    pub dataset: Option<&'static IdxDataSet<'static>>,
     /// A CSV file of tabular data instead (one sample per row).
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
@@ -285,12 +292,20 @@ pub struct ExportArgs {
 /// `host download` options.
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
-    /// Destination folder.
-    #[arg(long, default_value = data::download::DEFAULT_MNIST_DIR)]
-    pub dir: PathBuf,
+    /// The data set: mnist, fashion-mnist or kmnist, e.g. `host download --dataset kmnist`.
+    #[arg(long, value_name = "NAME", value_parser = parse_dataset, default_value = "mnist")]
+    pub dataset: &'static IdxDataSet<'static>,
+    /// Destination folder [default: ./data/mnist, ./data/fashion-mnist or ./data/kmnist].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
     /// Mirror base URL to try (repeatable; default: the usual public mirrors).
     #[arg(long = "mirror", value_name = "URL")]
     pub mirrors: Vec<String>,
+}
+
+/// `--dataset`: one of the IDX data sets the data crate knows.
+fn parse_dataset(text: &str) -> Result<&'static IdxDataSet<'static>, String> {
+    data::catalog::find(text).map_err(|e| e.to_string())
 }
 
 /// `--hidden`: layer widths, each at least 1, or `none` for no hidden layer.

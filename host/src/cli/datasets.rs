@@ -1,10 +1,10 @@
-//! The data sets the data flags name: an IDX folder (MNIST by default, downloaded when
-//! missing) or CSV files.
+//! The data sets the data flags name: an IDX folder (MNIST by default, or the data set
+//! `--dataset` names; downloaded when missing) or CSV files.
 
 use anyhow::Result;
 
 use super::args::DataArgs;
-use data::{self, csv::CsvOptions, csv::LabelColumn, Dataset};
+use data::{self, catalog::IdxDataSet, csv::CsvOptions, csv::LabelColumn, Dataset};
 
 /// Training and test data named by the data options.
 pub fn load_data(args: &DataArgs) -> Result<(Dataset, Option<Dataset>)> {
@@ -35,9 +35,17 @@ pub fn load_data(args: &DataArgs) -> Result<(Dataset, Option<Dataset>)> {
             Ok((train, test))
         }
         None => {
-            let dir = data::download::resolve_mnist_dir(args.data.as_deref())?;
-            let (train, test) = data::idx::load_mnist(&dir)?;
+            let set = args.data_set();
+            let dir = set.resolve_dir(args.data.as_deref())?;
+            let (train, test) = set.load(&dir)?;
             Ok((train, Some(test)))
         }
+    }
+}
+
+impl DataArgs {
+    /// The IDX data set `--dataset` names (MNIST when left out).
+    pub fn data_set(&self) -> &'static IdxDataSet<'static> {
+        self.dataset.unwrap_or(&data::catalog::MNIST)
     }
 }

@@ -1,4 +1,6 @@
-//! `host download`: MNIST from the public mirrors, SHA-256 checked.
+//! `host download`: MNIST, Fashion-MNIST or KMNIST from the public mirrors, SHA-256 checked.
+
+use std::path::PathBuf;
 
 use anyhow::Result;
 
@@ -6,12 +8,14 @@ use super::args::DownloadArgs;
 
 /// Runs `host download`.
 pub fn run(a: DownloadArgs) -> Result<()> {
+    let set = a.dataset;
     let mirrors: Vec<&str> = if a.mirrors.is_empty() {
-        data::download::MNIST_MIRRORS.to_vec()
+        set.mirrors.to_vec()
     } else {
         a.mirrors.iter().map(String::as_str).collect()
     };
-    data::download::download_mnist(&a.dir, &mirrors, true)?;
-    outln!("MNIST is in {}", a.dir.display());
+    let dir = a.dir.unwrap_or_else(|| PathBuf::from(set.default_dir));
+    set.download(&dir, &mirrors, true)?;
+    outln!("{} is in {}", set.title, dir.display());
     Ok(())
 }

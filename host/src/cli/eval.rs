@@ -31,8 +31,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
         // Only the split evaluated is loaded: a broken or missing training file does not
         // stop an evaluation on the test set.
         let split = if a.train_split { data::idx::Split::Train } else { data::idx::Split::Test };
-        let dir = data::download::resolve_mnist_dir(a.data.data.as_deref())?;
-        data::idx::load_split(&dir, split)?
+        let set = a.data.data_set();
+        let dir = set.resolve_dir(a.data.data.as_deref())?;
+        set.load_split(&dir, split)?
     };
     // The file's classes numbered as the model numbers them (by name, when it stores names).
     let data = model.align(data)?;

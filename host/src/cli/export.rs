@@ -28,8 +28,13 @@ struct ExportReport {
 
 /// The CSV table `--csv` names, for calibration (label column as `--label` or by name).
 fn calibration_csv(a: &ExportArgs) -> Result<Dataset> {
-    let args =
-        super::args::DataArgs { data: None, csv: a.csv.clone(), csv_test: None, label: a.label.clone() };
+    let args = super::args::DataArgs {
+        data: None,
+        dataset: None,
+        csv: a.csv.clone(),
+        csv_test: None,
+        label: a.label.clone(),
+    };
     Ok(super::datasets::load_data(&args)?.0)
 }
 

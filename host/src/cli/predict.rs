@@ -18,6 +18,8 @@ pub fn run(a: PredictArgs) -> Result<()> {
             a.model.display()
         );
     }
+    // Class names stored in the model (e.g. Fashion-MNIST's), else the class index.
+    let names = model.names()?;
     // Each image on its own: a bad file is reported and the others are still predicted.
     let mut failed = 0;
     for path in &a.images {
@@ -34,7 +36,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
         let mut ranked: Vec<(usize, f32)> = probs.iter().copied().enumerate().collect();
         ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
         let top: Vec<String> =
-            ranked.iter().take(3).map(|(c, p)| format!("{c} ({:.1}%)", 100.0 * p)).collect();
+            ranked.iter().take(3).map(|(c, p)| format!("{} ({:.1}%)", names.class(*c), 100.0 * p)).collect();
         outln!("{}: {}", path.display(), top.join(", "));
     }
     if failed > 0 {

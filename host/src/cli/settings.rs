@@ -175,6 +175,7 @@ impl TrainArgs {
             csv: self.data.csv.clone(),
             csv_test: self.data.csv_test.clone(),
             label: self.data.label.clone(),
+            dataset: self.data.dataset.map(|set| set.name.to_string()),
         }
     }
 
@@ -213,6 +214,7 @@ impl TrainArgs {
         }
         let Some(src) = &ck.source else { return Ok(self) };
         let data_given = self.data.data.is_some()
+            || self.data.dataset.is_some()
             || self.data.csv.is_some()
             || self.data.csv_test.is_some()
             || self.data.label.is_some();
@@ -233,7 +235,19 @@ impl TrainArgs {
                     );
                 }
             }
+            let given = self.data.data_set().name;
+            let recorded = src.dataset.as_deref().unwrap_or(data::catalog::MNIST.name);
+            if given != recorded {
+                bail!(
+                    "--dataset {given}: this run was trained with --dataset {recorded}; leave the \
+                     data options out to continue it on its own data"
+                );
+            }
         } else {
+            self.data.dataset = match &src.dataset {
+                Some(name) => Some(data::catalog::find(name)?),
+                None => None,
+            };
             self.data.data = src.data.clone();
             self.data.csv = src.csv.clone();
             self.data.csv_test = src.csv_test.clone();

@@ -68,6 +68,9 @@ pub struct RunSource {
     /// The CSV label column (`--label`).
     #[serde(default)]
     pub label: Option<String>,
+    /// The IDX data set (`--dataset`; none: MNIST).
+    #[serde(default)]
+    pub dataset: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
