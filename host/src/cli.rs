@@ -92,6 +92,7 @@ const TRAIN_EXAMPLES: &str = "Examples:
   host train --resume model.mlp.ckpt --epochs 20
   host train --recipe tutorial --epochs 50 --val-split 0.1 --early-stop 5 --max-norm 3
                                                 # keeps the epoch with the lowest validation loss
+  host train --hidden 32 --epochs 12 --qat      # the last 4 of 12 epochs quantization-aware
   host train --recipe tutorial --device gpu     # on an NVIDIA GPU (CUDA 13)
 
 MNIST comes from --data DIR, else $MNIST_DIR, else ./data/mnist, else it is downloaded there.";

@@ -30,6 +30,9 @@ pub fn describe(s: &TrainSettings, inputs: usize, classes: usize) -> String {
     if let Some(c) = s.max_norm {
         extras.push(format!("max-norm {c}"));
     }
+    if let Some(q) = s.qat {
+        extras.push(format!("qat last {q} epochs"));
+    }
     let inputs = match s.normalization {
         NormalizationArg::Scale => "inputs scaled (u8 values / 255, f32 values as they are)",
         NormalizationArg::Standardize => "inputs standardized (one mean/std)",

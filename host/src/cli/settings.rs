@@ -120,6 +120,9 @@ impl TrainArgs {
         if self.early_stop.is_some() {
             s.early_stop = self.early_stop;
         }
+        if let Some(q) = self.qat {
+            s.qat = Some(q.unwrap_or(s.epochs.div_ceil(3)));
+        }
         s
     }
 
@@ -193,6 +196,7 @@ impl TrainArgs {
             ("--grad-clip", self.grad_clip.is_some()),
             ("--max-norm", self.max_norm.is_some()),
             ("--early-stop", self.early_stop.is_some()),
+            ("--qat", self.qat.is_some()),
             ("--normalization", self.normalization.is_some()),
         ];
         let given: Vec<&str> = fixed.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect();

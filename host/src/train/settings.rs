@@ -156,6 +156,9 @@ pub struct TrainSettings {
     /// vector to L2 norm at most this ([`mlp::optim::max_norm`]).
     #[serde(default)]
     pub max_norm: Option<f32>,
+    /// Quantization-aware training for this many last epochs (`host train --qat`).
+    #[serde(default)]
+    pub qat: Option<usize>,
 }
 
 impl TrainSettings {
@@ -180,6 +183,7 @@ impl TrainSettings {
             normalization: NormalizationArg::Scale,
             early_stop: None,
             max_norm: None,
+            qat: None,
         }
     }
 
@@ -203,6 +207,7 @@ impl TrainSettings {
             normalization: NormalizationArg::Scale,
             early_stop: None,
             max_norm: None,
+            qat: None,
         }
     }
 
@@ -233,7 +238,13 @@ impl TrainSettings {
             normalization: NormalizationArg::PerFeature,
             early_stop: None,
             max_norm: None,
+            qat: None,
         }
+    }
+
+    /// Whether 0-based `epoch` trains quantization-aware: the last `qat` epochs.
+    pub fn is_qat_epoch(&self, epoch: usize) -> bool {
+        self.qat.is_some_and(|q| epoch + q >= self.epochs)
     }
 
     /// The optimizer.
@@ -295,6 +306,16 @@ impl TrainSettings {
             if !(c.is_finite() && c > 0.0) {
                 bail!("--max-norm {c} must be a positive number");
             }
+        }
+        match self.qat {
+            Some(0) => bail!("--qat needs at least 1 epoch of quantization-aware training (e.g. --qat 3)"),
+            Some(q) if q > self.epochs => bail!(
+                "--qat {q} asks for more quantization-aware epochs than the run has (--epochs {}): \
+                 give --qat at most {}, or more --epochs",
+                self.epochs,
+                self.epochs
+            ),
+            _ => {}
         }
         match self.early_stop {
             Some(0) => bail!("--early-stop needs a patience of at least 1 epoch"),
