@@ -180,7 +180,8 @@ pub fn train_on(
     // The run's state is what its checkpoint holds, from the file or from scratch.
     let mut run = start(settings, train, resume)?;
     if settings.qat.is_some() {
-        mlp::int8::FakeQuant::check_topology(&run.model.topology).context("--qat cannot train this network")?;
+        mlp::int8::FakeQuant::check_topology(&run.model.topology)
+            .context("--qat cannot train this network")?;
     }
     if options.source.is_some() {
         run.source = options.source.clone();
@@ -217,8 +218,15 @@ pub fn train_on(
         }
         let lr_trace = lr_trace(settings, epoch, run.steps, base_lr, total_steps, per_epoch);
         let qat = settings.is_qat_epoch(epoch).then_some(train);
-        let plan =
-            EpochPlan { settings, epoch, base_lr, total_steps, per_epoch, stop: options.stop.as_deref(), qat };
+        let plan = EpochPlan {
+            settings,
+            epoch,
+            base_lr,
+            total_steps,
+            per_epoch,
+            stop: options.stop.as_deref(),
+            qat,
+        };
         loader.set_epoch(epoch as u64);
         // Dropout masks depend on (seed, epoch) only, so a resumed run draws the same ones.
         let mut rng =

@@ -18,7 +18,19 @@ fn a_qat_run_reports_the_int8_accuracy_that_host_quantize_then_gives() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_idx(&d.join("mnist"), 600, 200);
-    let args = ["train", "--data", "mnist", "--hidden", "16", "--activation", "sigmoid", "--epochs", "4", "--lr", "0.01"];
+    let args = [
+        "train",
+        "--data",
+        "mnist",
+        "--hidden",
+        "16",
+        "--activation",
+        "sigmoid",
+        "--epochs",
+        "4",
+        "--lr",
+        "0.01",
+    ];
     let out = host(&[&args[..], &["--qat", "2", "--batch-size", "32", "--no-plots", "-q"]].concat(), d);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
@@ -38,7 +50,10 @@ fn qat_with_bad_epochs_is_a_clear_error() {
     write_idx(&d.join("mnist"), 50, 10);
     let cases: [(&[&str], &str); 2] = [
         (&["--qat", "0"], "--qat needs at least 1 epoch"),
-        (&["--epochs", "3", "--qat", "5"], "--qat 5 asks for more quantization-aware epochs than the run has (--epochs 3)"),
+        (
+            &["--epochs", "3", "--qat", "5"],
+            "--qat 5 asks for more quantization-aware epochs than the run has (--epochs 3)",
+        ),
     ];
     for (extra, message) in cases {
         let out = host(&[&["train", "--data", "mnist", "--hidden", "8", "-q"], extra].concat(), d);
@@ -59,7 +74,10 @@ fn the_gpu_path_refuses_qat() {
         let out = host(&["train", "--data", "mnist", "--hidden", "8", "--qat", "--device", device, "-q"], d);
         let err = stderr(&out);
         assert!(!out.status.success(), "{device}: {err}");
-        assert!(err.contains("--qat (quantization-aware training) is not implemented on the GPU path"), "{err}");
+        assert!(
+            err.contains("--qat (quantization-aware training) is not implemented on the GPU path"),
+            "{err}"
+        );
         assert!(err.contains("--device cpu"), "{err}");
         assert!(!d.join("model.mlp").exists());
     }
@@ -70,7 +88,10 @@ fn qat_refuses_batch_norm_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_idx(&d.join("mnist"), 64, 10);
-    let out = host(&["train", "--data", "mnist", "--hidden", "8", "--batch-norm", "--epochs", "1", "--qat", "-q"], d);
+    let out = host(
+        &["train", "--data", "mnist", "--hidden", "8", "--batch-norm", "--epochs", "1", "--qat", "-q"],
+        d,
+    );
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("quantization-aware training does not support batch norm"), "{err}");

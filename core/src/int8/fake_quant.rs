@@ -177,7 +177,9 @@ impl FakeQuant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{layout, LayerSpec, Loss, Optimizer, Portable, Rng, Targets, TrainBuffers, TrainConfig, Trainer};
+    use crate::{
+        layout, LayerSpec, Loss, Optimizer, Portable, Rng, Targets, TrainBuffers, TrainConfig, Trainer,
+    };
 
     #[test]
     fn a_weight_row_is_quantized_then_dequantized_per_channel() {
@@ -225,7 +227,9 @@ mod tests {
         // 3.0 -> 191 - 64 = 127 (in); 3.01 -> round(191.89) = 192 -> 128 (out).
         // -1.0 -> -128 (in); -1.005 -> round(-64.07) = -64 -> -128 (in: it rounds inside,
         // as PyTorch's mask on the rounded value says); -1.02 -> round(-65.03) -> -129 (out).
-        for (x, passes) in [(0.5, true), (3.0, true), (3.01, false), (-1.0, true), (-1.005, true), (-1.02, false)] {
+        for (x, passes) in
+            [(0.5, true), (3.0, true), (3.01, false), (-1.0, true), (-1.005, true), (-1.02, false)]
+        {
             assert_eq!(p.passes_gradient(x), passes, "{x}");
         }
         assert!(!p.passes_gradient(f32::NAN));
@@ -236,7 +240,8 @@ mod tests {
     /// f32 masters, not on the fake-quantized copy.
     #[test]
     fn a_fake_quant_step_masks_clamped_units_and_updates_the_masters() {
-        const LAYERS: [LayerSpec; 2] = [LayerSpec::dense(2, Activation::Relu), LayerSpec::dense(2, Activation::Softmax)];
+        const LAYERS: [LayerSpec; 2] =
+            [LayerSpec::dense(2, Activation::Relu), LayerSpec::dense(2, Activation::Softmax)];
         const P: usize = layout::param_len(2, &LAYERS);
         let t = Topology::new(2, &LAYERS).unwrap();
         // Unit 0 computes 2 x0 + x1 (3 on the input [1, 1]), unit 1 computes 0.3 x0 - 0.1 x1.
@@ -262,7 +267,17 @@ mod tests {
         // Layer 0's output range [0, 1.5]: unit 0's 3.0 is clamped, unit 1's 0.2 is not.
         fq.out[0] = QuantParams::from_range(&MinMax { min: 0.0, max: 1.5 }, Some(0)).unwrap();
         let mut x = [1.0, 1.0];
-        trainer.step_fake_quant(&Portable, &mut x, Targets::Labels(&[1]), lr, &mut Rng::new(1), &fq, &mut masters).unwrap();
+        trainer
+            .step_fake_quant(
+                &Portable,
+                &mut x,
+                Targets::Labels(&[1]),
+                lr,
+                &mut Rng::new(1),
+                &fq,
+                &mut masters,
+            )
+            .unwrap();
         let g = trainer.grads();
         assert_eq!(&g[0..2], &[0.0, 0.0], "the clamped unit's weights get no gradient");
         assert_eq!(g[4], 0.0, "nor its bias");
@@ -275,15 +290,35 @@ mod tests {
         // Without the clamp (a wide range), unit 0 gets a gradient.
         fq.out[0] = QuantParams::from_range(&MinMax { min: 0.0, max: 4.0 }, Some(0)).unwrap();
         let mut x = [1.0, 1.0];
-        trainer.step_fake_quant(&Portable, &mut x, Targets::Labels(&[1]), lr, &mut Rng::new(1), &fq, &mut masters).unwrap();
+        trainer
+            .step_fake_quant(
+                &Portable,
+                &mut x,
+                Targets::Labels(&[1]),
+                lr,
+                &mut Rng::new(1),
+                &fq,
+                &mut masters,
+            )
+            .unwrap();
         assert!(trainer.grads()[0] != 0.0, "{:?}", trainer.grads());
     }
 
     #[test]
     fn fake_quant_refuses_batch_norm_and_non_softmax_outputs() {
-        let bn = Topology::new(2, &[LayerSpec::dense(3, Activation::Relu).with_batch_norm(), LayerSpec::dense(2, Activation::Softmax)]).unwrap();
+        let bn = Topology::new(
+            2,
+            &[
+                LayerSpec::dense(3, Activation::Relu).with_batch_norm(),
+                LayerSpec::dense(2, Activation::Softmax),
+            ],
+        )
+        .unwrap();
         assert_eq!(FakeQuant::check_topology(&bn), Err(Error::FakeQuantUnsupported { what: "batch norm" }));
         let reg = Topology::new(2, &[LayerSpec::dense(1, Activation::Identity)]).unwrap();
-        assert!(matches!(FakeQuant::from_ranges(&reg, &Ranges::new()), Err(Error::FakeQuantUnsupported { .. })));
+        assert!(matches!(
+            FakeQuant::from_ranges(&reg, &Ranges::new()),
+            Err(Error::FakeQuantUnsupported { .. })
+        ));
     }
 }
