@@ -284,8 +284,8 @@ mod tests {
         assert!(g[2] != 0.0 && g[3] != 0.0 && g[5] != 0.0, "the unit inside its range does: {g:?}");
         // SGD on the masters: p - lr g, exactly, including weights that are not on the
         // int8 grid (0.3 and -0.1 are not multiples of their scale 0.3 / 127).
-        for k in 0..P {
-            assert_eq!(trainer.params()[k], masters_before[k] - lr * g[k], "parameter {k}");
+        for (k, ((&p, &m), &g)) in trainer.params().iter().zip(&masters_before).zip(g).enumerate() {
+            assert_eq!(p, m - lr * g, "parameter {k}");
         }
         // Without the clamp (a wide range), unit 0 gets a gradient.
         fq.out[0] = QuantParams::from_range(&MinMax { min: 0.0, max: 4.0 }, Some(0)).unwrap();
