@@ -141,6 +141,8 @@ pub enum Error {
     /// A list of class names (or feature names) whose length is neither 0 nor the model's
     /// class count (input width).
     NameCount { what: &'static str, expected: usize, actual: usize },
+    /// Quantization-aware training of a network with `what`, which it does not cover.
+    FakeQuantUnsupported { what: &'static str },
 }
 
 impl fmt::Display for Error {
@@ -267,6 +269,10 @@ impl fmt::Display for Error {
             ),
             Error::NoInputTable => f.write_str(
                 "this int8 model has no u8 input table (its input transform is per feature); quantize float inputs instead",
+            ),
+            Error::FakeQuantUnsupported { what } => write!(
+                f,
+                "quantization-aware training does not support {what}; train without it, or quantize after training (PTQ)"
             ),
             Error::NoForwardPass => f.write_str(
                 "no training forward pass has been run for this batch; call forward before backward",

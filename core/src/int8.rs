@@ -72,12 +72,14 @@
 //! # Ok::<(), mlp::Error>(())
 //! ```
 
+mod fake_quant;
 pub mod fixed;
 mod infer;
 mod kernels;
 mod quantize;
 mod view;
 
+pub use fake_quant::{fake_quantize_weights, FakeQuant, QuantParams};
 pub use infer::{argmax, forward, forward_layers};
 pub use kernels::{Int8Kernels, PortableInt8};
 pub use quantize::{

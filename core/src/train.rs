@@ -34,6 +34,7 @@ use core::ops::Range;
 use crate::activation;
 use crate::batchnorm;
 use crate::error::{check_len, Buffer, Error};
+use crate::int8::{fake_quantize_weights, FakeQuant};
 use crate::kernels::{Kernels, Portable, Shape};
 use crate::loss::{count_correct, validate_targets, Loss, Targets};
 use crate::model::Model;
@@ -149,6 +150,8 @@ pub struct Trainer<'a> {
     batch: usize,
     /// Optimizer updates done so far.
     steps: u64,
+    /// Set during [`Trainer::step_fake_quant`] only: the forward and backward fake-quantize.
+    fake_quant: Option<FakeQuant>,
 }
 
 impl<'a> Trainer<'a> {
@@ -172,7 +175,7 @@ impl<'a> Trainer<'a> {
                 actual: buffers.workspace.len(),
             });
         }
-        Ok(Trainer { topology, buf: buffers, config, batch: 0, steps: 0 })
+        Ok(Trainer { topology, buf: buffers, config, batch: 0, steps: 0, fake_quant: None })
     }
 
     /// The topology being trained.
@@ -245,6 +248,7 @@ impl<'a> Trainer<'a> {
         }
         check_len(Buffer::Input, batch.saturating_mul(t.input()), input.len())?;
         let max_batch = self.config.max_batch;
+        let (fake_quant, last) = (self.fake_quant, t.layers().len() - 1);
         for (i, layer) in t.layers().iter().enumerate() {
             let (Some(p), Some(r)) = (t.param_ranges(i), saved_ranges(t, max_batch, i)) else {
                 break;
@@ -255,7 +259,7 @@ impl<'a> Trainer<'a> {
             let shape = Shape { batch, inputs: t.fan_in(i), outputs: layer.rows() };
             let (before, here) = self.buf.workspace.split_at_mut(r.z.start);
             let Some(x) = layer_input(t, max_batch, i, batch, input, before) else { break };
-            let mut here = &mut here[..r.end - r.z.start];
+            let (mut here, after) = here.split_at_mut((r.end - r.z.start).min(here.len()));
             let z = &mut take(&mut here, r.z.len())[..batch * shape.outputs];
             let a = &mut take(&mut here, r.a.len())[..len];
             let params = &*self.buf.params;
@@ -267,6 +271,18 @@ impl<'a> Trainer<'a> {
                 let (rm, rv) = self.buf.running[m.start..v.end].split_at_mut(n);
                 batchnorm::forward_train(n, x_hat, &params[g], &params[b], z, mean, inv_std, rm, rv);
                 activation::forward(layer.activation, n, z, a);
+            } else if let Some(fq) = &fake_quant {
+                kernels.dense_forward(shape, x, &params[p.weights], &params[p.bias], z);
+                if i == last {
+                    // The output layer ends the layers, so `after` is the delta buffers; the
+                    // second keeps the raw logits for the STE mask until backward.
+                    let width = layout::max_width(t.layers()) * max_batch;
+                    let raw = after.get_mut(width..width + len).unwrap_or_default();
+                    fq.forward_logits(i, z, raw);
+                    activation::forward(layer.activation, n, z, a);
+                } else {
+                    fq.forward_hidden(i, layer.activation, z, a);
+                }
             } else if layer.activation.pieces() > 1 {
                 // Maxout is not a kernel's fused activation: product, then the max.
                 kernels.dense_forward(shape, x, &params[p.weights], &params[p.bias], z);
@@ -344,6 +360,11 @@ impl<'a> Trainer<'a> {
         if !loss.is_finite() {
             return Err(Error::NonFinite { what: "the loss" });
         }
+        if let Some(fq) = &self.fake_quant {
+            let width = layout::max_width(t.layers()) * self.config.max_batch;
+            let (d, raw) = deltas.split_at_mut(width);
+            fq.mask_logits(last, raw.get(..batch * n).unwrap_or_default(), &mut d[..batch * n]);
+        }
         self.backpropagate(kernels, input)?;
         Ok(loss)
     }
@@ -394,6 +415,7 @@ impl<'a> Trainer<'a> {
         let width = layout::max_width(t.layers()) * max_batch;
         let (mut d, mut d_next) = deltas[..2 * width].split_at_mut(width);
         let params = &*self.buf.params;
+        let fake_quant = self.fake_quant;
         for i in (0..t.layers().len()).rev() {
             let layer = &t.layers()[i];
             let (Some(p), Some(r)) = (t.param_ranges(i), saved_ranges(t, max_batch, i)) else {
@@ -428,7 +450,15 @@ impl<'a> Trainer<'a> {
                 // Maxout: ∂L/∂a (m values) is spread over the k·m pre-activations in place.
                 let dx = &mut d_next[..batch * prev_layer.rows()];
                 let (act, z, a) = (prev_layer.activation, &saved[prev.z][..dx.len()], &saved[prev.a][..m]);
-                if prev_layer.has_dropout() || act.pieces() > 1 {
+                if let Some(fq) = &fake_quant {
+                    // Fake quantization refuses maxout (FakeQuant::check_topology).
+                    let dx = &mut dx[..m];
+                    kernels.dense_backward_input(shape, dz, &params[p.weights], dx);
+                    for (g, &mask) in dx.iter_mut().zip(&saved[prev.mask]) {
+                        *g *= mask;
+                    }
+                    fq.backward_hidden(i - 1, act, &z[..m], dx);
+                } else if prev_layer.has_dropout() || act.pieces() > 1 {
                     // The mask comes between the product and the derivative, and maxout is
                     // not a kernel's fused activation: no fusing.
                     kernels.dense_backward_input(shape, dz, &params[p.weights], &mut dx[..m]);
@@ -500,6 +530,62 @@ impl<'a> Trainer<'a> {
         let loss = self.backward(kernels, input, targets)?;
         let grad_norm = self.update_with(kernels, lr)?;
         Ok(StepStats { loss, correct, batch, grad_norm })
+    }
+}
+
+impl Trainer<'_> {
+    /// One quantization-aware training step ([`int8::FakeQuant`](crate::int8::FakeQuant)):
+    /// fake-quantizes `input` in place (the input range), runs forward and backward with
+    /// per-channel fake-quantized weights and the activations rounded to `fq`, the gradient
+    /// passing straight through (zero where an activation was clamped), then updates the f32
+    /// master weights. `masters` (`param_len`) holds the masters during the pass; the
+    /// parameters are the masters again when this returns, also on error.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_fake_quant<K: Kernels + ?Sized>(
+        &mut self,
+        kernels: &K,
+        input: &mut [f32],
+        targets: Targets<'_>,
+        lr: f32,
+        rng: &mut Rng,
+        fq: &FakeQuant,
+        masters: &mut [f32],
+    ) -> Result<StepStats, Error> {
+        let t = self.topology;
+        FakeQuant::check_topology(t)?;
+        check_len(Buffer::Params, t.param_len(), masters.len())?;
+        let batch = match targets {
+            Targets::Labels(l) => l.len(),
+            Targets::Dense(d) => d.len() / t.output(),
+        };
+        validate_targets(targets, batch, t.output())?;
+        fq.quantize_input(input);
+        masters.copy_from_slice(self.buf.params);
+        fake_quantize_weights(t, self.buf.params)?;
+        self.fake_quant = Some(*fq);
+        let pass = self.forward_backward(kernels, input, batch, targets, rng);
+        self.fake_quant = None;
+        self.buf.params.copy_from_slice(masters);
+        let (loss, correct) = pass?;
+        let grad_norm = self.update_with(kernels, lr)?;
+        Ok(StepStats { loss, correct, batch, grad_norm })
+    }
+
+    /// Forward, accuracy and backward of one step: the loss and the correct count.
+    fn forward_backward<K: Kernels + ?Sized>(
+        &mut self,
+        kernels: &K,
+        input: &[f32],
+        batch: usize,
+        targets: Targets<'_>,
+        rng: &mut Rng,
+    ) -> Result<(f32, usize), Error> {
+        let t = self.topology;
+        self.forward(kernels, input, batch, rng)?;
+        let threshold = self.config.loss.accuracy_threshold(t.output_layer().activation);
+        let correct = count_correct(self.outputs()?, t.output(), targets, threshold);
+        let loss = self.backward(kernels, input, targets)?;
+        Ok((loss, correct))
     }
 }
 

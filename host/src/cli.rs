@@ -96,6 +96,7 @@ const TRAIN_EXAMPLES: &str = "Examples:
                                                 # keeps the epoch with the lowest validation loss
   host train --hidden 256 --activation maxout --maxout-pieces 3
                                                 # maxout units, each the max of 3 affine pieces
+  host train --hidden 32 --epochs 12 --qat      # the last 4 of 12 epochs quantization-aware
   host train --recipe tutorial --device gpu     # on an NVIDIA GPU (CUDA 13)
   host train --dataset fashion-mnist --recipe tutorial
                                                 # Fashion-MNIST, its class names in the model

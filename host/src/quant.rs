@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use mlp::int8::{self, Int8Model, MinMax, Ranges, Tap};
 use mlp::{Activation, DType, ModelFile, MAX_LAYERS};
 
-use crate::model_io::{ModelNames, SavedModel};
+use crate::model_io::{InputTransformBuf, ModelNames, SavedModel};
 use crate::train::{evaluate_with, Evaluation, EVAL_BATCH};
 use cpu::f32::Fast;
 use cpu::int8::FastInt8;
@@ -72,8 +72,24 @@ pub fn calibrate_and_quantize(
     Ok(Quantized { bytes, samples: samples.min(data.len()), dataset: data.name().to_string(), method })
 }
 
+/// Training samples `host quantize` calibrates on by default (`--calibration`), and the ones
+/// quantization-aware training (`host train --qat`) takes its activation ranges from.
+pub const CALIBRATION_SAMPLES: usize = 1000;
+
 /// Activation ranges of `model` on the first `samples` samples of `data`.
 pub fn calibrate(model: &SavedModel, data: &Dataset, samples: usize, method: Calibration) -> Result<Ranges> {
+    calibrate_view(&model.model()?, &model.input, data, samples, method)
+}
+
+/// [`calibrate`] for the parameters `m` (e.g. a trainer's, mid-run) with the input transform
+/// `input`.
+pub fn calibrate_view(
+    m: &mlp::Model<'_>,
+    input: &InputTransformBuf,
+    data: &Dataset,
+    samples: usize,
+    method: Calibration,
+) -> Result<Ranges> {
     if samples == 0 {
         bail!("--calibration must be at least 1 sample");
     }
@@ -82,7 +98,6 @@ pub fn calibrate(model: &SavedModel, data: &Dataset, samples: usize, method: Cal
             bail!("--percentile {p} must be between 50 and 100");
         }
     }
-    let m = model.model()?;
     let t = m.topology();
     if data.input_len() != t.input() {
         bail!(
@@ -107,10 +122,10 @@ pub fn calibrate(model: &SavedModel, data: &Dataset, samples: usize, method: Cal
     let mut taps: Vec<Vec<f32>> = vec![Vec::new(); 1 + 2 * MAX_LAYERS];
     while let Some(b) = loader.next_batch(&mut x, &mut y) {
         let inputs = &mut x[..b * t.input()];
-        model.input.apply(inputs);
+        input.apply(inputs);
         match method {
-            Calibration::MinMax => int8::calibrate(&Fast::new(), &m, inputs, b, &mut ws, &mut ranges)?,
-            Calibration::Percentile(_) => int8::observe(&Fast::new(), &m, inputs, b, &mut ws, |tap, v| {
+            Calibration::MinMax => int8::calibrate(&Fast::new(), m, inputs, b, &mut ws, &mut ranges)?,
+            Calibration::Percentile(_) => int8::observe(&Fast::new(), m, inputs, b, &mut ws, |tap, v| {
                 let k = match tap {
                     Tap::Input => 0,
                     Tap::Pre(i) => 1 + i,

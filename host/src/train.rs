@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mlp::init::{initialize, Init};
 use mlp::{Loss, Rng, TrainConfig};
@@ -173,6 +173,9 @@ pub fn train_on(
     if matches!(device, Device::Gpu(_)) {
         check_optimizer_on_gpu(settings)?;
     }
+    if settings.qat.is_some() && matches!(device, Device::Gpu(_)) {
+        bail!(QAT_ON_GPU);
+    }
     if let Some(ck) = resume.as_ref().filter(|ck| ck.stopped_early) {
         bail!(
             "this run already stopped early after epoch {} (no lower validation loss in {} epochs; \
@@ -184,6 +187,10 @@ pub fn train_on(
     }
     // The run's state is what its checkpoint holds, from the file or from scratch.
     let mut run = start(settings, train, resume)?;
+    if settings.qat.is_some() {
+        mlp::int8::FakeQuant::check_topology(&run.model.topology)
+            .context("--qat cannot train this network")?;
+    }
     if options.source.is_some() {
         run.source = options.source.clone();
     }
@@ -224,8 +231,16 @@ pub fn train_on(
             return Ok(interrupted(run));
         }
         let lr_trace = lr_trace(settings, epoch, run.steps, base_lr, total_steps, per_epoch);
-        let plan =
-            EpochPlan { settings, epoch, base_lr, total_steps, per_epoch, stop: options.stop.as_deref() };
+        let qat = settings.is_qat_epoch(epoch).then_some(train);
+        let plan = EpochPlan {
+            settings,
+            epoch,
+            base_lr,
+            total_steps,
+            per_epoch,
+            stop: options.stop.as_deref(),
+            qat,
+        };
         loader.set_epoch(epoch as u64);
         // Dropout masks depend on (seed, epoch) only, so a resumed run draws the same ones.
         let mut rng =
@@ -312,8 +327,13 @@ const MAX_NORM_ON_GPU: &str = "--max-norm is not implemented on the GPU path yet
 const MAXOUT_ON_GPU: &str = "--activation maxout is not implemented on the GPU path yet (--device gpu and \
      gpu-emulator): train with --device cpu (the default), or pick another --activation";
 
-/// Checks that `settings` can run on `device` before any data is loaded: `--max-norm` and
-/// maxout are not on the GPU path yet.
+/// The error for `--qat` on the GPU path.
+const QAT_ON_GPU: &str = "--qat (quantization-aware training) is not implemented on the GPU path yet \
+     (--device gpu and gpu-emulator): train with --device cpu (the default), or train on the GPU \
+     without --qat and quantize afterwards (host quantize)";
+
+/// Checks that `settings` can run on `device` before any data is loaded: `--max-norm`,
+/// maxout, `--qat` and the newer optimizers are not on the GPU path yet.
 pub fn check_device(settings: &TrainSettings, device: DeviceArg) -> Result<()> {
     if settings.max_norm.is_some() && device != DeviceArg::Cpu {
         bail!(MAX_NORM_ON_GPU);
@@ -323,6 +343,9 @@ pub fn check_device(settings: &TrainSettings, device: DeviceArg) -> Result<()> {
     }
     if device != DeviceArg::Cpu {
         check_optimizer_on_gpu(settings)?;
+    }
+    if settings.qat.is_some() && device != DeviceArg::Cpu {
+        bail!(QAT_ON_GPU);
     }
     Ok(())
 }
@@ -480,6 +503,9 @@ struct EpochPlan<'a> {
     per_epoch: u64,
     /// Stop after the current batch when this becomes true.
     stop: Option<&'a AtomicBool>,
+    /// A quantization-aware epoch: the training set, whose first samples calibrate the
+    /// activation ranges as `host quantize` does.
+    qat: Option<&'a Dataset>,
 }
 
 /// The sums of an epoch's training steps (train mode, before each update).

@@ -178,7 +178,7 @@ pub fn encoded_len(topology: &Topology, transform: &InputTransform<'_>) -> usize
 /// Scale and zero point for a calibrated range, TFLite-style: the range is widened to
 /// include 0 (so 0 is exact), `scale = (max - min) / 255`, `zero_point = round(-128 - min /
 /// scale)`.
-fn choose_params(range: &MinMax, layer: Option<usize>) -> Result<(f32, i32), Error> {
+pub(super) fn choose_params(range: &MinMax, layer: Option<usize>) -> Result<(f32, i32), Error> {
     if !range.is_valid() {
         return Err(Error::InvalidCalibration { layer });
     }
@@ -190,7 +190,7 @@ fn choose_params(range: &MinMax, layer: Option<usize>) -> Result<(f32, i32), Err
 }
 
 /// `clamp(round(x / scale) + zero_point, -128, 127)`.
-fn quantize_one(x: f64, scale: f64, zero_point: i32) -> i8 {
+pub(super) fn quantize_one(x: f64, scale: f64, zero_point: i32) -> i8 {
     let v = libm::round(x / scale) + zero_point as f64;
     if v.is_nan() {
         zero_point.clamp(-128, 127) as i8
@@ -200,7 +200,7 @@ fn quantize_one(x: f64, scale: f64, zero_point: i32) -> i8 {
 }
 
 /// The symmetric per-channel weight scale: `max |w| / 127` (1 for an all-zero row).
-fn row_scale(row: &[f32]) -> f32 {
+pub(super) fn row_scale(row: &[f32]) -> f32 {
     let m = row.iter().fold(0.0f32, |m, &w| m.max(libm::fabsf(w)));
     if m > 0.0 {
         (m / 127.0).max(f32::MIN_POSITIVE)

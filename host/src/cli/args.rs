@@ -118,6 +118,12 @@ pub struct TrainArgs {
     /// model and the count, so --resume continues it.
     #[arg(long, value_name = "PATIENCE")]
     pub early_stop: Option<usize>,
+    /// Quantization-aware training for the last EPOCHS epochs (default: the last third,
+    /// rounded up): weights and activations fake-quantized as `host quantize` will, the
+    /// gradient passing straight through. Then `host quantize` gives the int8 model it
+    /// trained for. CPU only; not with --batch-norm. See ARCHITECTURE.md, "Training options".
+    #[arg(long, value_name = "EPOCHS", num_args = 0..=1)]
+    pub qat: Option<Option<usize>>,
     /// Input normalization.
     #[arg(long, value_enum)]
     pub normalization: Option<NormalizationArg>,
@@ -235,7 +241,7 @@ pub struct QuantizeArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Training samples used to calibrate activation ranges.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = crate::quant::CALIBRATION_SAMPLES, value_name = "N")]
     pub calibration: usize,
     /// Use the P-th percentile of each activation instead of its min/max (e.g. 99.99).
     #[arg(long, value_name = "P")]

@@ -33,6 +33,9 @@ pub fn describe(s: &TrainSettings, inputs: usize, classes: usize) -> String {
     if s.activation == crate::train::ActivationArg::Maxout {
         extras.push(format!("{} maxout pieces", s.maxout_pieces));
     }
+    if let Some(q) = s.qat {
+        extras.push(format!("qat last {q} epochs"));
+    }
     let inputs = match s.normalization {
         NormalizationArg::Scale => "inputs scaled (u8 values / 255, f32 values as they are)",
         NormalizationArg::Standardize => "inputs standardized (one mean/std)",

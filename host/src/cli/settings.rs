@@ -126,6 +126,9 @@ impl TrainArgs {
             s.early_stop = self.early_stop;
         }
         s.optimizer_options = self.optimizer_options.over(&s.optimizer_options);
+        if let Some(q) = self.qat {
+            s.qat = Some(q.unwrap_or(s.epochs.div_ceil(3)));
+        }
         s
     }
 
@@ -201,6 +204,7 @@ impl TrainArgs {
             ("--grad-clip", self.grad_clip.is_some()),
             ("--max-norm", self.max_norm.is_some()),
             ("--early-stop", self.early_stop.is_some()),
+            ("--qat", self.qat.is_some()),
             ("--normalization", self.normalization.is_some()),
         ];
         let given: Vec<&str> = fixed.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect();

@@ -197,6 +197,21 @@ pub fn run(a: TrainArgs) -> Result<()> {
             None => outln!("Final test accuracy: {:.2}%", 100.0 * acc),
         }
     }
+    if let (Some(_), Some(test)) = (settings.qat, &data.test) {
+        // What `host quantize` of the saved model gives: the int8 model QAT trained for.
+        let q = crate::quant::calibrate_and_quantize(
+            &trained.model,
+            &data.train,
+            crate::quant::CALIBRATION_SAMPLES,
+            None,
+        )?;
+        let int8 = crate::quant::evaluate_int8(&q.bytes, test)?;
+        outln!(
+            "int8 test accuracy after QAT: {:.2}% (as host quantize makes it: calibrated on {})",
+            100.0 * int8.accuracy,
+            q.describe()
+        );
+    }
     Ok(())
 }
 

@@ -6,14 +6,21 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
+use mlp::int8::FakeQuant;
 use mlp::loss::count_correct;
 use mlp::optim::{Lbfgs, Objective};
 use mlp::{Error as CoreError, Optimizer, Rng, Targets, Topology, TrainBuffers, TrainConfig, Trainer};
 
 use super::{Checkpoint, EpochPlan, EpochStats};
+use crate::quant;
 use cpu::f32::Fast;
 use cpu::pool::with_spinning_pool;
 use data::DataLoader;
+
+/// Quantization-aware steps between two calibrations of the activation ranges (and one at
+/// the start of every such epoch), so the ranges follow the weights as they move and the last
+/// ones used are within this many steps of what `host quantize` measures on the saved model.
+pub const QAT_CALIBRATION_INTERVAL: usize = 50;
 
 /// The CPU's scratch for a run: gradients, the trainer's workspace and one batch.
 pub(super) struct CpuRun<'t> {
@@ -23,6 +30,8 @@ pub(super) struct CpuRun<'t> {
     workspace: Vec<f32>,
     x: Vec<f32>,
     y: Vec<u32>,
+    /// The f32 master weights during a quantization-aware step (empty until the first).
+    masters: Vec<f32>,
 }
 
 impl<'t> CpuRun<'t> {
@@ -35,6 +44,7 @@ impl<'t> CpuRun<'t> {
             workspace: vec![0.0; topology.train_workspace_len(config.max_batch)],
             x: loader.input_buffer(),
             y: loader.label_buffer(),
+            masters: Vec::new(),
         }
     }
 
@@ -49,7 +59,10 @@ impl<'t> CpuRun<'t> {
         bar: &ProgressBar,
         started: Instant,
     ) -> Result<EpochStats> {
-        let CpuRun { topology, config, grads, workspace, x, y } = self;
+        let CpuRun { topology, config, grads, workspace, x, y, masters } = self;
+        if plan.qat.is_some() {
+            masters.resize(topology.param_len(), 0.0);
+        }
         let model = &mut run.model;
         let input_len = topology.input();
         // The steps run on one of rayon's threads, so that the kernels' parallel parts
@@ -73,13 +86,20 @@ impl<'t> CpuRun<'t> {
             let mut stats =
                 EpochStats { loss_sum: 0.0, correct: 0, seen: 0, lr: plan.base_lr, interrupted: false };
             let mut batch_index = 0;
+            let mut fake_quant = None;
             while let Some(n) = loader.next_batch_affine(x, y, &model.input.scale, &model.input.offset) {
                 if plan.stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
                     stats.interrupted = true;
                     break;
                 }
+                if let Some(data) = plan.qat.filter(|_| batch_index % QAT_CALIBRATION_INTERVAL == 0) {
+                    let (samples, method) = (quant::CALIBRATION_SAMPLES, quant::Calibration::MinMax);
+                    let ranges = quant::calibrate_view(&trainer.model(), &model.input, data, samples, method)
+                        .context("calibrating activation ranges for --qat")?;
+                    fake_quant = Some(FakeQuant::from_ranges(topology, &ranges).context("--qat")?);
+                }
                 batch_index += 1;
-                let inputs = &x[..n * input_len];
+                let inputs = &mut x[..n * input_len];
                 let lr = plan.settings.schedule.lr(
                     plan.base_lr,
                     trainer.steps(),
@@ -87,7 +107,12 @@ impl<'t> CpuRun<'t> {
                     plan.per_epoch,
                 );
                 stats.lr = lr;
-                let step = match trainer.step(&kernels, inputs, Targets::Labels(&y[..n]), lr, rng) {
+                let targets = Targets::Labels(&y[..n]);
+                let step = match &fake_quant {
+                    Some(fq) => trainer.step_fake_quant(&kernels, inputs, targets, lr, rng, fq, masters),
+                    None => trainer.step(&kernels, inputs, targets, lr, rng),
+                };
+                let step = match step {
                     Err(CoreError::NonFinite { what }) => bail!(
                         "training diverged at epoch {}, batch {batch_index}: {what} is NaN or infinite; \
                          lower the learning rate (--lr {}) or clip gradients (--grad-clip 1.0)",

@@ -175,6 +175,9 @@ pub struct TrainSettings {
     /// Rprop's, ASGD's and L-BFGS's hyperparameters (PyTorch's defaults when left out).
     #[serde(default)]
     pub optimizer_options: OptimizerOptions,
+    /// Quantization-aware training for this many last epochs (`host train --qat`).
+    #[serde(default)]
+    pub qat: Option<usize>,
 }
 
 /// `--maxout-pieces` when not given: 2, the smallest maxout (max of two lines), which can
@@ -209,6 +212,7 @@ impl TrainSettings {
             max_norm: None,
             maxout_pieces: DEFAULT_MAXOUT_PIECES,
             optimizer_options: OptimizerOptions::default(),
+            qat: None,
         }
     }
 
@@ -234,6 +238,7 @@ impl TrainSettings {
             max_norm: None,
             maxout_pieces: DEFAULT_MAXOUT_PIECES,
             optimizer_options: OptimizerOptions::default(),
+            qat: None,
         }
     }
 
@@ -266,12 +271,18 @@ impl TrainSettings {
             max_norm: None,
             maxout_pieces: DEFAULT_MAXOUT_PIECES,
             optimizer_options: OptimizerOptions::default(),
+            qat: None,
         }
     }
 
     /// The hidden layers' core activation.
     pub fn hidden_activation(&self) -> Activation {
         self.activation.to_core(self.maxout_pieces)
+    }
+
+    /// Whether 0-based `epoch` trains quantization-aware: the last `qat` epochs.
+    pub fn is_qat_epoch(&self, epoch: usize) -> bool {
+        self.qat.is_some_and(|q| epoch + q >= self.epochs)
     }
 
     /// The optimizer.
@@ -345,6 +356,16 @@ impl TrainSettings {
             if self.batch_norm {
                 bail!("--activation maxout with --batch-norm is not supported (batch norm would normalize each of the K pieces): leave out --batch-norm or use --activation relu");
             }
+        }
+        match self.qat {
+            Some(0) => bail!("--qat needs at least 1 epoch of quantization-aware training (e.g. --qat 3)"),
+            Some(q) if q > self.epochs => bail!(
+                "--qat {q} asks for more quantization-aware epochs than the run has (--epochs {}): \
+                 give --qat at most {}, or more --epochs",
+                self.epochs,
+                self.epochs
+            ),
+            _ => {}
         }
         match self.early_stop {
             Some(0) => bail!("--early-stop needs a patience of at least 1 epoch"),

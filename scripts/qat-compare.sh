@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Post-training quantization (PTQ) against quantization-aware training (QAT) for the small
+# networks of tiny parts: 784-32-10 and 784-16-10, sigmoid and ReLU, on MNIST.
+#
+#   scripts/qat-compare.sh [--epochs N] [--seed S]
+#
+# For each network: `host train` then `host quantize` (PTQ), and `host train --qat` (the last
+# third of the epochs quantization-aware) then `host quantize` (QAT), same seed and epochs
+# (the tutorial recipe otherwise: Adam 1e-3, batch 256). Prints a Markdown table of the
+# test accuracies (f32 and int8 of each) and the int8 models' test loss. Environment: MNIST_DIR (default
+# ../shared/data/mnist), HOST (default target/release/host, built if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+epochs=12
+seed=777
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --epochs) epochs=${2:?--epochs needs a number}; shift ;;
+        --seed) seed=${2:?--seed needs a number}; shift ;;
+        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "qat-compare: unknown argument '$1'" >&2; exit 2 ;;
+    esac
+    shift
+done
+export MNIST_DIR=${MNIST_DIR:-../shared/data/mnist}
+host=${HOST:-target/release/host}
+[ -x "$host" ] || cargo build --release -p host
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# "F32% INT8% (INT8_LOSS)": test accuracies of `host quantize --json`, the int8 model's test loss.
+accuracies() {
+    local acc
+    acc=$("$host" quantize "$1" --out "$work/q8.mlp" --force --json |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f%% %.2f%%" % (100*d["f32_accuracy"], 100*d["int8_accuracy"]))')
+    echo "$acc ($("$host" eval "$work/q8.mlp" --json | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["loss"])'))"
+}
+
+echo "| network | f32 (PTQ run) | int8 PTQ (test loss) | f32 (QAT run) | int8 QAT (test loss) |"
+echo "|---|---|---|---|---|"
+for hidden in 32 16; do
+    for act in sigmoid relu; do
+        common=(train --hidden "$hidden" --activation "$act" --epochs "$epochs" --seed "$seed" -q --no-plots)
+        "$host" "${common[@]}" --out "$work/ptq.mlp" > /dev/null
+        "$host" "${common[@]}" --qat --out "$work/qat.mlp" > /dev/null
+        read -r f_ptq q_ptq < <(accuracies "$work/ptq.mlp")
+        read -r f_qat q_qat < <(accuracies "$work/qat.mlp")
+        echo "| 784-$hidden-10 $act | $f_ptq | $q_ptq | $f_qat | $q_qat |"
+    done
+done
