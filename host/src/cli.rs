@@ -48,7 +48,7 @@ pub struct Cli {
 pub enum Command {
     /// Train a classifier (MNIST by default) and save the model, metrics and plots.
     #[command(after_help = TRAIN_EXAMPLES)]
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate a model: loss, accuracy, per-class accuracy, confusion matrix.
     #[command(
         after_help = "Examples:\n  host eval model.mlp\n  host eval model.mlp --json\n  host eval model.mlp --csv iris-test.csv"
@@ -130,7 +130,7 @@ pub fn run(cli: Cli) -> Result<()> {
 /// Runs one subcommand.
 pub fn run_command(command: Command) -> Result<()> {
     match command {
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Inspect(a) => inspect::run(a),

@@ -277,7 +277,7 @@ mod tests {
     fn train_args(args: &[&str]) -> TrainArgs {
         let argv = ["host", "train"].iter().chain(args).copied();
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Train(a) => a,
+            Command::Train(a) => *a,
             other => panic!("parsed {other:?}"),
         }
     }

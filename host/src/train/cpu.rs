@@ -156,7 +156,7 @@ impl<'t> CpuRun<'t> {
         plan: &EpochPlan<'_>,
         lbfgs: Lbfgs,
     ) -> Result<EpochStats> {
-        let CpuRun { topology, config, grads, workspace, x, y } = self;
+        let CpuRun { topology, config, grads, workspace, x, y, .. } = self;
         let lr = plan.settings.schedule.lr(plan.base_lr, run.steps, plan.total_steps, plan.per_epoch);
         let model = &mut run.model;
         let mut objective = FullBatch {

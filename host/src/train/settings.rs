@@ -390,6 +390,13 @@ impl TrainSettings {
                  dropout masks break: add --dropout 0"
             );
         }
+        if matches!(optimizer, Optimizer::Lbfgs(_)) && self.qat.is_some() {
+            bail!(
+                "--qat is not implemented for --optimizer lbfgs (its full-batch steps do not run \
+                 fake-quantized): train with another optimizer, or leave --qat out and quantize \
+                 afterwards (host quantize)"
+            );
+        }
         optimizer.validate().context("invalid optimizer settings")?;
         Ok(())
     }
