@@ -165,6 +165,9 @@ pub fn train_on(
     if settings.max_norm.is_some() && matches!(device, Device::Gpu(_)) {
         bail!(MAX_NORM_ON_GPU);
     }
+    if settings.augment.is_some() && matches!(device, Device::Gpu(_)) {
+        bail!(AUGMENT_ON_GPU);
+    }
     if let Some(ck) = resume.as_ref().filter(|ck| ck.stopped_early) {
         bail!(
             "this run already stopped early after epoch {} (no lower validation loss in {} epochs; \
@@ -185,6 +188,7 @@ pub fn train_on(
         seed: settings.seed,
         drop_last: settings.batch_norm,
         normalization: Normalization::None,
+        augment: settings.augment,
     };
     let mut loader = DataLoader::new(train, loader_opts)?;
     let per_epoch = loader.batches_per_epoch() as u64;
@@ -282,11 +286,20 @@ pub fn train_on(
 const MAX_NORM_ON_GPU: &str = "--max-norm is not implemented on the GPU path yet (--device gpu and \
      gpu-emulator): train with --device cpu (the default), or leave --max-norm out";
 
+/// The error for `--augment` on the GPU path, which keeps the training set on the device and
+/// only sends indices.
+const AUGMENT_ON_GPU: &str = "--augment is not implemented on the GPU path yet (--device gpu and \
+     gpu-emulator keep the training images on the device): train with --device cpu (the default), \
+     or leave --augment out";
+
 /// Checks that `settings` can run on `device` before any data is loaded: `--max-norm` is not
 /// on the GPU path yet.
 pub fn check_device(settings: &TrainSettings, device: DeviceArg) -> Result<()> {
     if settings.max_norm.is_some() && device != DeviceArg::Cpu {
         bail!(MAX_NORM_ON_GPU);
+    }
+    if settings.augment.is_some() && device != DeviceArg::Cpu {
+        bail!(AUGMENT_ON_GPU);
     }
     Ok(())
 }

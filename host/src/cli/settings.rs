@@ -20,6 +20,7 @@ impl Recipe {
         match self {
             Recipe::Default => TrainSettings::default_recipe(),
             Recipe::Tutorial => TrainSettings::tutorial(),
+            Recipe::Best => TrainSettings::best(),
             Recipe::Tabular => match train {
                 Some(d) => TrainSettings::tabular(d.len(), d.input_len(), d.num_classes()),
                 None => TrainSettings::tabular(120, 4, 3),
@@ -120,6 +121,9 @@ impl TrainArgs {
         if self.early_stop.is_some() {
             s.early_stop = self.early_stop;
         }
+        if self.augment.is_some() {
+            s.augment = self.augment;
+        }
         s
     }
 
@@ -194,6 +198,7 @@ impl TrainArgs {
             ("--max-norm", self.max_norm.is_some()),
             ("--early-stop", self.early_stop.is_some()),
             ("--normalization", self.normalization.is_some()),
+            ("--augment", self.augment.is_some()),
         ];
         let given: Vec<&str> = fixed.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect();
         if !given.is_empty() {

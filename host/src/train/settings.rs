@@ -7,6 +7,7 @@ use mlp::{Activation, LayerSpec, Optimizer, Topology};
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::Schedule;
+use data::augment::Augment;
 use data::{Dataset, Features, Normalization};
 
 /// Hidden-layer activation, as named on the command line.
@@ -156,6 +157,10 @@ pub struct TrainSettings {
     /// vector to L2 norm at most this ([`mlp::optim::max_norm`]).
     #[serde(default)]
     pub max_norm: Option<f32>,
+    /// Random image distortions for the training batches (never the validation or test
+    /// sets), drawn per sample from (seed, epoch, index).
+    #[serde(default)]
+    pub augment: Option<Augment>,
 }
 
 impl TrainSettings {
@@ -180,6 +185,7 @@ impl TrainSettings {
             normalization: NormalizationArg::Scale,
             early_stop: None,
             max_norm: None,
+            augment: None,
         }
     }
 
@@ -203,6 +209,32 @@ impl TrainSettings {
             normalization: NormalizationArg::Scale,
             early_stop: None,
             max_norm: None,
+            augment: None,
+        }
+    }
+
+    /// The best-accuracy recipe for MNIST-like images within about three minutes of a 2-core
+    /// CPU: a wider 784-1024-1024-10 ReLU network with dropout 0.2 and max-norm 4, trained on
+    /// distorted images ([`Augment::DEFAULT`]) with Adam one-cycle peaking at 2e-3, batch 128.
+    pub fn best() -> Self {
+        TrainSettings {
+            hidden: vec![1024, 1024],
+            activation: ActivationArg::Relu,
+            optimizer: OptimizerArg::Adam,
+            lr: Some(2e-3),
+            schedule: Schedule::OneCycle,
+            batch_size: 128,
+            epochs: 40,
+            seed: 777,
+            dropout: 0.2,
+            batch_norm: false,
+            weight_decay: 0.0,
+            val_split: 0.0,
+            grad_clip: None,
+            normalization: NormalizationArg::Scale,
+            early_stop: None,
+            max_norm: Some(4.0),
+            augment: Some(Augment::DEFAULT),
         }
     }
 
@@ -233,6 +265,7 @@ impl TrainSettings {
             normalization: NormalizationArg::PerFeature,
             early_stop: None,
             max_norm: None,
+            augment: None,
         }
     }
 
