@@ -356,7 +356,8 @@ pub fn warp_image(
     for (y, row) in src.chunks_exact(width).enumerate() {
         let start = (y + PAD) * pw + PAD;
         padded[start..start + width].copy_from_slice(row);
-        if let (Some(first), Some(last)) = (row.iter().position(|&v| v > 0), row.iter().rposition(|&v| v > 0)) {
+        if let (Some(first), Some(last)) = (row.iter().position(|&v| v > 0), row.iter().rposition(|&v| v > 0))
+        {
             for r in [y + PAD - 1, y + PAD] {
                 ink_lo[r] = ink_lo[r].min(first + PAD);
                 ink_hi[r] = ink_hi[r].max(last + PAD);
@@ -406,8 +407,9 @@ pub fn warp_image(
 /// the image as scipy's `mode="constant"`) and scaled by `alpha`.
 fn field_bank(width: usize, height: usize, alpha: f32, sigma: f32, rng: &mut Rng) -> Vec<f32> {
     let radius = (4.0 * sigma).ceil() as usize;
-    let mut kernel: Vec<f32> =
-        (0..=2 * radius).map(|i| (-((i as f32 - radius as f32).powi(2)) / (2.0 * sigma * sigma)).exp()).collect();
+    let mut kernel: Vec<f32> = (0..=2 * radius)
+        .map(|i| (-((i as f32 - radius as f32).powi(2)) / (2.0 * sigma * sigma)).exp())
+        .collect();
     let sum: f32 = kernel.iter().sum();
     kernel.iter_mut().for_each(|k| *k /= sum);
     let n = width * height;

@@ -531,13 +531,16 @@ impl<'a> DataLoader<'a> {
         for (out, &i) in labels.iter_mut().zip(batch) {
             *out = all_labels[i as usize];
         }
-        if let (Some((augmenter, scratch)), Features::U8(v)) = (&mut self.augmenter, self.dataset.features()) {
+        if let (Some((augmenter, scratch)), Features::U8(v)) = (&mut self.augmenter, self.dataset.features())
+        {
             // Each task distorts its rows into the loader's scratch and converts them while
             // they are in cache; one task per row set, so any thread count gives the same bytes.
             const ROWS_PER_TASK: usize = 8;
             let (norm, lut, epoch) = (&self.options.normalization, &self.lut, self.epoch);
             let out = inputs[..n * d].par_chunks_mut(ROWS_PER_TASK * d);
-            let work = out.zip(scratch[..n * d].par_chunks_mut(ROWS_PER_TASK * d)).zip(batch.par_chunks(ROWS_PER_TASK));
+            let work = out
+                .zip(scratch[..n * d].par_chunks_mut(ROWS_PER_TASK * d))
+                .zip(batch.par_chunks(ROWS_PER_TASK));
             work.for_each(|((out, scratch), batch)| {
                 let rows = out.chunks_exact_mut(d).zip(scratch.chunks_exact_mut(d)).zip(batch);
                 for ((out, image), &i) in rows {

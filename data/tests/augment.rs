@@ -17,7 +17,10 @@ fn images(n: usize) -> Dataset {
         }
     }
     let labels = (0..n).map(|i| (i % 10) as u32).collect();
-    Dataset::new("blobs", Features::U8(pixels), 784, labels, 10, None).unwrap().with_image_shape(28, 28).unwrap()
+    Dataset::new("blobs", Features::U8(pixels), 784, labels, 10, None)
+        .unwrap()
+        .with_image_shape(28, 28)
+        .unwrap()
 }
 
 fn options(augment: Option<Augment>) -> LoaderOptions {

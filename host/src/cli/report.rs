@@ -159,11 +159,14 @@ pub fn augmented_grid(dir: &Path, train: &Dataset, spec: Augment, seed: u64) -> 
     let mut augmented = vec![vec![0u8; w * h]; shown];
     let mut originals = Vec::with_capacity(shown);
     for (i, out) in augmented.iter_mut().enumerate() {
-        let Some(Row::U8(image)) = train.row(i) else { anyhow::bail!("{}: sample {i} is not an image", train.name()) };
+        let Some(Row::U8(image)) = train.row(i) else {
+            anyhow::bail!("{}: sample {i} is not an image", train.name())
+        };
         augmenter.apply(image, out, 0, i as u64);
         originals.push(image);
     }
-    let pairs: Vec<(&[u8], &[u8])> = originals.iter().copied().zip(augmented.iter().map(Vec::as_slice)).collect();
+    let pairs: Vec<(&[u8], &[u8])> =
+        originals.iter().copied().zip(augmented.iter().map(Vec::as_slice)).collect();
     let titles: Vec<String> = (0..shown)
         .map(|i| {
             let label = train.labels()[i] as usize;
@@ -174,7 +177,14 @@ pub fn augmented_grid(dir: &Path, train: &Dataset, spec: Augment, seed: u64) -> 
         })
         .collect();
     let path = dir.join("augmented.png");
-    crate::plot::augmented_grid(&path, &pairs, w, h, &titles, &format!("original | augmented ({spec}), epoch 1"))?;
+    crate::plot::augmented_grid(
+        &path,
+        &pairs,
+        w,
+        h,
+        &titles,
+        &format!("original | augmented ({spec}), epoch 1"),
+    )?;
     Ok(path)
 }
 

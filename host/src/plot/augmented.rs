@@ -26,8 +26,17 @@ pub fn augmented_grid(
     const GAP: usize = 4;
     const TITLE_H: usize = 22;
     const HEADER_H: usize = 36;
-    ensure!(!pairs.is_empty() && pairs.len() <= MAX_CELLS, "augmented_grid: 1 to {MAX_CELLS} images, got {}", pairs.len());
-    ensure!(titles.len() == pairs.len(), "augmented_grid: {} images but {} titles", pairs.len(), titles.len());
+    ensure!(
+        !pairs.is_empty() && pairs.len() <= MAX_CELLS,
+        "augmented_grid: 1 to {MAX_CELLS} images, got {}",
+        pairs.len()
+    );
+    ensure!(
+        titles.len() == pairs.len(),
+        "augmented_grid: {} images but {} titles",
+        pairs.len(),
+        titles.len()
+    );
     ensure!(width > 0 && height > 0, "augmented_grid: image size {width}x{height} is empty");
     for (i, (a, b)) in pairs.iter().enumerate() {
         ensure!(
