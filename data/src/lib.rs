@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod augment;
 pub mod catalog;
 pub mod csv;
 mod dataset;

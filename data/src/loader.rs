@@ -25,6 +25,7 @@
 
 use rayon::prelude::*;
 
+use super::augment::{Augment, Augmenter};
 use super::dataset::{Dataset, Features};
 use super::error::{Error, Result};
 use cpu::prefetch::{prefetch, Cache};
@@ -310,6 +311,9 @@ pub struct LoaderOptions {
     pub drop_last: bool,
     /// How features become inputs (default: as stored).
     pub normalization: Normalization,
+    /// Random distortions of each image, drawn anew every epoch (default: none; image data
+    /// sets only). The random numbers of a sample depend on `(seed, epoch, sample index)`.
+    pub augment: Option<Augment>,
 }
 
 impl Default for LoaderOptions {
@@ -320,6 +324,7 @@ impl Default for LoaderOptions {
             seed: 0,
             drop_last: false,
             normalization: Normalization::None,
+            augment: None,
         }
     }
 }
@@ -334,6 +339,8 @@ pub struct DataLoader<'a> {
     dataset: &'a Dataset,
     options: LoaderOptions,
     lut: [f32; 256],
+    /// With augmentation: the augmenter and one batch of augmented images.
+    augmenter: Option<(Augmenter, Vec<u8>)>,
     order: Vec<u32>,
     pos: usize,
     epoch: u64,
@@ -358,9 +365,27 @@ impl<'a> DataLoader<'a> {
         })?;
         options.normalization.check(dataset)?;
         let lut = options.normalization.u8_table();
+        let augmenter = match options.augment {
+            None => None,
+            Some(spec) => {
+                let (rows, cols) = match (dataset.features(), dataset.image_shape()) {
+                    (Features::U8(_), Some(shape)) => shape,
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "{}: augmentation distorts images, and this data set is a table \
+                             (no image shape); use an IDX image data set such as MNIST, or leave \
+                             --augment out",
+                            dataset.name()
+                        )))
+                    }
+                };
+                let augmenter = Augmenter::new(spec, cols, rows, options.seed)?;
+                Some((augmenter, vec![0u8; options.batch_size * dataset.input_len()]))
+            }
+        };
         let mut order = Vec::with_capacity(n as usize);
         epoch_order(&mut order, n, options.shuffle, options.seed, 0);
-        Ok(DataLoader { dataset, options, lut, order, pos: 0, epoch: 0, exhausted: false })
+        Ok(DataLoader { dataset, options, lut, augmenter, order, pos: 0, epoch: 0, exhausted: false })
     }
 
     /// The data set this loader reads.
@@ -405,6 +430,11 @@ impl<'a> DataLoader<'a> {
         } else {
             self.dataset.len()
         }
+    }
+
+    /// The augmenter, when the options ask for augmentation.
+    pub fn augmenter(&self) -> Option<&Augmenter> {
+        self.augmenter.as_ref().map(|(a, _)| a)
     }
 
     /// The sample order of the current epoch (e.g. for a GPU path that holds the data set
@@ -500,6 +530,34 @@ impl<'a> DataLoader<'a> {
         let all_labels = self.dataset.labels();
         for (out, &i) in labels.iter_mut().zip(batch) {
             *out = all_labels[i as usize];
+        }
+        if let (Some((augmenter, scratch)), Features::U8(v)) = (&mut self.augmenter, self.dataset.features())
+        {
+            // Each task distorts its rows into the loader's scratch and converts them while
+            // they are in cache; one task per row set, so any thread count gives the same bytes.
+            const ROWS_PER_TASK: usize = 8;
+            let (norm, lut, epoch) = (&self.options.normalization, &self.lut, self.epoch);
+            let out = inputs[..n * d].par_chunks_mut(ROWS_PER_TASK * d);
+            let work = out
+                .zip(scratch[..n * d].par_chunks_mut(ROWS_PER_TASK * d))
+                .zip(batch.par_chunks(ROWS_PER_TASK));
+            work.for_each(|((out, scratch), batch)| {
+                let rows = out.chunks_exact_mut(d).zip(scratch.chunks_exact_mut(d)).zip(batch);
+                for ((out, image), &i) in rows {
+                    let i = i as usize;
+                    augmenter.apply(&v[i * d..(i + 1) * d], image, epoch, i as u64);
+                    match norm {
+                        Normalization::PerFeature { .. } => norm.apply_u8(image, out),
+                        _ => out.iter_mut().zip(image.iter()).for_each(|(o, &x)| *o = lut[x as usize]),
+                    }
+                    if let Some((scale, offset)) = affine {
+                        for ((x, s), b) in out.iter_mut().zip(scale).zip(offset) {
+                            *x = *x * s + b;
+                        }
+                    }
+                }
+            });
+            return Some(n);
         }
         let rows = inputs.chunks_exact_mut(d).zip(batch);
         match (self.dataset.features(), &self.options.normalization) {

@@ -22,7 +22,7 @@ fn f32_set(n: usize) -> Dataset {
 fn loader(ds: &Dataset, batch_size: usize, shuffle: bool, drop_last: bool) -> DataLoader<'_> {
     DataLoader::new(
         ds,
-        LoaderOptions { batch_size, shuffle, seed: 99, drop_last, normalization: Normalization::None },
+        LoaderOptions { batch_size, shuffle, seed: 99, drop_last, ..LoaderOptions::default() },
     )
     .unwrap()
 }

@@ -16,6 +16,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle, FontTransform};
 
+mod augmented;
+pub use augmented::augmented_grid;
+
 /// The family name the embedded font is registered under.
 const FONT: &str = "sans-serif";
 

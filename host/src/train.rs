@@ -164,17 +164,8 @@ pub fn train_on(
     if let (Some(p), None) = (settings.early_stop, &data.val) {
         bail!("--early-stop {p} needs a validation split: add --val-split 0.1");
     }
-    if settings.max_norm.is_some() && matches!(device, Device::Gpu(_)) {
-        bail!(MAX_NORM_ON_GPU);
-    }
-    if settings.activation == ActivationArg::Maxout && matches!(device, Device::Gpu(_)) {
-        bail!(MAXOUT_ON_GPU);
-    }
     if matches!(device, Device::Gpu(_)) {
-        check_optimizer_on_gpu(settings)?;
-    }
-    if settings.qat.is_some() && matches!(device, Device::Gpu(_)) {
-        bail!(QAT_ON_GPU);
+        check_gpu_support(settings)?;
     }
     if let Some(ck) = resume.as_ref().filter(|ck| ck.stopped_early) {
         bail!(
@@ -200,6 +191,7 @@ pub fn train_on(
         seed: settings.seed,
         drop_last: settings.batch_norm,
         normalization: Normalization::None,
+        augment: settings.augment,
     };
     let mut loader = DataLoader::new(train, loader_opts)?;
     if loader.batches_per_epoch() == 0 {
@@ -332,26 +324,36 @@ const QAT_ON_GPU: &str = "--qat (quantization-aware training) is not implemented
      (--device gpu and gpu-emulator): train with --device cpu (the default), or train on the GPU \
      without --qat and quantize afterwards (host quantize)";
 
+/// The error for `--augment` on the GPU path, which keeps the training set on the device and
+/// only sends indices.
+const AUGMENT_ON_GPU: &str = "--augment is not implemented on the GPU path yet (--device gpu and \
+     gpu-emulator keep the training images on the device): train with --device cpu (the default), \
+     or leave --augment out";
+
 /// Checks that `settings` can run on `device` before any data is loaded: `--max-norm`,
-/// maxout, `--qat` and the newer optimizers are not on the GPU path yet.
+/// maxout, `--qat`, `--augment` and the newer optimizers are not on the GPU path yet.
 pub fn check_device(settings: &TrainSettings, device: DeviceArg) -> Result<()> {
-    if settings.max_norm.is_some() && device != DeviceArg::Cpu {
-        bail!(MAX_NORM_ON_GPU);
-    }
-    if settings.activation == ActivationArg::Maxout && device != DeviceArg::Cpu {
-        bail!(MAXOUT_ON_GPU);
-    }
     if device != DeviceArg::Cpu {
-        check_optimizer_on_gpu(settings)?;
-    }
-    if settings.qat.is_some() && device != DeviceArg::Cpu {
-        bail!(QAT_ON_GPU);
+        check_gpu_support(settings)?;
     }
     Ok(())
 }
 
-/// The optimizers the GPU path does not have yet.
-fn check_optimizer_on_gpu(settings: &TrainSettings) -> Result<()> {
+/// What the GPU path does not have yet, refused with one message each (and again by
+/// `train_on`, for callers that skip [`check_device`]).
+fn check_gpu_support(settings: &TrainSettings) -> Result<()> {
+    if settings.max_norm.is_some() {
+        bail!(MAX_NORM_ON_GPU);
+    }
+    if settings.activation == ActivationArg::Maxout {
+        bail!(MAXOUT_ON_GPU);
+    }
+    if settings.qat.is_some() {
+        bail!(QAT_ON_GPU);
+    }
+    if settings.augment.is_some() {
+        bail!(AUGMENT_ON_GPU);
+    }
     let optimizer = settings.optimizer();
     if optimizer.code() > mlp::Optimizer::adamax().code() {
         bail!(

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use data::augment::Augment;
 use data::catalog::IdxDataSet;
 
 use crate::export::{ExportDType, Format};
@@ -42,6 +43,9 @@ pub enum Recipe {
     Default,
     /// The PyTorch tutorial: 784-256-10 ReLU, Adam 1e-3 constant, batch 256, 10 epochs
     Tutorial,
+    /// The most accurate MNIST recipe within about 3 minutes of a 2-core CPU: 784-1024-1024-10
+    /// ReLU, dropout 0.2, max-norm 4, --augment default, Adam one-cycle peak 2e-3, batch 128
+    Best,
     /// For CSV tables (the default with --csv): per-feature standardization, one hidden layer
     /// sized to the features, batch and epochs sized to the rows, a stratified 20% test split
     /// held out when no --csv-test is given
@@ -124,6 +128,15 @@ pub struct TrainArgs {
     /// trained for. CPU only; not with --batch-norm. See ARCHITECTURE.md, "Training options".
     #[arg(long, value_name = "EPOCHS", num_args = 0..=1)]
     pub qat: Option<Option<usize>>,
+    /// Distort every training image at random, anew each epoch (IDX image data only; the
+    /// validation and test sets are never distorted). Alone: `default`, i.e.
+    /// rotate=10,shift=1,scale=0.1,shear=10,elastic=34:4; or a SPEC of comma-separated
+    /// rotate=DEG, shift=PX, scale=F, shear=DEG, elastic=ALPHA:SIGMA (Simard's elastic
+    /// distortion), the keys left out being off. E.g. `--augment rotate=15,elastic=36:6`.
+    /// Plots then include augmented.png (originals next to their distortions).
+    #[arg(long, value_name = "SPEC", num_args = 0..=1, default_missing_value = "default",
+          value_parser = parse_augment)]
+    pub augment: Option<Augment>,
     /// Input normalization.
     #[arg(long, value_enum)]
     pub normalization: Option<NormalizationArg>,
@@ -312,6 +325,11 @@ pub struct DownloadArgs {
 /// `--dataset`: one of the IDX data sets the data crate knows.
 fn parse_dataset(text: &str) -> Result<&'static IdxDataSet<'static>, String> {
     data::catalog::find(text).map_err(|e| e.to_string())
+}
+
+/// `--augment`: a strength SPEC (see `data::augment::Augment`).
+fn parse_augment(text: &str) -> Result<Augment, String> {
+    text.parse().map_err(|e: data::Error| e.to_string())
 }
 
 /// `--hidden`: layer widths, each at least 1, or `none` for no hidden layer.

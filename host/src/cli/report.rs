@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::train::{EpochMetrics, Evaluation, NormalizationArg, TrainSettings};
+use data::augment::{Augment, Augmenter};
 use data::{Dataset, Features, Row};
 
 /// One line for a run: the network, optimizer, schedule, batch, epochs and seed.
@@ -35,6 +36,9 @@ pub fn describe(s: &TrainSettings, inputs: usize, classes: usize) -> String {
     }
     if let Some(q) = s.qat {
         extras.push(format!("qat last {q} epochs"));
+    }
+    if let Some(a) = s.augment {
+        extras.push(format!("augment {a}"));
     }
     let inputs = match s.normalization {
         NormalizationArg::Scale => "inputs scaled (u8 values / 255, f32 values as they are)",
@@ -148,6 +152,46 @@ pub fn grid_samples(labels: &[u32], predictions: &[u32], seed: u64) -> Vec<usize
     }
     chosen.sort_unstable();
     chosen
+}
+
+/// `augmented.png` in `dir`: the first 25 training images next to what `spec` made of them
+/// in epoch 1 (the same bytes the loader gave the training step, seeded by `seed`).
+pub fn augmented_grid(dir: &Path, train: &Dataset, spec: Augment, seed: u64) -> Result<PathBuf> {
+    let (Some((h, w)), Features::U8(_)) = (train.image_shape(), train.features()) else {
+        anyhow::bail!("{}: --augment needs an image data set", train.name());
+    };
+    let augmenter = Augmenter::new(spec, w, h, seed)?;
+    let shown = train.len().min(25);
+    let mut augmented = vec![vec![0u8; w * h]; shown];
+    let mut originals = Vec::with_capacity(shown);
+    for (i, out) in augmented.iter_mut().enumerate() {
+        let Some(Row::U8(image)) = train.row(i) else {
+            anyhow::bail!("{}: sample {i} is not an image", train.name())
+        };
+        augmenter.apply(image, out, 0, i as u64);
+        originals.push(image);
+    }
+    let pairs: Vec<(&[u8], &[u8])> =
+        originals.iter().copied().zip(augmented.iter().map(Vec::as_slice)).collect();
+    let titles: Vec<String> = (0..shown)
+        .map(|i| {
+            let label = train.labels()[i] as usize;
+            match train.class_names().and_then(|n| n.get(label)) {
+                Some(name) => format!("label {name}"),
+                None => format!("label {label}"),
+            }
+        })
+        .collect();
+    let path = dir.join("augmented.png");
+    crate::plot::augmented_grid(
+        &path,
+        &pairs,
+        w,
+        h,
+        &titles,
+        &format!("original | augmented ({spec}), epoch 1"),
+    )?;
+    Ok(path)
 }
 
 /// The 5x5 grid of 25 samples (when they are images; see [`grid_samples`]) and the

@@ -20,6 +20,7 @@ impl Recipe {
         match self {
             Recipe::Default => TrainSettings::default_recipe(),
             Recipe::Tutorial => TrainSettings::tutorial(),
+            Recipe::Best => TrainSettings::best(),
             Recipe::Tabular => match train {
                 Some(d) => TrainSettings::tabular(d.len(), d.input_len(), d.num_classes()),
                 None => TrainSettings::tabular(120, 4, 3),
@@ -129,6 +130,9 @@ impl TrainArgs {
         if let Some(q) = self.qat {
             s.qat = Some(q.unwrap_or(s.epochs.div_ceil(3)));
         }
+        if self.augment.is_some() {
+            s.augment = self.augment;
+        }
         s
     }
 
@@ -206,6 +210,7 @@ impl TrainArgs {
             ("--early-stop", self.early_stop.is_some()),
             ("--qat", self.qat.is_some()),
             ("--normalization", self.normalization.is_some()),
+            ("--augment", self.augment.is_some()),
         ];
         let given: Vec<&str> = fixed.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect();
         if !given.is_empty() {

@@ -29,6 +29,7 @@ impl TrainArgs {
             (self.val_split.is_some(), "--val-split"),
             (self.grad_clip.is_some(), "--grad-clip"),
             (self.normalization.is_some(), "--normalization"),
+            (self.augment.is_some(), "--augment"),
         ]
         .into_iter()
         .filter_map(|(given, name)| given.then_some(name))
@@ -53,6 +54,7 @@ impl TrainArgs {
             }
             Recipe::Default => format!("the default recipe{changed}"),
             Recipe::Tutorial => format!("the tutorial recipe{changed}"),
+            Recipe::Best => format!("the best recipe{changed}"),
         }
     }
 }

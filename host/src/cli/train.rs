@@ -26,6 +26,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let early = a.run_settings(resume.as_ref(), None)?;
     early.validate()?;
     train::check_device(&early, a.device)?;
+    if let (Some(_), Some(csv)) = (early.augment, &a.data.csv) {
+        anyhow::bail!(
+            "--augment distorts images, and --csv {} is a table: train on an IDX image folder \
+             (--data DIR, e.g. MNIST) to augment, or leave --augment out",
+            csv.display()
+        );
+    }
     let (train_set, test_set) = load_data(&a.data)?;
     let tabular = a.recipe() == Recipe::Tabular;
     let seed = resume.as_ref().map(|ck| ck.settings.seed).or(a.seed).unwrap_or(777);
@@ -184,6 +191,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
             &[curves("this run", &trained.history, trained.best_epoch)],
         )?;
         let mut written = vec![curves_path];
+        if let Some(spec) = settings.augment {
+            written.push(super::report::augmented_grid(&a.plots, &data.train, spec, settings.seed)?);
+        }
         if let Some(test) = &data.test {
             let eval = train::evaluate(&trained.model, test)?;
             written.extend(eval_plots(&a.plots, test, &eval)?);

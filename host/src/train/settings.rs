@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::optimizer_options::OptimizerOptions;
 use crate::schedule::Schedule;
+use data::augment::Augment;
 use data::{Dataset, Features, Normalization};
 
 /// Hidden-layer activation, as named on the command line.
@@ -178,6 +179,10 @@ pub struct TrainSettings {
     /// Quantization-aware training for this many last epochs (`host train --qat`).
     #[serde(default)]
     pub qat: Option<usize>,
+    /// Random image distortions for the training batches (never the validation or test
+    /// sets), drawn per sample from (seed, epoch, index).
+    #[serde(default)]
+    pub augment: Option<Augment>,
 }
 
 /// `--maxout-pieces` when not given: 2, the smallest maxout (max of two lines), which can
@@ -213,6 +218,7 @@ impl TrainSettings {
             maxout_pieces: DEFAULT_MAXOUT_PIECES,
             optimizer_options: OptimizerOptions::default(),
             qat: None,
+            augment: None,
         }
     }
 
@@ -236,6 +242,35 @@ impl TrainSettings {
             normalization: NormalizationArg::Scale,
             early_stop: None,
             max_norm: None,
+            maxout_pieces: DEFAULT_MAXOUT_PIECES,
+            optimizer_options: OptimizerOptions::default(),
+            qat: None,
+            augment: None,
+        }
+    }
+
+    /// The best-accuracy recipe for MNIST-like images within about three minutes of a 2-core
+    /// CPU: a wider 784-1024-1024-10 ReLU network with dropout 0.2 and max-norm 4, trained on
+    /// distorted images ([`Augment::DEFAULT`]) with Adam one-cycle peaking at 2e-3, batch 128.
+    pub fn best() -> Self {
+        TrainSettings {
+            hidden: vec![1024, 1024],
+            activation: ActivationArg::Relu,
+            optimizer: OptimizerArg::Adam,
+            lr: Some(2e-3),
+            schedule: Schedule::OneCycle,
+            batch_size: 128,
+            epochs: 40,
+            seed: 777,
+            dropout: 0.2,
+            batch_norm: false,
+            weight_decay: 0.0,
+            val_split: 0.0,
+            grad_clip: None,
+            normalization: NormalizationArg::Scale,
+            early_stop: None,
+            max_norm: Some(4.0),
+            augment: Some(Augment::DEFAULT),
             maxout_pieces: DEFAULT_MAXOUT_PIECES,
             optimizer_options: OptimizerOptions::default(),
             qat: None,
@@ -272,6 +307,7 @@ impl TrainSettings {
             maxout_pieces: DEFAULT_MAXOUT_PIECES,
             optimizer_options: OptimizerOptions::default(),
             qat: None,
+            augment: None,
         }
     }
 

@@ -1,0 +1,102 @@
+//! Augmentation in the loader: the same bytes for any thread count, no change at zero
+//! strength, clear errors for tables and bad strengths.
+
+use data::augment::Augment;
+use data::{DataLoader, Dataset, Features, LoaderOptions, Normalization};
+
+/// `n` 28x28 images of a random blob each (so distortions move real ink).
+fn images(n: usize) -> Dataset {
+    let mut rng = mlp::Rng::new(11);
+    let mut pixels = vec![0u8; n * 784];
+    for image in pixels.chunks_exact_mut(784) {
+        let (cx, cy) = (8 + rng.below(12) as usize, 8 + rng.below(12) as usize);
+        for y in cy - 5..cy + 5 {
+            for x in cx - 3..cx + 3 {
+                image[y * 28 + x] = 100 + rng.below(156) as u8;
+            }
+        }
+    }
+    let labels = (0..n).map(|i| (i % 10) as u32).collect();
+    Dataset::new("blobs", Features::U8(pixels), 784, labels, 10, None)
+        .unwrap()
+        .with_image_shape(28, 28)
+        .unwrap()
+}
+
+fn options(augment: Option<Augment>) -> LoaderOptions {
+    LoaderOptions {
+        batch_size: 24,
+        shuffle: true,
+        seed: 5,
+        normalization: Normalization::MNIST,
+        augment,
+        ..LoaderOptions::default()
+    }
+}
+
+/// Every input value (as bits) and label of `epochs` epochs, on a pool of `threads` threads.
+fn epochs_on(threads: usize, ds: &Dataset, opts: &LoaderOptions, epochs: u64) -> Vec<u32> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let mut loader = DataLoader::new(ds, opts.clone()).unwrap();
+        let (mut x, mut y) = (loader.input_buffer(), loader.label_buffer());
+        let mut all = Vec::new();
+        for epoch in 0..epochs {
+            loader.set_epoch(epoch);
+            while let Some(n) = loader.next_batch(&mut x, &mut y) {
+                all.extend(x[..n * 784].iter().map(|v| v.to_bits()));
+                all.extend(&y[..n]);
+            }
+        }
+        all
+    })
+}
+
+#[test]
+fn augmented_batches_are_the_same_bytes_for_1_2_and_3_threads() {
+    let ds = images(100);
+    let opts = options(Some(Augment::DEFAULT));
+    let one = epochs_on(1, &ds, &opts, 2);
+    assert_eq!(one, epochs_on(2, &ds, &opts, 2));
+    assert_eq!(one, epochs_on(3, &ds, &opts, 2));
+    // And they are distorted: not the batches without augmentation.
+    assert_ne!(one, epochs_on(1, &ds, &options(None), 2));
+}
+
+#[test]
+fn each_epoch_draws_new_distortions_and_a_resumed_epoch_the_same_ones() {
+    let ds = images(30);
+    let opts = LoaderOptions { shuffle: false, batch_size: 30, ..options(Some(Augment::DEFAULT)) };
+    let mut loader = DataLoader::new(&ds, opts.clone()).unwrap();
+    let (mut x, mut y) = (loader.input_buffer(), loader.label_buffer());
+    loader.set_epoch(3);
+    loader.next_batch(&mut x, &mut y).unwrap();
+    let epoch3 = x.clone();
+    loader.set_epoch(4);
+    loader.next_batch(&mut x, &mut y).unwrap();
+    assert_ne!(x, epoch3);
+    let mut fresh = DataLoader::new(&ds, opts).unwrap();
+    fresh.set_epoch(3);
+    fresh.next_batch(&mut x, &mut y).unwrap();
+    assert_eq!(x, epoch3);
+}
+
+#[test]
+fn zero_strengths_give_the_unaugmented_batches() {
+    let ds = images(50);
+    assert_eq!(epochs_on(2, &ds, &options(Some(Augment::NONE)), 2), epochs_on(2, &ds, &options(None), 2));
+    // The raw-byte path the trainer uses (no normalization, a per-feature affine map after).
+    let raw = |augment| LoaderOptions { normalization: Normalization::None, ..options(augment) };
+    assert_eq!(epochs_on(1, &ds, &raw(Some(Augment::NONE)), 1), epochs_on(1, &ds, &raw(None), 1));
+}
+
+#[test]
+fn tables_and_bad_strengths_are_clear_errors() {
+    let table = Dataset::new("iris", Features::F32(vec![1.0; 8]), 4, vec![0, 1], 2, None).unwrap();
+    let e = DataLoader::new(&table, options(Some(Augment::DEFAULT))).unwrap_err().to_string();
+    assert!(e.contains("iris") && e.contains("no image shape") && e.contains("leave --augment out"), "{e}");
+    let ds = images(4);
+    let bad = Augment { rotate_deg: 400.0, ..Augment::NONE };
+    let e = DataLoader::new(&ds, options(Some(bad))).unwrap_err().to_string();
+    assert!(e.contains("rotate 400 is outside 0 to 180"), "{e}");
+}
