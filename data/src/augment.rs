@@ -246,9 +246,11 @@ pub struct Augmenter {
     width: usize,
     height: usize,
     key: u64,
-    /// `FIELD_BANK` smoothed fields of `width * height` values, already scaled by alpha;
-    /// empty without elastic distortion.
-    fields: Vec<f32>,
+    /// `FIELD_BANK` smoothed fields of `width * height` values, already scaled by alpha, in
+    /// fixed point ([`FRAC_BITS`]); empty without elastic distortion.
+    fields: Vec<i32>,
+    /// Per field and image row, the smallest and largest value of that row of the field.
+    field_rows: Vec<[i32; 2]>,
 }
 
 impl Augmenter {
@@ -259,14 +261,32 @@ impl Augmenter {
                 "augmentation needs images; got a {width}x{height} image shape"
             )));
         }
+        if width.max(height) > MAX_SIDE {
+            return Err(Error::InvalidArgument(format!(
+                "augmentation works on images up to {MAX_SIDE} pixels a side; got {width}x{height}: \
+                 leave --augment out for this data set"
+            )));
+        }
         spec.validate(width, height)?;
         let key = Rng::new(seed ^ 0xA06D_E27A_0000_0000).next_u64();
-        let fields = if spec.elastic_alpha > 0.0 {
-            field_bank(width, height, spec.elastic_alpha, spec.elastic_sigma, &mut Rng::new(key ^ 0xF1E1D))
+        let (fields, field_rows) = if spec.elastic_alpha > 0.0 {
+            let bank = field_bank(
+                width,
+                height,
+                spec.elastic_alpha,
+                spec.elastic_sigma,
+                &mut Rng::new(key ^ 0xF1E1D),
+            );
+            let fields: Vec<i32> = bank.iter().map(|&v| to_fixed(v)).collect();
+            let field_rows = fields
+                .chunks_exact(width)
+                .map(|row| [row.iter().copied().min().unwrap_or(0), row.iter().copied().max().unwrap_or(0)])
+                .collect();
+            (fields, field_rows)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
-        Ok(Augmenter { spec, width, height, key, fields })
+        Ok(Augmenter { spec, width, height, key, fields, field_rows })
     }
 
     /// The strengths.
@@ -297,40 +317,108 @@ impl Augmenter {
         if self.fields.is_empty() {
             warp_image(src, dst, self.width, self.height, &warp, None);
         } else {
-            let n = self.image_len();
+            let (n, h) = (self.image_len(), self.height);
             let pick = |r: &mut Rng| {
                 let k = r.below(FIELD_BANK as u32) as usize;
-                let sign = if r.next_u32() & 1 == 0 { 1.0 } else { -1.0 };
-                (&self.fields[k * n..(k + 1) * n], sign)
+                let negate = r.next_u32() & 1 != 0;
+                Field {
+                    values: &self.fields[k * n..(k + 1) * n],
+                    rows: &self.field_rows[k * h..(k + 1) * h],
+                    negate,
+                }
             };
-            let fx = pick(&mut rng);
-            let fy = pick(&mut rng);
-            warp_image(src, dst, self.width, self.height, &warp, Some((fx, fy)));
+            let x = pick(&mut rng);
+            let y = pick(&mut rng);
+            warp_image(src, dst, self.width, self.height, &warp, Some(&Displacement { x, y }));
         }
     }
 }
 
-/// A scalar displacement field per axis, each with its sign.
-type Displacement<'a> = ((&'a [f32], f32), (&'a [f32], f32));
+/// Largest image side [`Augmenter`] takes: fixed-point source coordinates stay far from
+/// `i32` overflow (`MAX_SIDE * 8 << FRAC_BITS` < 2^31).
+pub const MAX_SIDE: usize = 8192;
+
+/// Fractional bits of the fixed-point source coordinates and displacements.
+pub const FRAC_BITS: u32 = 12;
+
+/// `v` pixels in fixed point, rounded (saturating far outside any image).
+fn to_fixed(v: f32) -> i32 {
+    (v * (1 << FRAC_BITS) as f32).round() as i32
+}
+
+/// One scalar displacement field of the bank as a sample uses it: fixed-point values, each
+/// row's extremes, and whether the sample negates it.
+#[derive(Clone, Copy, Debug)]
+pub struct Field<'a> {
+    values: &'a [i32],
+    rows: &'a [[i32; 2]],
+    negate: bool,
+}
+
+impl Field<'_> {
+    /// The sign as a factor.
+    fn sign(&self) -> i32 {
+        if self.negate {
+            -1
+        } else {
+            1
+        }
+    }
+
+    /// The smallest and largest displacement along image row `y`, pixels.
+    fn row_range(&self, y: usize) -> (f32, f32) {
+        let [lo, hi] = self.rows[y];
+        let (lo, hi) = if self.negate { (-hi, -lo) } else { (lo, hi) };
+        let one = (1 << FRAC_BITS) as f32;
+        (lo as f32 / one, hi as f32 / one)
+    }
+}
+
+/// A sample's elastic displacement: one field per axis.
+#[derive(Clone, Copy, Debug)]
+pub struct Displacement<'a> {
+    x: Field<'a>,
+    y: Field<'a>,
+}
+
+/// The output columns `[start, end)` of `0..n` where `lo < base + step * x < hi` may hold
+/// (found in floating point once per row; the caller's margins absorb the rounding).
+fn span(base: f32, step: f32, lo: f32, hi: f32, n: usize) -> (usize, usize) {
+    if step.abs() < 1e-6 {
+        return if base > lo && base < hi { (0, n) } else { (0, 0) };
+    }
+    let (t0, t1) = ((lo - base) / step, (hi - base) / step);
+    let (t0, t1) = if t0 <= t1 { (t0, t1) } else { (t1, t0) };
+    let start = t0.floor().max(0.0);
+    let end = (t1.ceil() + 1.0).min(n as f32);
+    if start < end {
+        (start as usize, end as usize)
+    } else {
+        (0, 0)
+    }
+}
 
 /// Resamples `src` (`width` x `height`, row-major) through `warp` and an optional per-pixel
 /// displacement into `dst`, bilinearly, with zeros outside the image, rounding to bytes.
 ///
+/// Source coordinates are fixed point ([`FRAC_BITS`] fractional bits) stepped by constant
+/// increments along a row; the bilinear weights have 8 bits and the blend is integer, so a
+/// whole or half pixel shift is exact. Only output pixels whose source can reach the ink's
+/// bounding box are resampled (per row, a span found once); the rest are zero.
+///
 /// # Panics
-/// If `src`, `dst` or a displacement field does not hold `width * height` values.
+/// If `src` or `dst` does not hold `width * height` pixels, or a side exceeds [`MAX_SIDE`].
 pub fn warp_image(
     src: &[u8],
     dst: &mut [u8],
     width: usize,
     height: usize,
     warp: &Warp,
-    displacement: Option<Displacement<'_>>,
+    displacement: Option<&Displacement<'_>>,
 ) {
     let n = width * height;
     assert!(src.len() == n && dst.len() == n, "warp_image: images must hold {width}x{height} pixels");
-    if let Some(((fx, _), (fy, _))) = displacement {
-        assert!(fx.len() == n && fy.len() == n, "warp_image: displacement fields must hold {n} values");
-    }
+    assert!(width.max(height) <= MAX_SIDE, "warp_image: sides of at most {MAX_SIDE} pixels");
     // The source with a 2-pixel zero border: clamped coordinates then always read inside it.
     const PAD: usize = 2;
     let (pw, ph) = (width + 2 * PAD, height + 2 * PAD);
@@ -342,62 +430,95 @@ pub fn warp_image(
         big.resize(pw * ph, 0);
         &mut big
     };
-    // Per padded row r: the columns holding ink in rows r and r + 1 (`lo > hi` when none), so
-    // that the ~80% of MNIST's pixels whose four taps are all blank cost two comparisons.
-    let (mut lo_small, mut hi_small) = ([usize::MAX; 36], [0usize; 36]);
-    let (mut lo_big, mut hi_big) = (Vec::new(), Vec::new());
-    let (ink_lo, ink_hi): (&mut [usize], &mut [usize]) = if ph <= lo_small.len() {
-        (&mut lo_small[..ph], &mut hi_small[..ph])
+    // The ink's bounding box in padded pixels, from the OR of all rows and of all columns
+    // (plain loops the compiler vectorizes).
+    let mut columns = [0u8; 32];
+    let mut columns_big = Vec::new();
+    let columns: &mut [u8] = if width <= columns.len() {
+        &mut columns[..width]
     } else {
-        lo_big.resize(ph, usize::MAX);
-        hi_big.resize(ph, 0);
-        (&mut lo_big, &mut hi_big)
+        columns_big.resize(width, 0);
+        &mut columns_big
     };
+    let (mut box_x, mut box_y) = ((i32::MAX, i32::MIN), (i32::MAX, i32::MIN));
     for (y, row) in src.chunks_exact(width).enumerate() {
         let start = (y + PAD) * pw + PAD;
         padded[start..start + width].copy_from_slice(row);
-        if let (Some(first), Some(last)) = (row.iter().position(|&v| v > 0), row.iter().rposition(|&v| v > 0))
-        {
-            for r in [y + PAD - 1, y + PAD] {
-                ink_lo[r] = ink_lo[r].min(first + PAD);
-                ink_hi[r] = ink_hi[r].max(last + PAD);
-            }
+        columns.iter_mut().zip(row).for_each(|(c, &v)| *c |= v);
+        if row.iter().fold(0, |acc, &v| acc | v) != 0 {
+            let yp = (y + PAD) as i32;
+            box_y = (box_y.0.min(yp), box_y.1.max(yp));
         }
+    }
+    if let (Some(first), Some(last)) =
+        (columns.iter().position(|&v| v > 0), columns.iter().rposition(|&v| v > 0))
+    {
+        box_x = ((first + PAD) as i32, (last + PAD) as i32);
+    }
+    if box_x.0 > box_x.1 {
+        dst.fill(0);
+        return;
     }
     let [a, b, c, d] = warp.inverse();
     let (cx, cy) = ((width as f32 - 1.0) * 0.5, (height as f32 - 1.0) * 0.5);
     let (tx, ty) = warp.shift;
     // Source coordinates in padded pixels: x' = a x + row_x, y' = c x + row_y along a row.
     let pad = PAD as f32;
-    let (max_x, max_y) = (width as f32 + pad, height as f32 + pad);
+    let (step_x, step_y) = (to_fixed(a), to_fixed(c));
+    let (max_x, max_y) = (((width + PAD) << FRAC_BITS) as i32, ((height + PAD) << FRAC_BITS) as i32);
+    // A source point can read ink only within one pixel of the box; one more pixel of margin
+    // covers the fixed-point rounding.
+    let (lo_x, hi_x) = (box_x.0 as f32 - 2.0, box_x.1 as f32 + 2.0);
+    let (lo_y, hi_y) = (box_y.0 as f32 - 2.0, box_y.1 as f32 + 2.0);
+    let (sign_x, sign_y) = displacement.map_or((0, 0), |e| (e.x.sign(), e.y.sign()));
+    let zeros = [0i32; 0];
     for (y, out) in dst.chunks_exact_mut(width).enumerate() {
         let dy = y as f32 - cy - ty;
         let row_x = cx + pad - a * (cx + tx) + b * dy;
         let row_y = cy + pad - c * (cx + tx) + d * dy;
-        for (x, o) in out.iter_mut().enumerate() {
-            let mut sx = a * x as f32 + row_x;
-            let mut sy = c * x as f32 + row_y;
-            if let Some(((fx, sign_x), (fy, sign_y))) = displacement {
-                let p = y * width + x;
-                sx += sign_x * fx[p];
-                sy += sign_y * fy[p];
+        let ((ex_lo, ex_hi), (ey_lo, ey_hi)) =
+            displacement.map_or(((0.0, 0.0), (0.0, 0.0)), |e| (e.x.row_range(y), e.y.row_range(y)));
+        let (x_start, x_end) = span(row_x, a, lo_x - ex_hi, hi_x - ex_lo, width);
+        let (y_start, y_end) = span(row_y, c, lo_y - ey_hi, hi_y - ey_lo, width);
+        let (start, end) = (x_start.max(y_start), x_end.min(y_end));
+        if start >= end {
+            out.fill(0);
+            continue;
+        }
+        out[..start].fill(0);
+        out[end..].fill(0);
+        let (field_x, field_y) = match displacement {
+            Some(e) => {
+                let row = y * width;
+                (&e.x.values[row + start..row + end], &e.y.values[row + start..row + end])
             }
-            // Outside [0, size + 2] (padded) both taps are in the zero border; inside, the
-            // value is >= 0, so the truncating cast is a floor.
-            let sx = sx.clamp(0.0, max_x);
-            let sy = sy.clamp(0.0, max_y);
-            let (x0, y0) = (sx as usize, sy as usize);
-            if x0 + 1 < ink_lo[y0] || x0 > ink_hi[y0] {
-                *o = 0;
-                continue;
+            None => (&zeros[..], &zeros[..]),
+        };
+        let mut sx = to_fixed(row_x) + step_x * start as i32;
+        let mut sy = to_fixed(row_y) + step_y * start as i32;
+        for (k, o) in out[start..end].iter_mut().enumerate() {
+            let (mut px, mut py) = (sx, sy);
+            sx += step_x;
+            sy += step_y;
+            if !field_x.is_empty() {
+                px += sign_x * field_x[k];
+                py += sign_y * field_y[k];
             }
-            let (wx, wy) = (sx - x0 as f32, sy - y0 as f32);
+            // Outside [0, size + 2] (padded) both taps are in the zero border.
+            let px = px.clamp(0, max_x);
+            let py = py.clamp(0, max_y);
+            // Every pixel of the span is blended, without a branch on whether its taps hold
+            // ink: MNIST's ink and blank alternate too irregularly to predict.
+            let (x0, y0) = ((px >> FRAC_BITS) as usize, (py >> FRAC_BITS) as usize);
+            // 8-bit weights; the blend of four bytes then fits in 24 bits.
+            let wx = ((px >> (FRAC_BITS - 8)) & 255) as u32;
+            let wy = ((py >> (FRAC_BITS - 8)) & 255) as u32;
             let i = y0 * pw + x0;
-            let tap = |k: usize| f32::from(padded[k]);
-            let top = tap(i) + wx * (tap(i + 1) - tap(i));
-            let bottom = tap(i + pw) + wx * (tap(i + pw + 1) - tap(i + pw));
-            let v = top + wy * (bottom - top);
-            *o = (v + 0.5).clamp(0.0, 255.0) as u8;
+            let (t0, t1) = (u32::from(padded[i]), u32::from(padded[i + 1]));
+            let (b0, b1) = (u32::from(padded[i + pw]), u32::from(padded[i + pw + 1]));
+            let top = t0 * (256 - wx) + t1 * wx;
+            let bottom = b0 * (256 - wx) + b1 * wx;
+            *o = ((top * (256 - wy) + bottom * wy + (1 << 15)) >> 16) as u8;
         }
     }
 }

@@ -100,3 +100,27 @@ fn tables_and_bad_strengths_are_clear_errors() {
     let e = DataLoader::new(&ds, options(Some(bad))).unwrap_err().to_string();
     assert!(e.contains("rotate 400 is outside 0 to 180"), "{e}");
 }
+
+/// Single-threaded cost of augmenting MNIST's 60,000 training images with the default
+/// strengths; prints ns per image. A timing, not a check: run it in release on a quiet machine,
+/// `MNIST_DIR=../shared/data/mnist cargo test --release -p data --test augment -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing; needs MNIST_DIR (e.g. MNIST_DIR=../shared/data/mnist)"]
+fn time_default_augmentation_per_mnist_image() {
+    let dir = std::env::var("MNIST_DIR").expect("set MNIST_DIR to the MNIST folder");
+    let (train, _) = data::idx::load_mnist(std::path::Path::new(&dir)).unwrap();
+    let Features::U8(pixels) = train.features() else { panic!("MNIST images are bytes") };
+    let affine = Augment { elastic_alpha: 0.0, ..Augment::DEFAULT };
+    for (name, spec) in [("none", Augment::NONE), ("affine only", affine), ("default", Augment::DEFAULT)] {
+        let augmenter = data::augment::Augmenter::new(spec, 28, 28, 1).unwrap();
+        let mut out = vec![0u8; 784];
+        let mut checksum = 0u64;
+        let start = std::time::Instant::now();
+        for (i, image) in pixels.chunks_exact(784).enumerate() {
+            augmenter.apply(image, &mut out, 0, i as u64);
+            checksum = checksum.wrapping_add(u64::from(out[14 * 28 + 14]));
+        }
+        let per_image = start.elapsed().as_nanos() as f64 / (pixels.len() / 784) as f64;
+        println!("{name}: {per_image:.0} ns per image (checksum {checksum})");
+    }
+}
