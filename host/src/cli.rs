@@ -14,6 +14,7 @@ mod datasets;
 mod download;
 mod eval;
 mod export;
+mod import;
 mod inspect;
 mod predict;
 mod quantize;
@@ -25,7 +26,7 @@ mod train;
 pub use train::Interrupted;
 
 pub use args::{
-    CompareArgs, DataArgs, DownloadArgs, EvalArgs, ExportArgs, InspectArgs, PredictArgs, Preset,
+    CompareArgs, DataArgs, DownloadArgs, EvalArgs, ExportArgs, ImportArgs, InspectArgs, PredictArgs, Preset,
     QuantizeArgs, Recipe, TrainArgs,
 };
 
@@ -76,12 +77,25 @@ pub enum Command {
     /// header, quantized to int8 by default; optionally with MNIST images and the host's outputs.
     #[command(after_help = EXPORT_EXAMPLES)]
     Export(ExportArgs),
+    /// Import a model trained elsewhere: ONNX (torch.onnx.export), safetensors (a PyTorch
+    /// nn.Sequential state_dict) or an int8 .tflite (the TF converter), into a model file.
+    #[command(after_help = IMPORT_EXAMPLES)]
+    Import(ImportArgs),
     /// Download MNIST (with SHA-256 checks) into a folder.
     #[command(
         after_help = "Examples:\n  host download\n  host download --dir /data/mnist\n  host download --dataset fashion-mnist   # into ./data/fashion-mnist\n  host download --dataset kmnist --dir /data/kmnist"
     )]
     Download(DownloadArgs),
 }
+
+/// `host import --help` examples.
+const IMPORT_EXAMPLES: &str = "Examples:
+  host import mlp.onnx --out model.mlp                  # torch.onnx.export of an nn.Sequential
+  host import mlp.safetensors --out model.mlp --activation relu
+  host import mlp.onnx --out model.mlp --normalization standardize   # Normalize((0.1307,), (0.3081,))
+  host import keras_int8.tflite --out q8.mlp            # an int8 model from the TF converter
+The input normalization the model was trained with is not in the weights: --normalization
+says it (default scale: pixels / 255, torchvision's ToTensor), unless the file records it.";
 
 /// `host train --help` examples.
 const TRAIN_EXAMPLES: &str = "Examples:
@@ -138,5 +152,6 @@ pub fn run_command(command: Command) -> Result<()> {
         Command::Quantize(a) => quantize::run(a),
         Command::Download(a) => download::run(a),
         Command::Export(a) => export::run(a),
+        Command::Import(a) => import::run(a),
     }
 }

@@ -35,6 +35,44 @@ pub enum Format {
     Bin,
     /// A C header: `static const` arrays and `#define`s
     C,
+    /// ONNX (f32): a graph onnxruntime runs, the input normalization and class names as metadata
+    Onnx,
+    /// safetensors (f32): PyTorch `nn.Sequential` `state_dict` names, topology in the metadata
+    Safetensors,
+    /// TFLite flatbuffer (int8): FULLY_CONNECTED layers LiteRT runs bit-identically to `host`
+    Tflite,
+}
+
+impl Format {
+    /// The parameter type this format holds when `--dtype` is not given, and whether it can
+    /// hold the other one.
+    pub fn default_dtype(self) -> ExportDType {
+        match self {
+            Format::Onnx | Format::Safetensors => ExportDType::F32,
+            Format::Rust | Format::Bin | Format::C | Format::Tflite => ExportDType::Int8,
+        }
+    }
+
+    /// The one parameter type the format holds, if it holds only one.
+    pub fn only_dtype(self) -> Option<ExportDType> {
+        match self {
+            Format::Onnx | Format::Safetensors => Some(ExportDType::F32),
+            Format::Tflite => Some(ExportDType::Int8),
+            Format::Rust | Format::Bin | Format::C => None,
+        }
+    }
+
+    /// The lowercase name, as `--format` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Rust => "rust",
+            Format::Bin => "bin",
+            Format::C => "c",
+            Format::Onnx => "onnx",
+            Format::Safetensors => "safetensors",
+            Format::Tflite => "tflite",
+        }
+    }
 }
 
 /// The parameter type of the exported model.
@@ -91,6 +129,28 @@ pub fn model_file(
             (c::int8(&q, source)?.into_bytes(), describe_int8(&q, b.len()))
         }
         (Exported::F32(m), Format::C) => (c::f32(m, source)?.into_bytes(), describe_f32(m, 0)),
+        (Exported::F32(m), Format::Onnx) => {
+            let b = interop::onnx::write(&crate::interop_io::float_model(m))?;
+            let s = describe_f32(m, b.len());
+            (b, s)
+        }
+        (Exported::F32(m), Format::Safetensors) => {
+            let b = interop::safetensors::write(&crate::interop_io::float_model(m))?;
+            let s = describe_f32(m, b.len());
+            (b, s)
+        }
+        (Exported::Int8(b), Format::Tflite) => {
+            let q = Int8Model::parse(b)?;
+            let t = interop::tflite::write(b)?;
+            let s = describe_int8(&q, t.len());
+            (t, s)
+        }
+        (Exported::Int8(_), Format::Onnx | Format::Safetensors) => {
+            anyhow::bail!("--format {} holds f32 models: export with --dtype f32", format.name())
+        }
+        (Exported::F32(_), Format::Tflite) => {
+            anyhow::bail!("--format tflite holds int8 models: export with --dtype int8 (the default)")
+        }
     })
 }
 
@@ -118,7 +178,7 @@ pub fn expected_path(images: &Path) -> PathBuf {
 }
 
 /// `784-256-10`.
-fn shape(t: &Topology) -> String {
+pub fn shape(t: &Topology) -> String {
     let mut s = t.input().to_string();
     for l in t.layers() {
         let _ = write!(s, "-{}", l.outputs);

@@ -8,6 +8,7 @@ mod out;
 pub mod cli;
 pub mod digit_image;
 pub mod export;
+pub mod interop_io;
 pub mod model_io;
 pub mod plot;
 pub mod quant;

@@ -278,9 +278,10 @@ pub struct ExportArgs {
     /// Where to write the model.
     #[arg(long)]
     pub out: PathBuf,
-    /// Parameter type: int8 quantizes an f32 model on training images first.
-    #[arg(long, value_enum, default_value_t = ExportDType::Int8)]
-    pub dtype: ExportDType,
+    /// Parameter type: int8 quantizes an f32 model on training images first [default: int8
+    /// for rust, bin, c and tflite; f32 for onnx and safetensors].
+    #[arg(long, value_enum)]
+    pub dtype: Option<ExportDType>,
     /// MNIST folder (IDX files), for calibration and images. Default: $MNIST_DIR, else
     /// ./data/mnist, else it is downloaded there.
     #[arg(long, value_name = "DIR", conflicts_with = "csv")]
@@ -306,6 +307,35 @@ pub struct ExportArgs {
     /// Where to write the images (default: next to --out, named `<stem>_images.rs` or `.h`).
     #[arg(long, value_name = "PATH")]
     pub images_out: Option<PathBuf>,
+}
+
+/// `host import` options.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The model to import: ONNX, safetensors or TFLite (told apart by their bytes).
+    pub file: PathBuf,
+    /// Where to write the model file (f32 for ONNX and safetensors, int8 for TFLite).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The input normalization the model was trained with, which its weights do not show
+    /// [default: what the file records (our exports do), else scale].
+    #[arg(long, value_enum)]
+    pub normalization: Option<ImportNormalization>,
+    /// The hidden activation of a safetensors state_dict whose metadata does not name it
+    /// (as `train --activation` spells it) [default: relu, said in the output].
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub activation: Option<ActivationArg>,
+}
+
+/// `host import --normalization`: how raw pixels became the model's inputs in training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportNormalization {
+    /// Pixels / 255 (torchvision's ToTensor; Keras' Rescaling(1/255))
+    Scale,
+    /// ToTensor then Normalize((0.1307,), (0.3081,)), the MNIST tutorials' statistics
+    Standardize,
+    /// Raw values as stored (pixels 0..255)
+    None,
 }
 
 /// `host download` options.

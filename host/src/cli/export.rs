@@ -42,8 +42,13 @@ fn calibration_csv(a: &ExportArgs) -> Result<Dataset> {
 fn export(a: &ExportArgs) -> Result<ExportReport> {
     let mut lines = Vec::new();
     let wants_images = a.images > 0 || a.train_images > 0;
-    if wants_images && a.format == Format::Bin {
+    if wants_images && !matches!(a.format, Format::Rust | Format::C) {
         bail!("--images and --train-images are written as Rust or C source: use --format rust or --format c");
+    }
+    let dtype = a.dtype.unwrap_or(a.format.default_dtype());
+    if let Some(only) = a.format.only_dtype().filter(|&d| d != dtype) {
+        let name = |d| if d == ExportDType::F32 { "f32" } else { "int8" };
+        bail!("--format {} holds {} models, not {}: leave out --dtype", a.format.name(), name(only), name(dtype));
     }
     if wants_images && a.csv.is_some() {
         bail!("--images and --train-images are MNIST images; they cannot come from --csv");
@@ -63,7 +68,7 @@ fn export(a: &ExportArgs) -> Result<ExportReport> {
         data = Some(d.clone());
         Ok(d)
     };
-    let model = match (loaded, a.dtype) {
+    let model = match (loaded, dtype) {
         (AnyModel::Int8(bytes), ExportDType::Int8) => Exported::Int8(bytes),
         (AnyModel::F32(m), ExportDType::F32) => Exported::F32(m),
         (AnyModel::Int8(_), ExportDType::F32) => bail!(
