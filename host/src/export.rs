@@ -154,6 +154,15 @@ pub fn model_file(
     })
 }
 
+/// The files `format` writes beside the model, as (file name, contents): for an int8 C header,
+/// the C runtime that runs it (`mlp_runtime.h`, `mlp_runtime.c`, the same for every model).
+pub fn companion_files(model: &Exported, format: Format) -> &'static [(&'static str, &'static str)] {
+    match (model, format) {
+        (Exported::Int8(_), Format::C) => &c::RUNTIME_FILES,
+        _ => &[],
+    }
+}
+
 /// The images as source for `format`: a C header for C, else Rust.
 pub fn images_file(set: &ImageSet, format: Format, source: &str) -> String {
     let source = &Source { file: source, derived: "MNIST" };
