@@ -69,16 +69,46 @@ int mlp_argmax(const int8_t *values, uint32_t n)
     return (int)best;
 }
 
+/* acc[o] += c * w[o * m] for every output o: one input column. */
+static void add_column(uint32_t *acc, uint32_t n, uint32_t m, const int8_t *w, int32_t c)
+{
+    uint32_t o;
+    for (o = 0; o < n; o++) {
+        acc[o] += (uint32_t)(c * (int32_t)*w);
+        w += m;
+    }
+}
+
+/* Four input columns at once (each accumulator loaded and stored once for four products):
+ * w[o * m], w[o * m + d1], ... Four products of at most 255 x 127 sum to well inside int32. */
+static void add_4_columns(uint32_t *acc, uint32_t n, uint32_t m, const int8_t *w,
+                          const int32_t c[4], const uint32_t d[4])
+{
+    const int32_t c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
+    const uint32_t d1 = d[1] - d[0], d2 = d[2] - d[0], d3 = d[3] - d[0];
+    uint32_t o;
+    w += d[0];
+    for (o = 0; o < n; o++) {
+        acc[o] += (uint32_t)(c0 * (int32_t)w[0] + c1 * (int32_t)w[d1] + c2 * (int32_t)w[d2] +
+                             c3 * (int32_t)w[d3]);
+        w += m;
+    }
+}
+
 /* One layer: y = requantize(W (x - in_zero_point) + bias). The sums go column by column, so a
  * zero input (a blank pixel, a ReLU output at its zero point) costs one comparison: it adds
- * exactly 0 to every sum. x is `input`, or table[raw[j]] when raw is given. y may be the
- * buffer x is in: every x is read before the first y is written. */
+ * exactly 0 to every sum. The sums wrap (modulo 2^32), so their order does not change the
+ * result. x is `input`, or table[raw[j]] when raw is given. y may be the buffer x is in: every
+ * x is read before the first y is written. */
 static void dense(const mlp_layer *layer, const int8_t *input, const uint8_t *raw,
                   const int8_t *table, int32_t in_zero_point, uint32_t *acc, int8_t *y)
 {
     const uint32_t n = layer->outputs;
     const uint32_t m = layer->inputs;
     const int32_t zp = layer->table != NULL ? layer->pre_zero_point : layer->out_zero_point;
+    int32_t centered[4];
+    uint32_t column[4];
+    uint32_t pending = 0;
     uint32_t o;
     uint32_t j;
     for (o = 0; o < n; o++) {
@@ -87,15 +117,19 @@ static void dense(const mlp_layer *layer, const int8_t *input, const uint8_t *ra
     for (j = 0; j < m; j++) {
         const int32_t x = raw != NULL ? table[raw[j]] : input[j];
         /* In [-255, 255]; times a weight in [-127, 127] it fits int32 with room to spare. */
-        const int32_t centered = x - in_zero_point;
-        const int8_t *w = layer->weights + j;
-        if (centered == 0) {
+        const int32_t c = x - in_zero_point;
+        if (c == 0) {
             continue;
         }
-        for (o = 0; o < n; o++) {
-            acc[o] += (uint32_t)(centered * (int32_t)*w);
-            w += m;
+        centered[pending] = c;
+        column[pending] = j;
+        if (++pending == 4) {
+            add_4_columns(acc, n, m, layer->weights, centered, column);
+            pending = 0;
         }
+    }
+    for (j = 0; j < pending; j++) {
+        add_column(acc, n, m, layer->weights + column[j], centered[j]);
     }
     for (o = 0; o < n; o++) {
         const int32_t sum = to_i32(acc[o] + (uint32_t)layer->bias[o]);
