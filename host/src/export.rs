@@ -33,7 +33,8 @@ pub enum Format {
     Rust,
     /// The model file itself ("MLPM" format), for `include_bytes!` or flashing to a partition
     Bin,
-    /// A C header: `static const` arrays and `#define`s
+    /// A C header: `static const` arrays and `#define`s; for int8, also mlp_runtime.c and
+    /// mlp_runtime.h beside it: integer-only C99 inference for it (docs/C.md)
     C,
     /// ONNX (f32): a graph onnxruntime runs, the input normalization and class names as metadata
     Onnx,

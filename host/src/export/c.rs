@@ -1,5 +1,9 @@
 //! A C header for firmware: the model as `static const` arrays and `#define`s, and the images
-//! with the host's outputs.
+//! with the host's outputs. For an int8 model the header also describes its arrays as
+//! `MLP_MODEL` for the C runtime (`mlp_runtime.c`/`.h`, written beside it: see
+//! [`RUNTIME_FILES`] and docs/C.md). The runtime is one fixed C file rather than code generated
+//! per model: it is the same reviewed, tested text for every model, and a project can vendor
+//! it once; the model-specific part stays data.
 
 use std::fmt::Write as _;
 
