@@ -51,6 +51,10 @@ fn line(i: usize, label: u8, logits: &[i8]) -> String {
 
 /// A 13-7-5-9-3-4 model: sigmoid, tanh and GELU tables, ReLU, softmax logits; odd widths.
 fn synthetic_model() -> Vec<u8> {
+    synthetic_model_with(&InputTransform::Global { scale: 1.0 / 255.0, offset: 0.0 })
+}
+
+fn synthetic_model_with(transform: &InputTransform<'_>) -> Vec<u8> {
     let t = Topology::new(
         13,
         &[
@@ -70,10 +74,9 @@ fn synthetic_model() -> Vec<u8> {
     let model = Model::new(&t, &params, &[]).unwrap();
     let mut ws = vec![0.0; t.infer_workspace_len(256)];
     int8::calibrate(&Portable, &model, &samples, 256, &mut ws, &mut ranges).unwrap();
-    let transform = InputTransform::Global { scale: 1.0 / 255.0, offset: 0.0 };
     let mut scratch = vec![0.0; int8::scratch_len(&t)];
-    let mut file = vec![0u8; int8::encoded_len(&t, &transform)];
-    int8::quantize(&t, &params, &[], &ranges, &transform, &mut scratch, &mut file).unwrap();
+    let mut file = vec![0u8; int8::encoded_len(&t, transform)];
+    int8::quantize(&t, &params, &[], &ranges, transform, &mut scratch, &mut file).unwrap();
     file
 }
 
@@ -111,6 +114,28 @@ fn c_runtime_is_bit_identical_to_core_on_a_synthetic_model() {
         (0..13 * 300).map(|i| if i < 256 { i as u8 as i8 } else { rng.below(256) as u8 as i8 }).collect();
     std::fs::write(d.join("i8.bin"), xi.iter().map(|&v| v as u8).collect::<Vec<_>>()).unwrap();
     assert_eq!(run_driver(&exe, &["i8", "i8.bin"], d), core_lines(&q, &xi));
+}
+
+#[test]
+fn a_per_feature_model_runs_on_int8_inputs_and_refuses_u8() {
+    // A CSV-style model: a scale and offset per feature, so no u8 input table.
+    let scale: Vec<f32> = (0..13).map(|j| 0.5 + j as f32 / 10.0).collect();
+    let offset: Vec<f32> = (0..13).map(|j| j as f32 / 7.0 - 1.0).collect();
+    let file = synthetic_model_with(&InputTransform::PerFeature { scale: &scale, offset: &offset });
+    let q = Int8Model::parse(&file).unwrap();
+    assert!(q.input_table().is_none());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("q.mlp"), &file).unwrap();
+    ok(&host(&["export", "q.mlp", "--format", "c", "--out", "model.h"], d));
+    let exe = build_driver(d);
+    let mut rng = Rng::new(11);
+    let xi: Vec<i8> = (0..13 * 100).map(|_| rng.below(256) as u8 as i8).collect();
+    std::fs::write(d.join("i8.bin"), xi.iter().map(|&v| v as u8).collect::<Vec<_>>()).unwrap();
+    assert_eq!(run_driver(&exe, &["i8", "i8.bin"], d), core_lines(&q, &xi));
+    let refused = Command::new(&exe).args(["u8", "i8.bin"]).current_dir(d).output().unwrap();
+    assert!(!refused.status.success());
+    assert_eq!(common::stderr(&refused), "sample 0: error -2\n", "MLP_ERROR_NO_INPUT_TABLE");
 }
 
 #[test]
