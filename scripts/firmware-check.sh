@@ -59,5 +59,11 @@ last=$(echo "$losses" | tail -1)
 [ -n "$first" ] || fail "train: no epoch lines in the log"
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "train: the loss went from $first to $last"
 echo "   train: on-device loss fell from $first to $last"
+
+# The C runtime (issue 17, item 5): firmware-c/ on the Cortex-M4 and the Cortex-M0, each image
+# bit-identical to the host (scripts/firmware-c-check.sh; one summary line per core).
+echo "-- C runtime: firmware-c on cortex-m4 and cortex-m0"
+"$here/firmware-c-check.sh" | sed 's/^/   /'
+
 echo
 "$here/firmware-size.sh"

@@ -128,7 +128,9 @@ const EXPORT_EXAMPLES: &str = "Examples:
   host export model.mlp --format c --out model.h --images 10
 
 With --images N, the first N MNIST test images, their labels and the host's outputs go to
-<out stem>_images.rs (or .h), and the host's line per image to <out stem>_images.expected.txt.";
+<out stem>_images.rs (or .h), and the host's line per image to <out stem>_images.expected.txt.
+An int8 --format c export also writes mlp_runtime.c and mlp_runtime.h beside the header: the
+integer-only C99 code that runs it, bit-identical to the host (docs/C.md).";
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {

@@ -33,7 +33,8 @@ pub enum Format {
     Rust,
     /// The model file itself ("MLPM" format), for `include_bytes!` or flashing to a partition
     Bin,
-    /// A C header: `static const` arrays and `#define`s
+    /// A C header: `static const` arrays and `#define`s; for int8, also mlp_runtime.c and
+    /// mlp_runtime.h beside it: integer-only C99 inference for it (docs/C.md)
     C,
     /// ONNX (f32): a graph onnxruntime runs, the input normalization and class names as metadata
     Onnx,
@@ -152,6 +153,15 @@ pub fn model_file(
             anyhow::bail!("--format tflite holds int8 models: export with --dtype int8 (the default)")
         }
     })
+}
+
+/// The files `format` writes beside the model, as (file name, contents): for an int8 C header,
+/// the C runtime that runs it (`mlp_runtime.h`, `mlp_runtime.c`, the same for every model).
+pub fn companion_files(model: &Exported, format: Format) -> &'static [(&'static str, &'static str)] {
+    match (model, format) {
+        (Exported::Int8(_), Format::C) => &c::RUNTIME_FILES,
+        _ => &[],
+    }
 }
 
 /// The images as source for `format`: a C header for C, else Rust.

@@ -132,8 +132,17 @@ fn export(a: &ExportArgs) -> Result<ExportReport> {
     } else {
         None
     };
+    let companions = export::companion_files(&model, a.format);
+    if let Some((name, _)) = companions.iter().find(|(name, _)| a.out.file_name() == Some(name.as_ref())) {
+        bail!("--out {}: that name is taken by the runtime written beside the model: use another name", name);
+    }
     write_atomic(&a.out, &text_or_bytes)?;
     lines.push(format!("Wrote {} ({} bytes): {summary}", a.out.display(), text_or_bytes.len()));
+    for (name, text) in companions {
+        let path = a.out.with_file_name(name);
+        write_atomic(&path, text.as_bytes())?;
+        lines.push(format!("Wrote {}: the C runtime for it (integer only, no allocation)", path.display()));
+    }
     if let Some((set, test_name)) = images {
         let path = a.images_out.clone().unwrap_or_else(|| export::default_images_path(&a.out, a.format));
         let text = export::images_file(&set, a.format, &source);

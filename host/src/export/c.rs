@@ -1,5 +1,9 @@
 //! A C header for firmware: the model as `static const` arrays and `#define`s, and the images
-//! with the host's outputs.
+//! with the host's outputs. For an int8 model the header also describes its arrays as
+//! `MLP_MODEL` for the C runtime (`mlp_runtime.c`/`.h`, written beside it: see
+//! [`RUNTIME_FILES`] and docs/C.md). The runtime is one fixed C file rather than code generated
+//! per model: it is the same reviewed, tested text for every model, and a project can vendor
+//! it once; the model-specific part stays data.
 
 use std::fmt::Write as _;
 
@@ -84,8 +88,44 @@ pub(super) fn int8(q: &Int8Model<'_>, source: &Source<'_>) -> Result<String> {
             Array::c(&format!("MLP_L{i}_TABLE"), "int8_t", 16).write(&mut out, table.iter());
         }
     }
+    runtime_descriptor(&mut out, q);
     let _ = writeln!(out, "\n#endif /* {guard} */");
     Ok(out)
+}
+
+/// The runtime's C source, the same for every model: written beside the model header.
+pub(super) const RUNTIME_FILES: [(&str, &str); 2] =
+    [("mlp_runtime.h", include_str!("mlp_runtime.h")), ("mlp_runtime.c", include_str!("mlp_runtime.c"))];
+
+/// `MLP_MODEL`: the arrays above as the runtime's `mlp_model` (mlp_runtime.h), and the work
+/// buffer it needs. The clamp bounds come from core ([`Int8Layer::clamp_range`]), so the C
+/// code needs no activation codes.
+///
+/// [`Int8Layer::clamp_range`]: mlp::int8::Int8Layer::clamp_range
+fn runtime_descriptor(out: &mut String, q: &Int8Model<'_>) {
+    let max_width = q.layers().iter().map(|l| l.outputs()).max().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "\n/* The model for mlp_runtime.c: mlp_classify_u8(&MLP_MODEL, ...), work buffer of MLP_WORK_WORDS\n\
+         \x20* int32s (MLP_WORK_WORDS * 4 bytes of RAM). */\n#include \"mlp_runtime.h\"\n\
+         #define MLP_MAX_WIDTH {max_width}\n#define MLP_WORK_WORDS MLP_WORK_WORDS_FOR(MLP_MAX_WIDTH)\n\
+         static const mlp_layer MLP_LAYER_TABLE[MLP_LAYERS] = {{"
+    );
+    for (i, l) in q.layers().iter().enumerate() {
+        let (lo, hi) = l.clamp_range();
+        let table = if l.table().is_some() { format!("MLP_L{i}_TABLE") } else { "NULL".into() };
+        let _ = writeln!(
+            out,
+            "    {{MLP_L{i}_INPUTS, MLP_L{i}_OUTPUTS, MLP_L{i}_WEIGHTS, MLP_L{i}_BIAS, MLP_L{i}_MULTIPLIERS, MLP_L{i}_SHIFTS,\n\
+             \x20    {table}, MLP_L{i}_OUT_ZERO_POINT, MLP_L{i}_PRE_ZERO_POINT, {lo}, {hi}}},"
+        );
+    }
+    let input_table = if q.input_table().is_some() { "MLP_INPUT_TABLE" } else { "NULL" };
+    let _ = writeln!(
+        out,
+        "}};\nstatic const mlp_model MLP_MODEL = {{MLP_INPUT, MLP_OUTPUT, MLP_LAYERS, MLP_MAX_WIDTH, \
+         MLP_INPUT_ZERO_POINT,\n    {input_table}, MLP_LAYER_TABLE}};"
+    );
 }
 
 /// The class (and feature) names the model file stores, as C string arrays.
