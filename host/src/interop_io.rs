@@ -11,7 +11,10 @@ pub fn float_model(model: &SavedModel) -> FloatModel {
         topology: model.topology.clone(),
         params: model.params.clone(),
         running: model.running.clone(),
-        input: Some(InputNormalization { scale: model.input.scale.clone(), offset: model.input.offset.clone() }),
+        input: Some(InputNormalization {
+            scale: model.input.scale.clone(),
+            offset: model.input.offset.clone(),
+        }),
         classes: model.names.classes.clone(),
         notes: Vec::new(),
     }

@@ -48,7 +48,12 @@ fn export(a: &ExportArgs) -> Result<ExportReport> {
     let dtype = a.dtype.unwrap_or(a.format.default_dtype());
     if let Some(only) = a.format.only_dtype().filter(|&d| d != dtype) {
         let name = |d| if d == ExportDType::F32 { "f32" } else { "int8" };
-        bail!("--format {} holds {} models, not {}: leave out --dtype", a.format.name(), name(only), name(dtype));
+        bail!(
+            "--format {} holds {} models, not {}: leave out --dtype",
+            a.format.name(),
+            name(only),
+            name(dtype)
+        );
     }
     if wants_images && a.csv.is_some() {
         bail!("--images and --train-images are MNIST images; they cannot come from --csv");

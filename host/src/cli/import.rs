@@ -48,7 +48,11 @@ fn import(a: &ImportArgs) -> Result<Vec<String>> {
     let path = &a.file;
     let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if meta.len() > MAX_IMPORT_BYTES {
-        bail!("{}: {} bytes is larger than any MLP this tool imports (2 GiB at most)", path.display(), meta.len());
+        bail!(
+            "{}: {} bytes is larger than any MLP this tool imports (2 GiB at most)",
+            path.display(),
+            meta.len()
+        );
     }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let Some(format) = Format::detect(&bytes) else {
@@ -100,7 +104,9 @@ fn import(a: &ImportArgs) -> Result<Vec<String>> {
             let transform = if norm == ImportNormalization::None { InputTransform::Identity } else { global };
             let (file, notes) = interop::tflite::read(&bytes, &transform).map_err(read)?;
             let shape = shape(
-                mlp::int8::Int8Model::parse(&file).context("the imported int8 model does not parse")?.topology(),
+                mlp::int8::Int8Model::parse(&file)
+                    .context("the imported int8 model does not parse")?
+                    .topology(),
             );
             (file, format!("int8 {shape} from TFLite; {said}"), notes)
         }

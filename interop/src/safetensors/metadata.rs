@@ -68,7 +68,9 @@ pub(super) fn maxout() -> Error {
 }
 
 fn unknown_activation(text: &str) -> Error {
-    Error::new(format!("activation '{text}' in the metadata is not one this tool knows; supported: {SUPPORTED}"))
+    Error::new(format!(
+        "activation '{text}' in the metadata is not one this tool knows; supported: {SUPPORTED}"
+    ))
 }
 
 /// The `torch.nn` module of an activation (`dim=1`: softmax over each sample's outputs).
@@ -117,7 +119,8 @@ pub(super) fn parse_floats(key: &str, text: &str, n: usize) -> Result<Vec<f32>> 
     if inner.split(',').count() != n {
         return Err(bad());
     }
-    let v = inner.split(',').map(|s| s.trim().parse::<f32>().map_err(|_| bad())).collect::<Result<Vec<_>>>()?;
+    let v =
+        inner.split(',').map(|s| s.trim().parse::<f32>().map_err(|_| bad())).collect::<Result<Vec<_>>>()?;
     finite(key, v)
 }
 

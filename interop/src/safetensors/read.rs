@@ -22,7 +22,8 @@ pub(super) fn read(bytes: &[u8], activation: Option<Activation>) -> Result<Float
         ))
     })?;
     // read_metadata checked that header and tensors cover the file exactly.
-    let data = bytes.get(8 + header_len..).ok_or_else(|| Error::new("safetensors data past the end of the file"))?;
+    let data =
+        bytes.get(8 + header_len..).ok_or_else(|| Error::new("safetensors data past the end of the file"))?;
     let meta = header.metadata().clone().unwrap_or_default();
     let names = header.offset_keys();
     let modules = modules(&header, &names)?;
@@ -87,7 +88,8 @@ fn modules<'h>(header: &'h Metadata, names: &'h [String]) -> Result<BTreeMap<u64
             }
             Some(_) => {}
         }
-        let info = header.info(name).ok_or_else(|| Error::new(format!("tensor '{name}' has no header entry")))?;
+        let info =
+            header.info(name).ok_or_else(|| Error::new(format!("tensor '{name}' has no header entry")))?;
         if modules.len() >= 2 * MAX_LAYERS && !modules.contains_key(&index) {
             return Err(Error::new(format!(
                 "more than {} modules with parameters: at most {MAX_LAYERS} Linear layers, each with an optional \
@@ -167,7 +169,8 @@ fn layers<'h>(modules: &BTreeMap<u64, Module<'h>>) -> Result<Vec<Layer<'h>>> {
     const SUPPORTED: &str = "supported: Linear layers, each optionally followed by a BatchNorm1d";
     let mut layers: Vec<Layer<'h>> = Vec::new();
     for (&index, m) in modules {
-        let is_batch_norm = m.running_mean.is_some() || m.running_var.is_some() || m.num_batches_tracked.is_some();
+        let is_batch_norm =
+            m.running_mean.is_some() || m.running_var.is_some() || m.num_batches_tracked.is_some();
         if is_batch_norm {
             let (Some(mean), Some(var)) = (m.running_mean, m.running_var) else {
                 let missing = if m.running_mean.is_none() { "running_mean" } else { "running_var" };
@@ -297,11 +300,13 @@ fn topology(
                 a.name()
             )),
             (Some(_), None) => {}
-            (None, Some(a)) => {
-                notes.push(format!("hidden activation {} (--activation): the file's metadata does not name it", a.name()))
-            }
+            (None, Some(a)) => notes.push(format!(
+                "hidden activation {} (--activation): the file's metadata does not name it",
+                a.name()
+            )),
             (None, None) => notes.push(
-                "hidden activation relu: assumed, the file's metadata does not name it; pass --activation".into(),
+                "hidden activation relu: assumed, the file's metadata does not name it; pass --activation"
+                    .into(),
             ),
         }
     }
@@ -341,7 +346,8 @@ fn topology(
         let spec = LayerSpec::dense(l.outputs(), act);
         specs.push(if l.batch_norm.is_some() { spec.with_batch_norm() } else { spec });
     }
-    let topology = Topology::new(layers[0].inputs(), &specs).map_err(|e| Error::new(format!("not a valid network: {e}")))?;
+    let topology = Topology::new(layers[0].inputs(), &specs)
+        .map_err(|e| Error::new(format!("not a valid network: {e}")))?;
     if let Some(text) = meta.get(metadata::TOPOLOGY) {
         let shape = shape_text(&topology);
         if text.trim() != shape {
@@ -374,17 +380,28 @@ impl TensorReader<'_> {
     /// Appends `t`'s values to `out` as f32; refuses non-float dtypes and non-finite values.
     fn append(&mut self, t: Tensor<'_>, out: &mut Vec<f32>) -> Result<()> {
         let (start, end) = t.info.data_offsets;
-        let bytes = self.data.get(start..end).ok_or_else(|| Error::new(format!("{}: data outside the file", t.name)))?;
+        let bytes = self
+            .data
+            .get(start..end)
+            .ok_or_else(|| Error::new(format!("{}: data outside the file", t.name)))?;
         let before = out.len();
         match t.info.dtype {
-            Dtype::F32 => out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-            Dtype::F64 => out.extend(bytes.chunks_exact(8).map(|c| {
-                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-            })),
-            Dtype::F16 => out.extend(bytes.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))),
-            Dtype::BF16 => {
-                out.extend(bytes.chunks_exact(2).map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)))
+            Dtype::F32 => {
+                out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
             }
+            Dtype::F64 => out.extend(
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32),
+            ),
+            Dtype::F16 => {
+                out.extend(bytes.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))))
+            }
+            Dtype::BF16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)),
+            ),
             d => {
                 return Err(Error::new(format!(
                     "{} is {d}: supported parameter dtypes are F32, and F64, F16, BF16 (converted to f32)",
@@ -421,7 +438,11 @@ fn f16_to_f32(h: u16) -> f32 {
 }
 
 /// The parameters and running statistics in core's layout.
-fn parameters(layers: &[Layer<'_>], topology: &Topology, reader: &mut TensorReader<'_>) -> Result<(Vec<f32>, Vec<f32>)> {
+fn parameters(
+    layers: &[Layer<'_>],
+    topology: &Topology,
+    reader: &mut TensorReader<'_>,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     // Both lengths follow from shapes the crate checked against the file's bytes.
     let mut params = Vec::with_capacity(topology.param_len());
     let mut running = Vec::with_capacity(topology.running_len());
@@ -449,7 +470,10 @@ fn parameters(layers: &[Layer<'_>], topology: &Topology, reader: &mut TensorRead
             let var_start = running.len();
             reader.append(bn.var, &mut running)?;
             if let Some(k) = running[var_start..].iter().position(|&v| v < 0.0) {
-                return Err(Error::new(format!("{} is negative at element {k}: a variance cannot be", bn.var.name)));
+                return Err(Error::new(format!(
+                    "{} is negative at element {k}: a variance cannot be",
+                    bn.var.name
+                )));
             }
         }
     }

@@ -89,7 +89,10 @@ pub(super) fn write(model: &FloatModel) -> Result<Vec<u8>> {
     let mut offset = 0usize;
     for e in &tensors {
         let end = offset + e.data.len();
-        header.insert(e.name.clone(), json!({"dtype": e.dtype, "shape": e.shape, "data_offsets": [offset, end]}));
+        header.insert(
+            e.name.clone(),
+            json!({"dtype": e.dtype, "shape": e.shape, "data_offsets": [offset, end]}),
+        );
         offset = end;
     }
     let mut header = serde_json::to_vec(&header).map_err(|e| Error::new(e.to_string()))?;
