@@ -139,7 +139,7 @@ fn maxout_is_refused_by_name() {
 
 /// A safetensors file with `tensors` (name, dtype, shape), each filled with 0.25 (F32) or
 /// zeros, and `meta`.
-fn file(tensors: &[(&str, &str, &[usize])], meta: Value) -> Vec<u8> {
+fn file(tensors: &[Spec], meta: Value) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     if !meta.is_null() {
         header.insert("__metadata__".into(), meta);
@@ -169,11 +169,14 @@ fn raw(header: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A tensor of [`file`]: name, dtype, shape.
+type Spec<'a> = (&'a str, &'a str, &'a [usize]);
+
 fn error(bytes: &[u8]) -> String {
     read(bytes, None).unwrap_err().to_string()
 }
 
-const MLP: [(&str, &str, &[usize]); 4] = [
+const MLP: [Spec; 4] = [
     ("0.weight", "F32", &[3, 4]),
     ("0.bias", "F32", &[3]),
     ("2.weight", "F32", &[2, 3]),
@@ -222,13 +225,13 @@ fn hostile_sizes() {
     assert!(error(&index).contains("module index too large"));
     let many: Vec<(String, &str, &[usize])> =
         (0..20).map(|i| (format!("{}.weight", 2 * i), "F32", &[1usize, 1][..])).collect();
-    let many: Vec<(&str, &str, &[usize])> = many.iter().map(|(n, d, s)| (n.as_str(), *d, *s)).collect();
+    let many: Vec<Spec> = many.iter().map(|(n, d, s)| (n.as_str(), *d, *s)).collect();
     assert!(error(&file(&many, Value::Null)).contains("at most 8 Linear layers"));
 }
 
 #[test]
 fn unsupported_names_layers_and_values() {
-    let cases: Vec<(Vec<(&str, &str, &[usize])>, Value, &str)> = vec![
+    let cases: Vec<(Vec<Spec>, Value, &str)> = vec![
         (vec![("0.weight_orig", "F32", &[3, 4])], Value::Null, "expected '<index>.<weight|bias|"),
         (vec![("fc1.weight", "F32", &[3, 4])], Value::Null, "not a name of an nn.Sequential state_dict"),
         (
