@@ -47,6 +47,16 @@ fn describe(norm: ImportNormalization) -> &'static str {
 fn import(a: &ImportArgs) -> Result<Vec<String>> {
     let path = &a.file;
     let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.is_dir() {
+        bail!(
+            "{} is a directory: host import reads one model file (.onnx, .safetensors or .tflite); an ONNX \
+             model's external data files are found next to it",
+            path.display()
+        );
+    }
+    if meta.len() == 0 {
+        bail!("{} is empty (0 bytes): nothing to import; was the export interrupted?", path.display());
+    }
     if meta.len() > MAX_IMPORT_BYTES {
         bail!(
             "{}: {} bytes is larger than any MLP this tool imports (2 GiB at most)",
@@ -63,8 +73,19 @@ fn import(a: &ImportArgs) -> Result<Vec<String>> {
         );
     };
     let mut lines = Vec::new();
+    if a.activation.is_some() && format != Format::Safetensors {
+        // Said now, so the user sees it even when the import fails.
+        outln!(
+            "--activation ignored: it names the hidden activation of a safetensors state_dict; this {} file \
+             names its own",
+            format.name()
+        );
+    }
     let assumed = |norm: Option<ImportNormalization>, recorded: bool| -> (ImportNormalization, String) {
         match norm {
+            Some(n) if recorded => {
+                (n, format!("{} (--normalization, in place of the normalization the file records)", describe(n)))
+            }
             Some(n) => (n, format!("{} (--normalization)", describe(n))),
             None if recorded => (ImportNormalization::None, "the input normalization the file records".into()),
             None => (
@@ -111,8 +132,9 @@ fn import(a: &ImportArgs) -> Result<Vec<String>> {
             (file, format!("int8 {shape} from TFLite; {said}"), notes)
         }
     };
+    // Written only now, whole or not at all: a failed import leaves an existing --out as it was.
     write_atomic(&a.out, &out_bytes)?;
-    lines.extend(notes);
+    lines.extend(notes.into_iter().map(|n| format!("note: {n}")));
     lines.push(format!("Wrote {} ({} bytes): {summary}", a.out.display(), out_bytes.len()));
     Ok(lines)
 }
