@@ -275,7 +275,7 @@ impl<'a> Walk<'a> {
                         )));
                     }
                 }
-                self.notes.push(format!("Dropout {at} dropped: inference only"));
+                self.notes.push(format!("{at} dropped: inference only"));
             }
             "Gemm" => self.gemm(node, index, &at)?,
             "MatMul" => self.matmul(node, &at)?,
@@ -675,10 +675,12 @@ fn constant(n: &NodeProto, index: usize) -> Result<TensorProto> {
             int64_data: a.ints.clone(),
             ..Default::default()
         },
-        (other, _) => return Err(Error::new(format!(
+        (other, _) => {
+            return Err(Error::new(format!(
             "{}: a constant given as '{other}' is not supported (value, value_float(s), value_int(s) are)",
             describe(n, index)
-        ))),
+        )))
+        }
     };
     Ok(TensorProto { name: n.output.first().cloned().unwrap_or_default(), ..t })
 }
