@@ -135,6 +135,9 @@ fn hostile_tensor_sizes_are_refused_before_allocating() {
     assert!(err(&overflow).contains("overflows"), "{}", err(&overflow));
     let short = with_initializer("w1", tensor("", &[2, 3], &[1.0; 5]));
     assert!(err(&short).contains("(24 bytes) but holds 20 bytes"), "{}", err(&short));
+    // No data, so the other dimension is backed by nothing: no bias of 2^40 floats.
+    let empty = with_initializer("w1", tensor("", &[1 << 40, 0], &[]));
+    assert!(err(&empty).contains("has shape [1099511627776, 0]; a layer needs both > 0"), "{}", err(&empty));
     let long = with_initializer("w1", tensor("", &[2, 3], &[1.0; 7]));
     assert!(err(&long).contains("(24 bytes) but holds 28 bytes"), "{}", err(&long));
     let typed = with_initializer(

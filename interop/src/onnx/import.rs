@@ -422,6 +422,7 @@ impl<'a> Walk<'a> {
                 b.dims
             )));
         };
+        empty_matrix(at, b_name, rows, cols)?;
         let (inputs, outputs) = if trans_b { (cols, rows) } else { (rows, cols) };
         let mut weights = if trans_b { b.values } else { transpose(&b.values, rows, cols) };
         weights.iter_mut().for_each(|w| *w *= alpha);
@@ -449,6 +450,7 @@ impl<'a> Walk<'a> {
                 b.dims
             )));
         };
+        empty_matrix(at, b_name, rows, cols)?;
         let weights = transpose(&b.values, rows, cols);
         self.open(at, rows, cols, weights, vec![0.0; cols])
     }
@@ -683,6 +685,17 @@ fn constant(n: &NodeProto, index: usize) -> Result<TensorProto> {
         }
     };
     Ok(TensorProto { name: n.output.first().cloned().unwrap_or_default(), ..t })
+}
+
+/// Refuses a weight matrix with no elements: its other dimension is then not backed by any
+/// data, and the bias sized by it must not be allocated.
+fn empty_matrix(at: &str, name: &str, rows: usize, cols: usize) -> Result<()> {
+    if rows == 0 || cols == 0 {
+        return Err(Error::new(format!(
+            "{at}: weight B '{name}' has shape [{rows}, {cols}]; a layer needs both > 0"
+        )));
+    }
+    Ok(())
 }
 
 /// `[rows][cols]` row-major to `[cols][rows]`.
