@@ -141,6 +141,12 @@ fn onnx_helper_graphs_import_and_evaluate_as_onnxruntime_runs_them() {
         let worst = assert_close(name, &got, &want.concat(), topology.output());
         eprintln!("{name}: {} layers, within {worst:.2e}; notes: {:?}", topology.layers().len(), model.notes);
     }
+    // `host import` of a bare file name finds its external data beside it (the current folder).
+    let said = ok(&host(&["import", "matmul_add_batchnorm.onnx", "--out", "external.mlp"], dir.path()));
+    assert!(said.contains("folded into the layer's weights"), "{said}");
+    let imported = SavedModel::load(&dir.path().join("external.mlp")).unwrap();
+    let bytes = std::fs::read(dir.path().join("matmul_add_batchnorm.onnx")).unwrap();
+    assert_eq!(imported.params, interop::onnx::read(&bytes, Some(dir.path())).unwrap().params);
 }
 
 /// A 784-11(bn, relu)-7(tanh)-10 model with input normalization and class names.

@@ -5,7 +5,8 @@ for a few fixed inputs. host/tests/interop_onnx.rs imports each and compares cor
 
     python scripts/interop/onnx_helper_graphs.py OUT_DIR
 
-Writes OUT_DIR/NAME.onnx and OUT_DIR/NAME.json ({"kind": probabilities | log_probabilities |
+Writes OUT_DIR/NAME.onnx (matmul_add_batchnorm with its weights in NAME.weights, external data)
+and OUT_DIR/NAME.json ({"kind": probabilities | log_probabilities |
 logits, "inputs": [...], "outputs": [...]}), and prints the names. Needs onnx, onnxruntime, numpy
 (scripts/interop-venv.sh).
 """
@@ -19,6 +20,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 rng = np.random.default_rng(16)
+# The graph saved with its initializers in an external data file.
+EXTERNAL = "matmul_add_batchnorm"
 
 
 def weights(name, *shape):
@@ -102,7 +105,11 @@ def main():
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="onnx.helper")
         onnx.checker.check_model(model, full_check=True)
         path = os.path.join(out_dir, name + ".onnx")
-        onnx.save(model, path)
+        if name == EXTERNAL:
+            # Weights in a file beside the model, as torch.onnx.export(..., external_data=True) writes.
+            onnx.save(model, path, save_as_external_data=True, location=name + ".weights", size_threshold=0)
+        else:
+            onnx.save(model, path)
         x = rng.normal(0, 1.5, (5, *shape)).astype(np.float32)
         y = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
         with open(os.path.join(out_dir, name + ".json"), "w") as f:

@@ -151,6 +151,8 @@ fn external(t: &TensorProto, len: usize, dir: Option<&Path>) -> Result<Vec<u8>> 
             "tensor '{name}' is stored in an external data file, and no model folder was given to find it in"
         )));
     };
+    // `Path::parent` of a bare file name is "": the current folder.
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     let (mut location, mut offset, mut length) = (None, 0u64, None);
     for e in &t.external_data {
         let number = || {
