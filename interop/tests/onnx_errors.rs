@@ -174,6 +174,27 @@ fn unsupported_ops_are_named_with_their_node() {
         ..node("Gelu", "gelu", &["h"], "r")
     };
     assert!(err(&m).contains("approximate='tanh' is not supported"), "{}", err(&m));
+    for (training, refused) in [(0u8, false), (1, true)] {
+        let mut m = valid();
+        let g = m.graph.as_mut().unwrap();
+        g.node.insert(2, node("Dropout", "drop", &["r", "", "training"], "d"));
+        g.node[3].input[0] = "d".into();
+        g.initializer.push(TensorProto {
+            data_type: 9,
+            name: "training".into(),
+            raw_data: vec![training],
+            ..Default::default()
+        });
+        let read = read(&m.encode_to_vec(), None);
+        assert_eq!(read.is_err(), refused, "{read:?}");
+        if refused {
+            assert!(
+                err(&m).contains("training_mode 'training' must be a constant bool false"),
+                "{}",
+                err(&m)
+            );
+        }
+    }
 }
 
 #[test]

@@ -45,13 +45,14 @@ def bn(prefix, n, x, y, eps):
 def graphs():
     """(name, opset, input shape without batch, nodes, initializers, output kind)."""
     out = []
-    # Flatten, Gemm with transB=0 and alpha/beta, Dropout (with a ratio), Identity, Sigmoid, Softmax(axis=1).
+    # Flatten, Gemm with transB=0 and alpha/beta, Dropout (ratio, training_mode false), Identity, Sigmoid, Softmax(axis=1).
     init = [weights("w1", 6, 5), weights("b1", 1, 5), weights("w2", 4, 5), weights("b2", 4), weights("w3", 3, 4),
-            weights("b3", 3), numpy_helper.from_array(np.array(0.25, np.float32), "ratio")]
+            weights("b3", 3), numpy_helper.from_array(np.array(0.25, np.float32), "ratio"),
+            numpy_helper.from_array(np.array(False), "training")]
     nodes = [helper.make_node("Flatten", ["x"], ["f"], axis=1),
              helper.make_node("Gemm", ["f", "w1", "b1"], ["h1"], alpha=0.5, beta=2.0, transB=0, name="fc1"),
              helper.make_node("Relu", ["h1"], ["a1"]),
-             helper.make_node("Dropout", ["a1", "ratio"], ["d1"], name="drop"),
+             helper.make_node("Dropout", ["a1", "ratio", "training"], ["d1"], name="drop"),
              helper.make_node("Gemm", ["d1", "w2", "b2"], ["h2"], transB=1),
              helper.make_node("Identity", ["h2"], ["i2"]),
              helper.make_node("Sigmoid", ["i2"], ["a2"]),

@@ -30,7 +30,9 @@ def idx(mnist_dir, name):
 
 def main():
     model_path, mnist_dir, logits_out = sys.argv[1:4]
-    meta = {p.key: p.value for p in onnx.load(model_path).metadata_props}
+    model = onnx.load(model_path)
+    onnx.checker.check_model(model, full_check=True)  # a valid ONNX model, shapes inferred
+    meta = {p.key: p.value for p in model.metadata_props}
     scale = np.array(json.loads(meta["mlp.input_scale"]), np.float32)
     offset = np.array(json.loads(meta["mlp.input_offset"]), np.float32)
     images = idx(mnist_dir, "t10k-images-idx3-ubyte").reshape(-1, 784).astype(np.float32)

@@ -264,14 +264,10 @@ impl<'a> Walk<'a> {
             "Identity" => {}
             "Dropout" => {
                 if let Some(mode) = node.input.get(2).filter(|s| !s.is_empty()) {
-                    let training = self.constant(mode).and_then(|t| {
-                        tensor::ints(t, None).ok().or_else(|| {
-                            tensor::floats(t, None).ok().map(|f| f.values.iter().map(|&v| v as i64).collect())
-                        })
-                    });
-                    if training.as_deref() != Some(&[0]) {
+                    let training = self.constant(mode).and_then(tensor::bool_scalar);
+                    if training != Some(false) {
                         return Err(Error::new(format!(
-                            "{at}: training_mode must be a constant false for inference"
+                            "{at}: training_mode '{mode}' must be a constant bool false (inference)"
                         )));
                     }
                 }

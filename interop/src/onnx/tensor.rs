@@ -101,6 +101,19 @@ pub fn ints(t: &TensorProto, external_dir: Option<&Path>) -> Result<Vec<i64>> {
     })
 }
 
+/// The value of a one-element bool tensor (Dropout's training_mode), or `None` when `t` is
+/// not one.
+pub fn bool_scalar(t: &TensorProto) -> Option<bool> {
+    if t.data_type != data_type::BOOL || shape(t).ok()?.1 != 1 || t.data_location == DATA_LOCATION_EXTERNAL {
+        return None;
+    }
+    match (t.raw_data.as_slice(), t.int32_data.as_slice()) {
+        ([b], []) => Some(*b != 0),
+        ([], [v]) => Some(*v != 0),
+        _ => None,
+    }
+}
+
 /// The typed repeated field, when it holds exactly `count` values.
 fn typed<'a, T>(t: &TensorProto, field: &'a [T], count: usize) -> Result<&'a [T]> {
     if field.len() != count {
