@@ -70,9 +70,10 @@ fn argmax(row: &[f32]) -> usize {
     row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] { i } else { best })
 }
 
+// Not named *mnist*: .ci/run's `--ignored mnist` step runs without MLP_INTEROP_PYTHON.
 #[test]
 #[ignore = "needs MLP_INTEROP_PYTHON (a Python with onnxruntime/LiteRT: scripts/interop-venv.sh)"]
-fn export_runs_in_onnxruntime_as_host_eval_on_mnist() {
+fn export_in_onnxruntime_predicts_as_host_eval_on_the_test_images() {
     python(); // fail before training when it is missing
     let mnist = PathBuf::from(
         std::env::var("MNIST_DIR").expect("set MNIST_DIR (e.g. MNIST_DIR=../shared/data/mnist)"),
