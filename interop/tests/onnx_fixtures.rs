@@ -1,6 +1,8 @@
 //! ONNX files written by torch.onnx.export (both exporters; scripts/interop/make_torch_fixtures.py
-//! made them and recorded torch's own eval-mode outputs beside each): they import, and core's
-//! forward pass reproduces torch's outputs within 1e-5 of each row's largest magnitude.
+//! made them and recorded torch's own eval-mode outputs beside each), and by onnx.helper
+//! (fixtures/onnx/helper: scripts/interop/onnx_helper_graphs.py, with onnxruntime's outputs):
+//! they import, and core's forward pass reproduces the producer's outputs within 1e-5 of each
+//! row's largest magnitude.
 
 use std::path::{Path, PathBuf};
 
@@ -21,14 +23,23 @@ enum Recorded {
 
 /// Imports fixture `name` and compares core's outputs with torch's; returns the model's notes.
 fn check(name: &str) -> Vec<String> {
-    let dir = fixtures();
+    check_in(&fixtures(), name)
+}
+
+fn check_in(dir: &Path, name: &str) -> Vec<String> {
+    let dir = dir.to_path_buf();
     let bytes = std::fs::read(dir.join(format!("{name}.onnx"))).unwrap();
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap()).unwrap();
     let model = interop::onnx::read(&bytes, Some(&dir)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let recorded = match expected["ops"].as_array().unwrap().last().unwrap().as_str().unwrap() {
-        "Softmax" => Recorded::Probabilities,
-        "LogSoftmax" => Recorded::LogProbabilities,
+    // torch fixtures list their ops; onnx.helper ones say what their output is.
+    let last = match expected.get("ops") {
+        Some(ops) => ops.as_array().unwrap().last().unwrap().as_str().unwrap(),
+        None => expected["kind"].as_str().unwrap(),
+    };
+    let recorded = match last {
+        "Softmax" | "probabilities" => Recorded::Probabilities,
+        "LogSoftmax" | "log_probabilities" => Recorded::LogProbabilities,
         _ => Recorded::Logits,
     };
     // Logits: run the same layers with an identity output layer.
@@ -105,4 +116,19 @@ fn batch_norm_and_log_softmax_both_exporters() {
     let model = interop::onnx::read(&bytes, None).unwrap();
     assert!(model.topology.layers()[0].batch_norm && model.topology.layers()[1].batch_norm);
     assert_eq!(model.running.len(), 2 * (7 + 5));
+}
+
+#[test]
+fn onnx_helper_graphs_of_every_op_match_onnxruntime() {
+    let dir = fixtures().join("helper");
+    let notes = check_in(&dir, "gemm_flatten_dropout");
+    assert_eq!(notes, ["node 'drop' (Dropout) dropped: inference only"]);
+    // External data (matmul_add_batchnorm.weights), MatMul + Add, batch norm kept and folded.
+    let notes = check_in(&dir, "matmul_add_batchnorm");
+    assert!(
+        notes[0].contains("epsilon 0.001 is not core's 0.00001, so the batch norm was folded"),
+        "{notes:?}"
+    );
+    check_in(&dir, "gelu_elu_logits");
+    assert!(check_in(&dir, "reshape_relu_softmax").is_empty());
 }
