@@ -215,6 +215,29 @@ fn graphs_that_are_not_one_chain_are_refused() {
 }
 
 #[test]
+fn steps_out_of_a_layer_s_order_are_refused() {
+    // Softmax, then another layer.
+    let mut m = valid();
+    let g = m.graph.as_mut().unwrap();
+    g.node[1] = node("Softmax", "early_softmax", &["h"], "r");
+    assert!(err(&m).contains("a layer after Softmax/LogSoftmax; softmax must be last"), "{}", err(&m));
+    // Two activations in one layer.
+    let mut m = valid();
+    let g = m.graph.as_mut().unwrap();
+    g.node.insert(2, node("Tanh", "tanh", &["r"], "t"));
+    g.node[3].input[0] = "t".into();
+    assert!(
+        err(&m).contains("node 'tanh' (Tanh): a second activation after the layer's activation"),
+        "{}",
+        err(&m)
+    );
+    // The activations as Gemm's B operand.
+    let mut m = valid();
+    m.graph.as_mut().unwrap().node[0].attribute.push(int_attr("transA", 1));
+    assert!(err(&m).contains("transA=1 is not supported"), "{}", err(&m));
+}
+
+#[test]
 fn layers_whose_shapes_do_not_chain_are_refused() {
     let m = with_initializer("w2", tensor("", &[2, 3], &[1.0; 6]));
     assert!(err(&m).contains("takes 3 features per sample but the tensor before it has 2"), "{}", err(&m));
