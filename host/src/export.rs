@@ -132,7 +132,8 @@ pub fn model_file(
         (Exported::F32(m), Format::C) => (c::f32(m, source)?.into_bytes(), describe_f32(m, 0)),
         (Exported::F32(m), Format::Onnx) => {
             let b = interop::onnx::write(&crate::interop_io::float_model(m))?;
-            let s = describe_f32(m, b.len());
+            // Not a model file: "Wrote" already gives the .onnx file's size.
+            let s = describe_f32(m, 0);
             (b, s)
         }
         (Exported::F32(m), Format::Safetensors) => {

@@ -313,6 +313,7 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// The model to import: ONNX, safetensors or TFLite (told apart by their bytes).
+    /// An ONNX model's external data files are read from its folder, never outside it.
     pub file: PathBuf,
     /// Where to write the model file (f32 for ONNX and safetensors, int8 for TFLite).
     #[arg(long)]
