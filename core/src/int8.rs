@@ -72,6 +72,7 @@
 //! # Ok::<(), mlp::Error>(())
 //! ```
 
+mod encode;
 mod fake_quant;
 pub mod fixed;
 mod infer;
@@ -79,6 +80,8 @@ mod kernels;
 mod quantize;
 mod view;
 
+pub use encode::{encode, Int8Input};
+pub use fixed::Rounding;
 pub use fake_quant::{fake_quantize_weights, FakeQuant, QuantParams};
 pub use infer::{argmax, forward, forward_layers};
 pub use kernels::{Int8Kernels, PortableInt8};

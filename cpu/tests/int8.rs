@@ -313,6 +313,7 @@ impl OwnedLayer {
             shifts: &self.shift,
             weights: &self.weights,
             table: self.table.as_ref(),
+            rounding: mlp::int8::Rounding::Double,
         })
         .expect("valid random layer")
     }
