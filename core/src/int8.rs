@@ -80,7 +80,7 @@ mod kernels;
 mod quantize;
 mod view;
 
-pub use encode::{encode, Int8Input};
+pub use encode::{encode, set_rounding, Int8Input};
 pub use fixed::Rounding;
 pub use fake_quant::{fake_quantize_weights, FakeQuant, QuantParams};
 pub use infer::{argmax, forward, forward_layers};

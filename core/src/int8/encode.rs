@@ -104,3 +104,29 @@ pub fn encode(
     Int8Model::parse(&out[..n])?;
     Ok(n)
 }
+
+/// Switches an int8 model file's requantization rounding in place (the input flags' bit 1,
+/// and the checksum). The multipliers and shifts are the same under both roundings
+/// (TFLite's `QuantizeMultiplier` computes them once), so this is the file a runtime with
+/// that rounding (LiteRT's wheels: [`Rounding::Single`]) runs bit for bit.
+///
+/// Errors: whatever [`Int8Model::parse`] rejects.
+pub fn set_rounding(file: &mut [u8], rounding: Rounding) -> Result<(), Error> {
+    let pos = {
+        let model = Int8Model::parse(file)?;
+        let transform = InputTransform::payload_len(model.file().transform_code(), model.topology().input());
+        // Header, transform, input scale and zero point, then the flags (see `format`).
+        format::header_len(model.topology().layers().len()).saturating_add(transform).saturating_add(8)
+    };
+    let Some(flags) = file.get_mut(pos..pos.saturating_add(4)) else {
+        return Err(Error::CorruptPayload { what: "the input flags are past the end" });
+    };
+    let v = u32::from_le_bytes([flags[0], flags[1], flags[2], flags[3]]) & !2;
+    let v = if rounding == Rounding::Single { v | 2 } else { v };
+    flags.copy_from_slice(&v.to_le_bytes());
+    let end = file.len().saturating_sub(4);
+    let crc = format::crc32(&file[..end]);
+    file[end..].copy_from_slice(&crc.to_le_bytes());
+    Int8Model::parse(file)?;
+    Ok(())
+}

@@ -265,6 +265,20 @@ pub struct QuantizeArgs {
     /// Overwrite the f32 model itself when --out names it.
     #[arg(long)]
     pub force: bool,
+    /// How requantization rounds: double (gemmlowp: TFLite's default build, TFLite Micro's
+    /// reference kernels) or single (TFLITE_SINGLE_ROUNDING: LiteRT's PyPI wheels; choose it
+    /// for a `host export --format tflite` that LiteRT runs bit for bit).
+    #[arg(long, value_enum, default_value_t = Rounding::Double)]
+    pub rounding: Rounding,
+}
+
+/// `host quantize --rounding`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Rounding {
+    /// Two roundings (gemmlowp's SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT).
+    Double,
+    /// One rounding of the 64-bit product.
+    Single,
 }
 
 /// `host export` options.
