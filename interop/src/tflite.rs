@@ -6,10 +6,17 @@
 //! activations, int32 bias at `s_in · s_w`, gemmlowp's `MultiplyByQuantizedMultiplier`, fused
 //! ReLU as a clamp), so a FULLY_CONNECTED layer maps to a core layer one to one. The one
 //! thing a `.tflite` file does not store is the requantization multipliers: LiteRT computes
-//! them from the float scales at Prepare time, per-channel as `double(s_in) · double(s_w) /
-//! double(s_out)` and per-tensor as `double(float(s_in · s_w)) / double(s_out)`. The reader
-//! writes those into the model file; the writer refuses a file whose stored multipliers are
-//! not what LiteRT would compute from the scales it writes.
+//! them from the float scales at Prepare time, `double(s_in) · double(s_w) / double(s_out)`
+//! per channel or per tensor alike (kernel_util.cc). The reader writes those into the model
+//! file; the writer refuses a file whose stored multipliers are not what LiteRT would
+//! compute from the scales it writes.
+//!
+//! Rounding: TFLite compiles `MultiplyByQuantizedMultiplier` one of two ways. LiteRT's PyPI
+//! wheels (ai-edge-litert 2.3.0, measured) round once (`TFLITE_SINGLE_ROUNDING`); TFLite
+//! Micro's reference kernels and core's default round twice, as gemmlowp. The two differ by
+//! one in rare outputs (106 of 100,000 MNIST logits of a tutorial model). Imported files are
+//! marked [`Rounding::Single`](mlp::int8::Rounding); `host quantize --rounding single` makes
+//! a model whose export LiteRT runs bit for bit.
 //!
 //! Flatbuffers: the `flatbuffers` crate (Google's runtime: the verifier, `Table`, the
 //! builder) with the ten schema tables read by hand in [`schema`] rather than flatc's

@@ -404,7 +404,7 @@ impl<'a> Graph<'a> {
         }
         let weight_scales: Vec<f32> = if per_tensor { vec![scales[0]; n] } else { scales };
         let (multipliers, shifts) =
-            weight_scales.iter().map(|&s_w| multiplier(q_in.scale, s_w, q_out.scale, per_tensor)).unzip();
+            weight_scales.iter().map(|&s_w| multiplier(q_in.scale, s_w, q_out.scale)).unzip();
         let layer = Layer {
             inputs: m,
             outputs: n,
@@ -421,17 +421,12 @@ impl<'a> Graph<'a> {
     }
 }
 
-/// The requantization multiplier LiteRT's FULLY_CONNECTED Prepare computes
-/// (kernel_util.cc): per-channel `double(s_in) · double(s_w) / double(s_out)`; per-tensor
-/// (`GetQuantizedConvolutionMultipler`) the product in float first,
-/// `double(float(s_in · s_w)) / double(s_out)`. Both through `QuantizeMultiplier`.
-pub(super) fn multiplier(s_in: f32, s_w: f32, s_out: f32, per_tensor: bool) -> (i32, i32) {
-    let real = if per_tensor {
-        f64::from(s_in * s_w) / f64::from(s_out)
-    } else {
-        f64::from(s_in) * f64::from(s_w) / f64::from(s_out)
-    };
-    mlp::int8::quantize_multiplier(real)
+/// The requantization multiplier LiteRT's FULLY_CONNECTED Prepare computes (kernel_util.cc:
+/// `PopulateConvolutionQuantizationParams` per channel, `GetQuantizedConvolutionMultipler`
+/// per tensor, both in double): `double(s_in) · double(s_w) / double(s_out)`, through
+/// `QuantizeMultiplier` (core's [`quantize_multiplier`](mlp::int8::quantize_multiplier)).
+pub(super) fn multiplier(s_in: f32, s_w: f32, s_out: f32) -> (i32, i32) {
+    mlp::int8::quantize_multiplier(f64::from(s_in) * f64::from(s_w) / f64::from(s_out))
 }
 
 /// TFLite's float -> int8 QUANTIZE (reference `AffineQuantize`): `round(x / scale)` in

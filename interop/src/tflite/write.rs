@@ -111,28 +111,20 @@ pub fn write(int8_file: &[u8]) -> Result<Vec<u8>> {
     Ok(fbb.finished_data().to_vec())
 }
 
-/// Whether layer `i` is written with per-tensor weights: per-channel when LiteRT's
-/// per-channel multipliers from these scales are the file's, else per-tensor when its
-/// weight scales are all equal and the per-tensor formula gives the file's (a file imported
-/// from a per-tensor .tflite); otherwise an error.
+/// Whether layer `i` is written with one weight scale (all its scales equal) rather than one
+/// per output; an error unless the multipliers LiteRT computes from the scales are the file's.
 fn per_tensor(i: usize, l: &Int8Layer<'_>, s_in: f32) -> Result<bool> {
     let n = l.outputs();
-    let ours: Vec<(i32, i32)> = l.multipliers().iter().zip(l.shifts().iter()).collect();
-    let litert = |per_tensor: bool| -> Vec<(i32, i32)> {
-        (0..n).map(|o| multiplier(s_in, l.weight_scale(o).unwrap_or(0.0), l.pre_scale(), per_tensor)).collect()
-    };
-    // LiteRT treats one scale as per-tensor, so a one-output layer is always per-tensor.
-    if n > 1 && litert(false) == ours {
-        return Ok(false);
+    let ours = l.multipliers().iter().zip(l.shifts().iter());
+    let litert = (0..n).map(|o| multiplier(s_in, l.weight_scale(o).unwrap_or(0.0), l.pre_scale()));
+    if !ours.eq(litert) {
+        return Err(Error::new(format!(
+            "layer {i}: its requantization multipliers are not the ones LiteRT computes from its scales, so \
+             LiteRT would not match it bit for bit; re-quantize the model with host quantize"
+        )));
     }
     let first = l.weight_scale(0).map(f32::to_bits);
-    if (0..n).all(|o| l.weight_scale(o).map(f32::to_bits) == first) && litert(true) == ours {
-        return Ok(true);
-    }
-    Err(Error::new(format!(
-        "layer {i}: its requantization multipliers are not the ones LiteRT computes from its scales, so LiteRT \
-         would not match it bit for bit; re-quantize the model with host quantize"
-    )))
+    Ok((0..n).all(|o| l.weight_scale(o).map(f32::to_bits) == first))
 }
 
 fn dim(v: usize) -> Result<i32> {
