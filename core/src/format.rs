@@ -344,7 +344,11 @@ impl<'a> ModelFile<'a> {
                 let mut peek = Reader { bytes, pos: r.pos + 8 };
                 let table = match peek.u32()? {
                     flags @ 0..=3 => flags & 1 == 1,
-                    _ => return Err(Error::CorruptPayload { what: "input flags other than bits 0 and 1 are set" }),
+                    _ => {
+                        return Err(Error::CorruptPayload {
+                            what: "input flags other than bits 0 and 1 are set",
+                        })
+                    }
                 };
                 let payload = crate::int8::layout::payload_len(topology.layers(), topology.input(), table);
                 if version == VERSION_1 {

@@ -81,8 +81,8 @@ mod quantize;
 mod view;
 
 pub use encode::{encode, set_rounding, Int8Input};
-pub use fixed::Rounding;
 pub use fake_quant::{fake_quantize_weights, FakeQuant, QuantParams};
+pub use fixed::Rounding;
 pub use infer::{argmax, forward, forward_layers};
 pub use kernels::{Int8Kernels, PortableInt8};
 pub use quantize::{

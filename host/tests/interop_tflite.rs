@@ -14,9 +14,9 @@ use data::Features;
 use mlp::int8::{self, Int8Model, PortableInt8};
 
 fn python() -> PathBuf {
-    std::env::var_os("MLP_INTEROP_PYTHON").map(PathBuf::from).expect(
-        "set MLP_INTEROP_PYTHON to a Python with ai-edge-litert (scripts/interop-venv.sh prints one)",
-    )
+    std::env::var_os("MLP_INTEROP_PYTHON")
+        .map(PathBuf::from)
+        .expect("set MLP_INTEROP_PYTHON to a Python with ai-edge-litert (scripts/interop-venv.sh prints one)")
 }
 
 fn mnist_dir() -> PathBuf {
@@ -65,7 +65,22 @@ fn export_runs_bit_identically_in_litert_and_imports_back() {
     let data = mnist.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    host(&["train", "--recipe", "tutorial", "--epochs", "1", "--data", data, "--out", "m.mlp", "--no-plots", "-q"], d);
+    host(
+        &[
+            "train",
+            "--recipe",
+            "tutorial",
+            "--epochs",
+            "1",
+            "--data",
+            data,
+            "--out",
+            "m.mlp",
+            "--no-plots",
+            "-q",
+        ],
+        d,
+    );
     host(&["quantize", "m.mlp", "--out", "single.mlp", "--rounding", "single", "--data", data], d);
     host(&["quantize", "m.mlp", "--out", "double.mlp", "--data", data], d);
     host(&["export", "single.mlp", "--format", "tflite", "--out", "single.tflite"], d);

@@ -56,7 +56,9 @@ pub fn encode(
         if [p.weight_scale_bits.len(), p.bias.len(), p.multipliers.len(), p.shifts.len()] != [n; 4]
             || p.weights.len() != n.saturating_mul(p.inputs)
         {
-            return corrupt("weight scales, bias, multipliers and shifts must each have one value per output");
+            return corrupt(
+                "weight scales, bias, multipliers and shifts must each have one value per output",
+            );
         }
         if uses_table(p.activation) != p.table.is_some() {
             return corrupt("a layer has an activation table exactly when its activation needs one");

@@ -41,9 +41,7 @@ struct Quant {
 /// See [`super::read`].
 pub fn read(bytes: &[u8], transform: &InputTransform<'_>) -> Result<(Vec<u8>, Vec<String>)> {
     let model = schema::verify(bytes).map_err(|e| {
-        Error::new(format!(
-            "not a valid TFLite flatbuffer ({e}); the file is damaged or not a .tflite model"
-        ))
+        Error::new(format!("not a valid TFLite flatbuffer ({e}); the file is damaged or not a .tflite model"))
     })?;
     Graph::new(model)?.read(transform)
 }
@@ -75,7 +73,10 @@ impl<'a> Graph<'a> {
                 model.version()
             )));
         }
-        let subgraphs = model.subgraphs().filter(|s| !s.is_empty()).ok_or_else(|| Error::new("the model has no subgraph"))?;
+        let subgraphs = model
+            .subgraphs()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Error::new("the model has no subgraph"))?;
         if subgraphs.len() > 1 {
             return Err(Error::new(format!(
                 "the model has {} subgraphs (control flow or signatures); {SUPPORTED}",
@@ -91,13 +92,19 @@ impl<'a> Graph<'a> {
     }
 
     fn tensor(&self, i: i32) -> Result<Tensor<'a>> {
-        usize::try_from(i).ok().filter(|&i| i < self.tensors.len()).map(|i| self.tensors.get(i)).ok_or_else(|| {
-            Error::new(format!("tensor index {i} is out of range (the graph has {} tensors)", self.tensors.len()))
-        })
+        usize::try_from(i).ok().filter(|&i| i < self.tensors.len()).map(|i| self.tensors.get(i)).ok_or_else(
+            || {
+                Error::new(format!(
+                    "tensor index {i} is out of range (the graph has {} tensors)",
+                    self.tensors.len()
+                ))
+            },
+        )
     }
 
     fn op_code(&self, o: &Operator<'a>) -> Result<i32> {
-        let codes = self.model.operator_codes().ok_or_else(|| Error::new("the model has no operator codes"))?;
+        let codes =
+            self.model.operator_codes().ok_or_else(|| Error::new("the model has no operator codes"))?;
         let i = o.opcode_index() as usize;
         if i >= codes.len() {
             return Err(Error::new(format!(
@@ -110,7 +117,10 @@ impl<'a> Graph<'a> {
 
     fn op_name(&self, o: &Operator<'a>) -> String {
         let codes = self.model.operator_codes();
-        match codes.filter(|c| (o.opcode_index() as usize) < c.len()).map(|c| c.get(o.opcode_index() as usize)) {
+        match codes
+            .filter(|c| (o.opcode_index() as usize) < c.len())
+            .map(|c| c.get(o.opcode_index() as usize))
+        {
             Some(c) if c.builtin_code() == 32 => format!("CUSTOM '{}'", c.custom_code().unwrap_or("")),
             Some(c) => op::name(c.builtin_code()),
             None => "an unknown operator".into(),
@@ -143,7 +153,10 @@ impl<'a> Graph<'a> {
         let shape = t.shape().ok_or_else(|| Error::new(format!("tensor '{}' has no shape", t.name())))?;
         shape.iter().try_fold(1usize, |acc, d| {
             usize::try_from(d).ok().filter(|&d| d >= 1).and_then(|d| acc.checked_mul(d)).ok_or_else(|| {
-                Error::new(format!("tensor '{}' has a dimension {d}: only static positive shapes are supported", t.name()))
+                Error::new(format!(
+                    "tensor '{}' has a dimension {d}: only static positive shapes are supported",
+                    t.name()
+                ))
             })
         })
     }
@@ -188,7 +201,9 @@ impl<'a> Graph<'a> {
     /// The scales (finite, positive) and zero points of `t` (their vectors are inside the
     /// verified buffer, so the copies are bounded by the file's size).
     fn quant_params(&self, t: &Tensor<'a>, role: &str) -> Result<(Vec<f32>, Vec<i64>)> {
-        let q = t.quantization().ok_or_else(|| Error::new(format!("{role} '{}' has no quantization", t.name())))?;
+        let q = t
+            .quantization()
+            .ok_or_else(|| Error::new(format!("{role} '{}' has no quantization", t.name())))?;
         if q.details_type() != 0 {
             return Err(Error::new(format!("{role} '{}' uses custom quantization; not supported", t.name())));
         }
@@ -243,14 +258,18 @@ impl<'a> Graph<'a> {
                 }
                 op::RESHAPE if layers.is_empty() && !softmax => {
                     if self.elements(&out)? != elements {
-                        return Err(Error::new(format!("{at} changes the element count; only a flatten is supported")));
+                        return Err(Error::new(format!(
+                            "{at} changes the element count; only a flatten is supported"
+                        )));
                     }
                     if !float && Some(self.quant(&out, "RESHAPE's output")?) != q {
                         return Err(Error::new(format!("{at} changes the quantization; not supported")));
                     }
                 }
                 op::FULLY_CONNECTED if !float && !softmax => {
-                    let Some(q_in) = q else { return Err(Error::new(format!("{at} has no quantized input"))) };
+                    let Some(q_in) = q else {
+                        return Err(Error::new(format!("{at} has no quantized input")));
+                    };
                     let (layer, tensor_wide) = self.dense(&o, &at, q_in, elements, &out)?;
                     per_tensor += tensor_wide as usize;
                     q = Some(Quant { scale: layer.out_scale, zero_point: layer.out_zero_point });
@@ -260,11 +279,18 @@ impl<'a> Graph<'a> {
                 op::SOFTMAX if !float && !softmax && !layers.is_empty() => {
                     let beta = o.softmax_options().map_or(0.0, |s| s.beta());
                     if beta != 1.0 {
-                        return Err(Error::new(format!("{at} has beta {beta}; only beta 1 (a plain softmax) is supported")));
+                        return Err(Error::new(format!(
+                            "{at} has beta {beta}; only beta 1 (a plain softmax) is supported"
+                        )));
                     }
-                    let last = layers.last_mut().filter(|l| l.activation == Activation::Identity).ok_or_else(|| {
-                        Error::new(format!("{at} follows a FULLY_CONNECTED with a fused activation; not supported"))
-                    })?;
+                    let last = layers
+                        .last_mut()
+                        .filter(|l| l.activation == Activation::Identity)
+                        .ok_or_else(|| {
+                            Error::new(format!(
+                                "{at} follows a FULLY_CONNECTED with a fused activation; not supported"
+                            ))
+                        })?;
                     last.activation = Activation::Softmax;
                     softmax = true;
                     q = Some(self.quant(&out, "SOFTMAX's output")?);
@@ -279,14 +305,14 @@ impl<'a> Graph<'a> {
                     dequantized = true;
                     notes.push("DEQUANTIZE at the end dropped: the model file outputs int8.".into());
                 }
-                op::LOGISTIC | op::TANH => {
-                    return Err(Error::new(format!(
-                        "{at}: sigmoid and tanh layers are not imported (TFLite's integer {name} kernel is not \
+                op::LOGISTIC | op::TANH => return Err(Error::new(format!(
+                    "{at}: sigmoid and tanh layers are not imported (TFLite's integer {name} kernel is not \
                          transcribed, so core could not match LiteRT bit for bit); {SUPPORTED}"
-                    )))
-                }
+                ))),
                 op::QUANTIZE | op::RESHAPE | op::FULLY_CONNECTED | op::SOFTMAX | op::DEQUANTIZE => {
-                    return Err(Error::new(format!("{at} in a place this reader does not support; {SUPPORTED}")))
+                    return Err(Error::new(format!(
+                        "{at} in a place this reader does not support; {SUPPORTED}"
+                    )))
                 }
                 _ => return Err(Error::new(format!("{at} is not supported; {SUPPORTED}"))),
             }
@@ -322,7 +348,10 @@ impl<'a> Graph<'a> {
     ) -> Result<(Layer, bool)> {
         let inputs = o.inputs().ok_or_else(|| Error::new(format!("{at} has no inputs")))?;
         if inputs.len() < 2 || inputs.len() > 3 {
-            return Err(Error::new(format!("{at} has {} inputs (input, weights, optional bias)", inputs.len())));
+            return Err(Error::new(format!(
+                "{at} has {} inputs (input, weights, optional bias)",
+                inputs.len()
+            )));
         }
         let opts = o.fully_connected_options();
         let act = match opts.map_or(activation::NONE, |x| x.fused_activation_function()) {
@@ -330,14 +359,20 @@ impl<'a> Graph<'a> {
             activation::RELU => Activation::Relu,
             a => {
                 let names = ["NONE", "RELU", "RELU_N1_TO_1", "RELU6", "TANH", "SIGN_BIT"];
-                let n = usize::try_from(a).ok().and_then(|i| names.get(i)).copied().unwrap_or("an unknown activation");
+                let n = usize::try_from(a)
+                    .ok()
+                    .and_then(|i| names.get(i))
+                    .copied()
+                    .unwrap_or("an unknown activation");
                 return Err(Error::new(format!(
                     "{at} has the fused activation {n}; FULLY_CONNECTED with RELU or no activation is supported"
                 )));
             }
         };
         if opts.is_some_and(|x| x.weights_format() != 0) {
-            return Err(Error::new(format!("{at} uses shuffled weights; only the DEFAULT weights format is supported")));
+            return Err(Error::new(format!(
+                "{at} uses shuffled weights; only the DEFAULT weights format is supported"
+            )));
         }
         let w = self.tensor(inputs.get(1))?;
         self.check_type(&w, tensor_type::INT8, "the weights")?;
@@ -445,13 +480,19 @@ fn encode(layers: &[Layer], input_q: Quant, transform: &InputTransform<'_>) -> R
     let topology = Topology::new(layers[0].inputs, &specs)?;
     let table: Option<[i8; 256]> = match *transform {
         InputTransform::PerFeature { .. } => None,
-        InputTransform::Identity => Some(std::array::from_fn(|raw| quantize(raw as f32, input_q.scale, input_q.zero_point))),
+        InputTransform::Identity => {
+            Some(std::array::from_fn(|raw| quantize(raw as f32, input_q.scale, input_q.zero_point)))
+        }
         InputTransform::Global { scale, offset } => Some(std::array::from_fn(|raw| {
             // The same f32 arithmetic as core's `ModelFile::transform_input`.
             quantize(raw as f32 * scale + offset, input_q.scale, input_q.zero_point)
         })),
     };
-    let input = Int8Input { scale_bits: input_q.scale.to_bits(), zero_point: input_q.zero_point, table: table.as_ref() };
+    let input = Int8Input {
+        scale_bits: input_q.scale.to_bits(),
+        zero_point: input_q.zero_point,
+        table: table.as_ref(),
+    };
     let parts: Vec<Int8LayerParts> = layers
         .iter()
         .map(|l| Int8LayerParts {

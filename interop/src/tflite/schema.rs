@@ -9,7 +9,7 @@
 //! relies on that and on each accessor reading its slot as the type the verifier checked.
 
 use flatbuffers::{
-    ForwardsUOffset, InvalidFlatbuffer, Table, TableVerifier, Verifiable, Vector, Verifier, VerifierOptions,
+    ForwardsUOffset, InvalidFlatbuffer, Table, TableVerifier, Vector, Verifiable, Verifier, VerifierOptions,
 };
 
 /// Tensor types (schema.fbs `TensorType`) this crate meets.
@@ -24,11 +24,31 @@ pub mod tensor_type {
     /// The schema's name of a tensor type, for messages.
     pub fn name(t: i8) -> String {
         const NAMES: [&str; 20] = [
-            "FLOAT32", "FLOAT16", "INT32", "UINT8", "INT64", "STRING", "BOOL", "INT16", "COMPLEX64", "INT8",
-            "FLOAT64", "COMPLEX128", "UINT64", "RESOURCE", "VARIANT", "UINT32", "UINT16", "INT4", "BFLOAT16",
+            "FLOAT32",
+            "FLOAT16",
+            "INT32",
+            "UINT8",
+            "INT64",
+            "STRING",
+            "BOOL",
+            "INT16",
+            "COMPLEX64",
+            "INT8",
+            "FLOAT64",
+            "COMPLEX128",
+            "UINT64",
+            "RESOURCE",
+            "VARIANT",
+            "UINT32",
+            "UINT16",
+            "INT4",
+            "BFLOAT16",
             "INT2",
         ];
-        usize::try_from(t).ok().and_then(|i| NAMES.get(i)).map_or_else(|| format!("type #{t}"), |n| n.to_string())
+        usize::try_from(t)
+            .ok()
+            .and_then(|i| NAMES.get(i))
+            .map_or_else(|| format!("type #{t}"), |n| n.to_string())
     }
 }
 
@@ -115,7 +135,9 @@ macro_rules! table {
 
 /// Unions, verified by their tag (only the options tables read here).
 trait ExtraVerify {
-    fn extra<'v, 'o, 'b>(t: TableVerifier<'v, 'o, 'b>) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
+    fn extra<'v, 'o, 'b>(
+        t: TableVerifier<'v, 'o, 'b>,
+    ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
         Ok(t)
     }
 }
@@ -194,14 +216,21 @@ impl ExtraVerify for FullyConnectedOptions<'_> {}
 impl ExtraVerify for SoftmaxOptions<'_> {}
 impl ExtraVerify for Metadata<'_> {}
 impl ExtraVerify for Operator<'_> {
-    fn extra<'v, 'o, 'b>(t: TableVerifier<'v, 'o, 'b>) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
-        t.visit_union::<u8, _>("builtin_options_type", 10, "builtin_options", 12, false, |tag, v, pos| match tag {
-            options::FULLY_CONNECTED => {
-                v.verify_union_variant::<ForwardsUOffset<FullyConnectedOptions>>("FullyConnectedOptions", pos)
+    fn extra<'v, 'o, 'b>(
+        t: TableVerifier<'v, 'o, 'b>,
+    ) -> Result<TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
+        t.visit_union::<u8, _>("builtin_options_type", 10, "builtin_options", 12, false, |tag, v, pos| {
+            match tag {
+                options::FULLY_CONNECTED => v.verify_union_variant::<ForwardsUOffset<FullyConnectedOptions>>(
+                    "FullyConnectedOptions",
+                    pos,
+                ),
+                options::SOFTMAX => {
+                    v.verify_union_variant::<ForwardsUOffset<SoftmaxOptions>>("SoftmaxOptions", pos)
+                }
+                // Other options are never read.
+                _ => Ok(()),
             }
-            options::SOFTMAX => v.verify_union_variant::<ForwardsUOffset<SoftmaxOptions>>("SoftmaxOptions", pos),
-            // Other options are never read.
-            _ => Ok(()),
         })
     }
 }

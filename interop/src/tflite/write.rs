@@ -136,7 +136,10 @@ fn empty_buffer(fbb: &mut FlatBufferBuilder<'_>) -> WIPOffset<flatbuffers::Table
     fbb.end_table(t)
 }
 
-fn data_buffer(fbb: &mut FlatBufferBuilder<'_>, data: &[u8]) -> WIPOffset<flatbuffers::TableFinishedWIPOffset> {
+fn data_buffer(
+    fbb: &mut FlatBufferBuilder<'_>,
+    data: &[u8],
+) -> WIPOffset<flatbuffers::TableFinishedWIPOffset> {
     let v = fbb.create_vector(data);
     let t = fbb.start_table();
     fbb.push_slot_always(4, v);
