@@ -39,7 +39,7 @@ pub enum Format {
     Onnx,
     /// safetensors (f32): PyTorch `nn.Sequential` `state_dict` names, topology in the metadata
     Safetensors,
-    /// TFLite flatbuffer (int8): FULLY_CONNECTED layers LiteRT runs bit-identically to `host`
+    /// TFLite flatbuffer (int8): FULLY_CONNECTED layers; LiteRT runs a `quantize --rounding single` model bit-identically to `host`
     Tflite,
 }
 

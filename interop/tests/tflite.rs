@@ -338,3 +338,9 @@ fn rounding_is_recorded_and_switched_in_the_file() {
     let e = Int8Model::parse(&file).unwrap_err().to_string();
     assert!(e.contains("input flags"), "{e}");
 }
+
+#[test]
+fn more_layers_than_core_holds_is_an_error() {
+    let e = err(&fixture("nine_layers"));
+    assert!(e.contains("more than 8 FULLY_CONNECTED layers"), "{e}");
+}

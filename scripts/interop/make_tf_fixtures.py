@@ -110,6 +110,8 @@ FIXTURES = {
     "softmax_per_channel_float_io": ((13,), [(11, "relu"), (5, "softmax")], False, False),
     # Not importable: LOGISTIC after a FULLY_CONNECTED (the tests check the message).
     "sigmoid_hidden": ((5,), [(4, "sigmoid"), (2, None)], True, False),
+    # Not importable: nine layers, one more than core's int8 models hold.
+    "nine_layers": ((3,), [(3, "relu")] * 8 + [(2, None)], True, False),
 }
 
 

@@ -326,7 +326,9 @@ pub struct ExportArgs {
 /// `host import` options.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The model to import: ONNX, safetensors or TFLite (told apart by their bytes).
+    /// The model to import: ONNX, safetensors or TFLite (told apart by their bytes). TFLite:
+    /// int8 FULLY_CONNECTED MLPs as the TF converter writes them from Keras, run bit-identically
+    /// to LiteRT.
     pub file: PathBuf,
     /// Where to write the model file (f32 for ONNX and safetensors, int8 for TFLite).
     #[arg(long)]

@@ -267,6 +267,13 @@ impl<'a> Graph<'a> {
                     }
                 }
                 op::FULLY_CONNECTED if !float && !softmax => {
+                    // Before copying weights: a hostile file could point many layers at one buffer.
+                    if layers.len() == mlp::MAX_LAYERS {
+                        return Err(Error::new(format!(
+                            "{at}: more than {} FULLY_CONNECTED layers (core's int8 models have at most that many)",
+                            mlp::MAX_LAYERS
+                        )));
+                    }
                     let Some(q_in) = q else {
                         return Err(Error::new(format!("{at} has no quantized input")));
                     };
@@ -305,10 +312,12 @@ impl<'a> Graph<'a> {
                     dequantized = true;
                     notes.push("DEQUANTIZE at the end dropped: the model file outputs int8.".into());
                 }
-                op::LOGISTIC | op::TANH => return Err(Error::new(format!(
+                op::LOGISTIC | op::TANH => {
+                    return Err(Error::new(format!(
                     "{at}: sigmoid and tanh layers are not imported (TFLite's integer {name} kernel is not \
                          transcribed, so core could not match LiteRT bit for bit); {SUPPORTED}"
-                ))),
+                )))
+                }
                 op::QUANTIZE | op::RESHAPE | op::FULLY_CONNECTED | op::SOFTMAX | op::DEQUANTIZE => {
                     return Err(Error::new(format!(
                         "{at} in a place this reader does not support; {SUPPORTED}"
