@@ -114,3 +114,77 @@ fn export_runs_bit_identically_in_litert_and_imports_back() {
     assert_eq!(xb, x, "the imported input table differs");
     assert_eq!(again, expected, "the imported model's outputs differ");
 }
+
+/// Single-rounding `MultiplyByQuantizedMultiplier` plus zero point 0, as LiteRT's wheels run it.
+fn single(acc: i32, (m, s): (i32, i32)) -> i32 {
+    mlp::int8::fixed::multiply_by_quantized_multiplier_single_rounding(acc, m, s)
+}
+
+#[test]
+#[ignore = "needs MLP_INTEROP_PYTHON (a Python with onnxruntime/LiteRT: scripts/interop-venv.sh)"]
+fn per_tensor_multiplier_is_computed_from_the_double_product() {
+    // kernel_util.cc computes a per-tensor FULLY_CONNECTED's multiplier from
+    // double(s_in) * double(s_w); older code (and other interpreters) from float(s_in * s_w).
+    // A layer built so the two disagree: zero weights, and biases at the accumulators where
+    // the two multipliers round to different outputs. LiteRT's outputs must be ours.
+    let (s_in, s_w) = (0.1f32, 0.3f32);
+    let s_out = (f64::from(s_in) * f64::from(s_w) * f64::from(1u32 << 20)) as f32;
+    let ours = mlp::int8::quantize_multiplier(f64::from(s_in) * f64::from(s_w) / f64::from(s_out));
+    let float_product = mlp::int8::quantize_multiplier(f64::from(s_in * s_w) / f64::from(s_out));
+    assert_ne!(ours, float_product, "pick scales whose float product rounds differently");
+    // Accumulators near each rounding boundary of outputs -100..100 where the two disagree.
+    let mut bias = Vec::new();
+    for k in -100i64..100 {
+        let step = (1i64 << (31 - ours.1)) as f64 / ours.0 as f64;
+        let center = ((k as f64 + 0.5) * step) as i64;
+        for acc in center - 64..center + 64 {
+            let acc = acc as i32;
+            if single(acc, ours) != single(acc, float_product) {
+                bias.push(acc);
+                break;
+            }
+        }
+        if bias.len() == 16 {
+            break;
+        }
+    }
+    assert!(bias.len() >= 8, "found only {} discriminating accumulators", bias.len());
+    let n = bias.len();
+    let t = mlp::Topology::new(1, &[mlp::LayerSpec::dense(n, mlp::Activation::Identity)]).unwrap();
+    let scales = vec![s_w.to_bits(); n];
+    let (mults, shifts) = (vec![ours.0; n], vec![ours.1; n]);
+    let weights = vec![0i8; n];
+    let parts = [int8::Int8LayerParts {
+        inputs: 1,
+        outputs: n,
+        activation: mlp::Activation::Identity,
+        out_scale_bits: s_out.to_bits(),
+        out_zero_point: 0,
+        pre_scale_bits: s_out.to_bits(),
+        pre_zero_point: 0,
+        weight_scale_bits: &scales,
+        bias: &bias,
+        multipliers: &mults,
+        shifts: &shifts,
+        weights: &weights,
+        table: None,
+        rounding: int8::Rounding::Single,
+    }];
+    let table = [0i8; 256];
+    let input = int8::Int8Input { scale_bits: s_in.to_bits(), zero_point: 0, table: Some(&table) };
+    let transform = mlp::InputTransform::Identity;
+    let mut file = vec![0u8; int8::encoded_len(&t, &transform)];
+    int8::encode(&t, &transform, &input, &parts, &mut file).unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("per_tensor.tflite");
+    std::fs::write(&path, interop::tflite::write(&file).unwrap()).unwrap();
+    let expected: Vec<i8> = bias.iter().map(|&b| single(b, ours).clamp(-128, 127) as i8).collect();
+    let other: Vec<i8> = bias.iter().map(|&b| single(b, float_product).clamp(-128, 127) as i8).collect();
+    assert!(expected.iter().zip(&other).all(|(a, b)| a != b));
+    let got = litert(&path, &[0], 1, tmp.path());
+    assert_eq!(
+        got, expected,
+        "LiteRT's per-tensor multiplier is not double(s_in) * double(s_w) / double(s_out)"
+    );
+}
