@@ -48,7 +48,7 @@
 //! | 0, 8 or 8 × input | input transform `f32`, exactly as in f32 files |
 //! | 4 | input scale `f32` |
 //! | 4 | input zero point `i32` (in `[-128, 127]`) |
-//! | 4 | input table flag `u32`: 1 if a u8 -> i8 table follows (only with transform 0 or 1), else 0 |
+//! | 4 | input flags `u32`: bit 0 set if a u8 -> i8 table follows (only with transform 0 or 1); bit 1 set if requantization uses TFLite's single rounding (`TFLITE_SINGLE_ROUNDING`, for models imported from LiteRT) rather than gemmlowp's double rounding; other bits 0 |
 //! | 0 or 256 | input table `i8[256]`: entry `r` is the quantized network input for raw value `r` |
 //! | … | each layer (`n` outputs, `m` inputs), first to last: |
 //! | 4 | output scale `f32` (for dequantization by float-capable callers only) |
@@ -343,9 +343,12 @@ impl<'a> ModelFile<'a> {
                 // The input table flag decides the payload length: peek at it.
                 let mut peek = Reader { bytes, pos: r.pos + 8 };
                 let table = match peek.u32()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(Error::CorruptPayload { what: "input table flag is neither 0 nor 1" }),
+                    flags @ 0..=3 => flags & 1 == 1,
+                    _ => {
+                        return Err(Error::CorruptPayload {
+                            what: "input flags other than bits 0 and 1 are set",
+                        })
+                    }
                 };
                 let payload = crate::int8::layout::payload_len(topology.layers(), topology.input(), table);
                 if version == VERSION_1 {

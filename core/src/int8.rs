@@ -14,7 +14,9 @@
 //!
 //! where `M0[o] · 2^(shift[o] - 31) ≈ s_in · s_w[o] / s_out` ([`quantize_multiplier`]) and
 //! `MBQM` is gemmlowp's `MultiplyByQuantizedMultiplier`
-//! ([`fixed::multiply_by_quantized_multiplier`]). `[lo, hi]` is `[z_out, 127]` for ReLU (the
+//! ([`fixed::multiply_by_quantized_multiplier`]), or for a model file marked
+//! [`Rounding::Single`] TFLite's single-rounding variant (what LiteRT's PyPI wheels compute;
+//! imported `.tflite` models are marked so). `[lo, hi]` is `[z_out, 127]` for ReLU (the
 //! fused activation) and `[-128, 127]` otherwise. Sigmoid, tanh, leaky ReLU, ELU and GELU
 //! requantize to an int8 pre-activation with its own scale and zero point, then look up a
 //! 256-entry table computed at quantization time. A softmax output layer returns its int8
@@ -72,6 +74,7 @@
 //! # Ok::<(), mlp::Error>(())
 //! ```
 
+mod encode;
 mod fake_quant;
 pub mod fixed;
 mod infer;
@@ -79,7 +82,9 @@ mod kernels;
 mod quantize;
 mod view;
 
+pub use encode::{encode, set_rounding, Int8Input};
 pub use fake_quant::{fake_quantize_weights, FakeQuant, QuantParams};
+pub use fixed::Rounding;
 pub use infer::{argmax, forward, forward_layers};
 pub use kernels::{Int8Kernels, PortableInt8};
 pub use quantize::{

@@ -339,7 +339,9 @@ impl Int8Kernels for FastInt8 {
         y: &mut [i8],
     ) {
         let Shape { batch, inputs, outputs } = shape;
+        // Single rounding (models imported from LiteRT) has no vector path: core's definition.
         let simple = self.level() == Level::Baseline
+            || layer.rounding() != mlp::int8::Rounding::Double
             || inputs == 0
             || outputs == 0
             || batch == 0

@@ -234,6 +234,7 @@ struct OwnedLayer {
     shift: Vec<i32>,
     weights: Vec<i8>,
     table: Option<[i8; 256]>,
+    rounding: mlp::int8::Rounding,
 }
 
 impl OwnedLayer {
@@ -294,6 +295,12 @@ impl OwnedLayer {
             shift,
             weights,
             table,
+            // A quarter of the layers round once (models imported from LiteRT).
+            rounding: if rng.below(4) == 0 {
+                mlp::int8::Rounding::Single
+            } else {
+                mlp::int8::Rounding::Double
+            },
         }
     }
 
@@ -313,6 +320,7 @@ impl OwnedLayer {
             shifts: &self.shift,
             weights: &self.weights,
             table: self.table.as_ref(),
+            rounding: self.rounding,
         })
         .expect("valid random layer")
     }

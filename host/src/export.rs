@@ -40,7 +40,7 @@ pub enum Format {
     Onnx,
     /// safetensors (f32): PyTorch `nn.Sequential` `state_dict` names, topology in the metadata
     Safetensors,
-    /// TFLite flatbuffer (int8): FULLY_CONNECTED layers LiteRT runs bit-identically to `host`
+    /// TFLite flatbuffer (int8): FULLY_CONNECTED layers; LiteRT runs a `quantize --rounding single` model bit-identically to `host`
     Tflite,
 }
 
@@ -144,7 +144,14 @@ pub fn model_file(
         (Exported::Int8(b), Format::Tflite) => {
             let q = Int8Model::parse(b)?;
             let t = interop::tflite::write(b)?;
-            let s = describe_int8(&q, t.len());
+            let mut s = describe_int8(&q, t.len());
+            if q.layers().iter().any(|l| l.rounding() == mlp::int8::Rounding::Double) {
+                // The .tflite cannot say how to round; the runtime's build decides.
+                s.push_str(
+                    "; this model rounds as gemmlowp (TFLite Micro's reference kernels match it bit for bit), \
+                     LiteRT's PyPI wheels round once: `host quantize --rounding single` makes the model they match",
+                );
+            }
             (t, s)
         }
         (Exported::Int8(_), Format::Onnx | Format::Safetensors) => {

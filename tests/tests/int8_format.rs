@@ -308,7 +308,8 @@ fn payload_corruptions_with_a_valid_checksum_are_refused() {
     }
     corrupt(off.input_scale + 4, &128i32.to_le_bytes());
     corrupt(off.input_scale + 4, &(-129i32).to_le_bytes());
-    corrupt(off.input_flag, &2u32.to_le_bytes());
+    // Bits 0 (input table) and 1 (single rounding) are the only flags.
+    corrupt(off.input_flag, &4u32.to_le_bytes());
     for (i, l) in t.layers().iter().enumerate() {
         let (base, n, m) = (off.layers[i], l.outputs, t.fan_in(i));
         corrupt(base, &bits(-0.5));

@@ -56,6 +56,7 @@ impl Owned {
             shifts: &self.shift,
             weights: &self.weights,
             table: self.table.as_ref(),
+            rounding: mlp::int8::Rounding::Double,
         }
     }
 }

@@ -58,6 +58,72 @@ pub const fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i3
     )
 }
 
+/// How `MultiplyByQuantizedMultiplier` rounds: the two variants TFLite compiles, chosen by
+/// `TFLITE_SINGLE_ROUNDING`. A model file says which one its integers follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Rounding {
+    /// gemmlowp's two roundings, [`multiply_by_quantized_multiplier`]: TFLite's default
+    /// build and TFLite Micro's reference kernels; what `quantize` writes.
+    #[default]
+    Double,
+    /// One rounding, [`multiply_by_quantized_multiplier_single_rounding`]: TFLite built with
+    /// `TFLITE_SINGLE_ROUNDING` (LiteRT's PyPI wheels, measured: ai-edge-litert 2.3.0).
+    Single,
+}
+
+/// TFLite's `MultiplyByQuantizedMultiplier` under `TFLITE_SINGLE_ROUNDING`:
+/// `(x · multiplier + 2^(30 - shift)) >> (31 - shift)` in 64 bits, one rounding (ties toward
+/// +∞). `shift` is clamped to `[-31, 30]`; the result saturates to the `i32` range (TFLite
+/// only DCHECKs it).
+#[inline]
+pub const fn multiply_by_quantized_multiplier_single_rounding(x: i32, multiplier: i32, shift: i32) -> i32 {
+    let s = if shift < -31 {
+        -31
+    } else if shift > 30 {
+        30
+    } else {
+        shift
+    };
+    let total = (31 - s) as u32;
+    let v = (x as i64 * multiplier as i64 + (1i64 << (total - 1))) >> total;
+    if v > i32::MAX as i64 {
+        i32::MAX
+    } else if v < i32::MIN as i64 {
+        i32::MIN
+    } else {
+        v as i32
+    }
+}
+
+/// [`requantize`] with the multiplication rounded as `rounding` says.
+#[inline]
+pub const fn requantize_rounded(
+    rounding: Rounding,
+    acc: i32,
+    multiplier: i32,
+    shift: i32,
+    zero_point: i32,
+    lo: i32,
+    hi: i32,
+) -> i8 {
+    let m = match rounding {
+        Rounding::Double => multiply_by_quantized_multiplier(acc, multiplier, shift),
+        Rounding::Single => multiply_by_quantized_multiplier_single_rounding(acc, multiplier, shift),
+    };
+    clamp_i8(m.saturating_add(zero_point), lo, hi)
+}
+
+const fn clamp_i8(v: i32, lo: i32, hi: i32) -> i8 {
+    let v = if v < lo {
+        lo
+    } else if v > hi {
+        hi
+    } else {
+        v
+    };
+    v as i8
+}
+
 /// Requantizes an int32 accumulator to int8: `clamp(MBQM(acc) + zero_point, lo, hi)`.
 #[inline]
 pub const fn requantize(acc: i32, multiplier: i32, shift: i32, zero_point: i32, lo: i32, hi: i32) -> i8 {
@@ -96,6 +162,22 @@ mod tests {
         assert_eq!(rounding_divide_by_pot(i32::MIN, 31), -1);
         assert_eq!(rounding_divide_by_pot(i32::MAX, 31), 1);
         assert_eq!(rounding_divide_by_pot(7, 0), 7);
+    }
+
+    #[test]
+    fn single_rounding_rounds_once() {
+        // 0.5 · 2^-7 (multiplier 2^30, shift -7): 192 · 2^-8 = 0.75 -> 1; -0.75 -> -1.
+        assert_eq!(multiply_by_quantized_multiplier_single_rounding(192, 1 << 30, -7), 1);
+        assert_eq!(multiply_by_quantized_multiplier_single_rounding(-192, 1 << 30, -7), -1);
+        // Ties go toward +∞: 128 · 2^-8 = 0.5 -> 1, -0.5 -> 0 (double rounding gives -1).
+        assert_eq!(multiply_by_quantized_multiplier_single_rounding(128, 1 << 30, -7), 1);
+        assert_eq!(multiply_by_quantized_multiplier_single_rounding(-128, 1 << 30, -7), 0);
+        assert_eq!(multiply_by_quantized_multiplier(-128, 1 << 30, -7), -1);
+        // Off ties (a Keras layer, measured in LiteRT): 8115 · 1202429194 / 2^38 = 35.4998...;
+        // SRDHM first rounds it to 4543.99... -> 4544 = 35.5 · 2^7, and RDBP rounds that up.
+        assert_eq!(multiply_by_quantized_multiplier_single_rounding(8115, 1202429194, -7), 35);
+        assert_eq!(multiply_by_quantized_multiplier(8115, 1202429194, -7), 36);
+        assert_eq!(requantize_rounded(Rounding::Single, 100, 1 << 30, 0, 3, -128, 127), 53);
     }
 
     #[test]

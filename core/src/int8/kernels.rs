@@ -3,7 +3,7 @@
 
 use crate::kernels::Shape;
 
-use super::fixed::requantize;
+use super::fixed::requantize_rounded;
 use super::view::Int8Layer;
 
 /// The int8 dense product: int8 × int8 products accumulated in int32, per output channel.
@@ -54,7 +54,8 @@ impl PortableInt8 {
     /// sample, `layer.outputs()` long) and its row of `y`, adds the bias, requantizes each
     /// accumulator with its channel's multiplier and shift
     /// ([`fixed::requantize`](super::fixed::requantize), to the pre-activation zero point for a
-    /// table layer, else the output zero point, clamped to [`Int8Layer::clamp_range`]), then
+    /// table layer, else the output zero point, clamped to [`Int8Layer::clamp_range`]; rounded
+    /// as [`Int8Layer::rounding`] says), then
     /// looks up the activation table if the layer has one (entry `q + 128`).
     ///
     /// Only whole rows of the shorter of `acc` and `y` are written.
@@ -70,7 +71,7 @@ impl PortableInt8 {
         for (ar, yr) in acc.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
             let params = bias.iter().zip(mult.iter()).zip(shift.iter());
             for ((y, &a), ((b, m), s)) in yr.iter_mut().zip(ar).zip(params) {
-                let q = requantize(a.wrapping_add(b), m, s, zp, lo, hi);
+                let q = requantize_rounded(layer.rounding(), a.wrapping_add(b), m, s, zp, lo, hi);
                 *y = match table {
                     // q + 128 as an index in 0..=255.
                     Some(t) => t[(q as u8 ^ 0x80) as usize],

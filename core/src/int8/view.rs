@@ -5,6 +5,7 @@ use crate::error::{check_len, Buffer, Error};
 use crate::format::{DType, ModelFile, Reader};
 use crate::topology::{Activation, Topology, MAX_LAYERS};
 
+use super::fixed::Rounding;
 use super::infer;
 use super::kernels::Int8Kernels;
 use super::{layout, uses_table};
@@ -59,9 +60,16 @@ pub struct Int8Layer<'a> {
     pub(crate) shifts: I32s<'a>,
     pub(crate) weights: &'a [i8],
     pub(crate) table: Option<&'a [i8; 256]>,
+    pub(crate) rounding: Rounding,
 }
 
 impl<'a> Int8Layer<'a> {
+    /// How the requantization rounds (gemmlowp's double rounding unless the model came from
+    /// a runtime built with single rounding).
+    pub fn rounding(&self) -> Rounding {
+        self.rounding
+    }
+
     /// Inputs per sample (`m`).
     pub fn inputs(&self) -> usize {
         self.inputs
@@ -167,6 +175,8 @@ pub struct Int8LayerParts<'a> {
     pub weights: &'a [i8],
     /// The activation table, present exactly when the activation needs one.
     pub table: Option<&'a [i8; 256]>,
+    /// How the requantization rounds ([`Rounding::Double`] unless the model file says single).
+    pub rounding: Rounding,
 }
 
 #[cfg(target_endian = "little")]
@@ -228,6 +238,7 @@ impl<'a> Int8Layer<'a> {
             shifts: I32s { bytes: bytemuck::cast_slice(p.shifts) },
             weights: p.weights,
             table: p.table,
+            rounding: p.rounding,
         })
     }
 }
@@ -284,12 +295,17 @@ impl<'a> Int8Model<'a> {
         let mut r = Reader { bytes: payload, pos: 0 };
         let input_scale_bits = scale_bits(r.u32()?, "the input scale is not finite and positive")?;
         let input_zero_point = zero_point(r.i32()?)?;
-        let input_table = match r.u32()? {
+        // Bit 0: an input table follows; bit 1: single rounding (see `format`).
+        let flags = r.u32()?;
+        let input_table = match flags & 1 {
             0 => None,
-            1 if file.transform_code() < 2 => table(r.take(256)?),
-            1 => return Err(Error::CorruptPayload { what: "an input table with a per-feature transform" }),
-            _ => return Err(Error::CorruptPayload { what: "input table flag is neither 0 nor 1" }),
+            _ if file.transform_code() < 2 => table(r.take(256)?),
+            _ => return Err(Error::CorruptPayload { what: "an input table with a per-feature transform" }),
         };
+        if flags > 3 {
+            return Err(Error::CorruptPayload { what: "input flags other than bits 0 and 1 are set" });
+        }
+        let rounding = if flags & 2 != 0 { Rounding::Single } else { Rounding::Double };
         let t = file.topology();
         let mut layers = heapless::Vec::new();
         for (i, spec) in t.layers().iter().enumerate() {
@@ -345,6 +361,7 @@ impl<'a> Int8Model<'a> {
                 shifts,
                 weights,
                 table,
+                rounding,
             };
             layers
                 .push(layer)

@@ -265,6 +265,20 @@ pub struct QuantizeArgs {
     /// Overwrite the f32 model itself when --out names it.
     #[arg(long)]
     pub force: bool,
+    /// How requantization rounds: double (gemmlowp: TFLite's default build, TFLite Micro's
+    /// reference kernels) or single (TFLITE_SINGLE_ROUNDING: LiteRT's PyPI wheels; choose it
+    /// for a `host export --format tflite` that LiteRT runs bit for bit).
+    #[arg(long, value_enum, default_value_t = Rounding::Double)]
+    pub rounding: Rounding,
+}
+
+/// `host quantize --rounding`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Rounding {
+    /// Two roundings (gemmlowp's SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT).
+    Double,
+    /// One rounding of the 64-bit product.
+    Single,
 }
 
 /// `host export` options.
@@ -313,7 +327,9 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// The model to import: ONNX, safetensors or TFLite (told apart by their bytes).
-    /// An ONNX model's external data files are read from its folder, never outside it.
+    /// An ONNX model's external data files are read from its folder, never outside it. TFLite:
+    /// int8 FULLY_CONNECTED MLPs as the TF converter writes them from Keras, run bit-identically
+    /// to LiteRT.
     pub file: PathBuf,
     /// Where to write the model file (f32 for ONNX and safetensors, int8 for TFLite).
     #[arg(long)]

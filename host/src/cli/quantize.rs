@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use serde_json::json;
 
-use super::args::QuantizeArgs;
+use super::args::{QuantizeArgs, Rounding};
 use super::datasets::load_data;
 use crate::quant::{self, AnyModel};
 use crate::train;
@@ -32,7 +32,10 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         );
     }
     let (train_set, test_set) = load_data(&a.data)?;
-    let q = quant::calibrate_and_quantize(&model, &train_set, a.calibration, a.percentile)?;
+    let mut q = quant::calibrate_and_quantize(&model, &train_set, a.calibration, a.percentile)?;
+    if a.rounding == Rounding::Single {
+        mlp::int8::set_rounding(&mut q.bytes, mlp::int8::Rounding::Single)?;
+    }
     let bytes = &q.bytes;
     crate::model_io::write_atomic(&a.out, bytes)?;
     let f32_bytes = model.to_bytes()?.len();

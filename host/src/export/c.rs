@@ -52,6 +52,9 @@ pub(super) fn int8(q: &Int8Model<'_>, source: &Source<'_>) -> Result<String> {
         q.input_zero_point(),
         q.input_scale()
     );
+    // 1: MultiplyByQuantizedMultiplier rounds once (TFLITE_SINGLE_ROUNDING, a model from LiteRT).
+    let single = q.layers().iter().any(|l| l.rounding() == mlp::int8::Rounding::Single);
+    let _ = writeln!(out, "#define MLP_SINGLE_ROUNDING {}", single as u8);
     match q.input_table() {
         Some(table) => Array::c("MLP_INPUT_TABLE", "int8_t", 16).aligned().write(&mut out, table.iter()),
         None => {

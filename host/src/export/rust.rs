@@ -81,7 +81,7 @@ pub(super) fn int8(q: &Int8Model<'_>, source: &Source<'_>) -> Result<String> {
              out_scale_bits: {:#010x},\n        out_zero_point: {},\n        pre_scale_bits: {:#010x},\n        \
              pre_zero_point: {},\n        weight_scale_bits: &L{i}_WEIGHT_SCALE_BITS,\n        bias: &L{i}_BIAS,\n        \
              multipliers: &L{i}_MULTIPLIERS,\n        shifts: &L{i}_SHIFTS,\n        weights: &L{i}_WEIGHTS.0,\n        \
-             table: {table},\n    }},\n",
+             table: {table},\n        rounding: mlp::int8::Rounding::{:?},\n    }},\n",
             l.inputs(),
             l.outputs(),
             activation(l.activation())?,
@@ -89,6 +89,7 @@ pub(super) fn int8(q: &Int8Model<'_>, source: &Source<'_>) -> Result<String> {
             l.out_zero_point(),
             l.pre_scale_bits(),
             l.pre_zero_point(),
+            l.rounding(),
         );
     }
     out.push_str("];\n");
