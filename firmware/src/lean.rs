@@ -5,8 +5,8 @@
 
 use mlp::int8::{self, layout};
 
-use crate::dsp::Smlad;
 use crate::int8_model::layers;
+use crate::kernel::Fast;
 use crate::{buffer, images, model, out, Fail};
 
 const ACT_LEN: usize = layout::act_len(&model::LAYERS, 1);
@@ -24,7 +24,7 @@ pub fn run() -> Result<(), Fail> {
             *q = table[p as usize];
         }
         let logits = int8::forward_layers(
-            &Smlad,
+            &Fast,
             &layers,
             model::INPUT_ZERO_POINT,
             &xq[..],

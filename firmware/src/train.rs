@@ -12,8 +12,8 @@ use mlp::{
 };
 
 use crate::clock::Clock;
-use crate::dsp::Smlad;
 use crate::int8_model::layers;
+use crate::kernel::Fast;
 use crate::{buffer, images, model, Fail};
 
 const BODY: usize = model::LAYERS.len() - 1;
@@ -97,7 +97,7 @@ pub fn run(clock: &Clock) -> Result<(), Fail> {
                 *q = table[p as usize];
             }
             out.copy_from_slice(int8::forward_layers(
-                &Smlad,
+                &Fast,
                 body,
                 z,
                 &xq[..],
