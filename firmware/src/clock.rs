@@ -41,6 +41,7 @@ fn SysTick() {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// DWT CYCCNT: core clock cycles (a real Cortex-M3/M4/M7).
+    #[cfg_attr(mlp_core = "m0", allow(dead_code))]
     Cycles,
     /// SysTick × 40: instructions under QEMU `-icount shift=0`.
     QemuInstructions,

@@ -25,13 +25,17 @@
 //! on overflow), so the results are bit-identical; the firmware checks that at run time on
 //! every embedded image and on random shapes ([`self_test`]).
 //!
-//! Inputs beyond the last multiple of 8, an odd last row, and weights that are not 4-byte
-//! aligned (so word loads could fault on a core that traps unaligned access) take plain loops.
+//! Only the runs of inputs that are not blank are widened and multiplied ([`crate::skip`]).
+//! Layers whose inputs are not a multiple of 8 or whose weights are not 4-byte aligned (word
+//! loads could fault on a core that traps unaligned access) take core's portable kernel, an
+//! odd last row plain loops.
 
 use core::arch::asm;
 
 use mlp::int8::{Int8Kernels, PortableInt8};
 use mlp::Shape;
+
+use crate::skip::{dot, Runs};
 
 /// Inputs widened at a time, at most: 800 bytes of stack for the i16 pairs. A 784-input
 /// layer takes two blocks of 392.
@@ -45,41 +49,30 @@ impl Int8Kernels for Smlad {
     fn dense_i8(&self, shape: Shape, x: &[i8], input_offset: i32, w: &[i8], acc: &mut [i32]) {
         let (m, n) = (shape.inputs, shape.outputs);
         let aligned = (w.as_ptr() as usize | m).is_multiple_of(4);
-        if m < 8 || n == 0 || !aligned || w.len() < m * n {
+        if !m.is_multiple_of(8) || n == 0 || !aligned || w.len() < m * n {
             PortableInt8.dense_i8(shape, x, input_offset, w, acc);
             return;
         }
-        let full = m / 8 * 8;
         let mut pairs = [0u32; BLOCK / 2];
         for (xr, ar) in x.chunks_exact(m).zip(acc.chunks_exact_mut(n)) {
             ar.fill(0);
-            // Blocks of equal length (multiples of 8): fewer, longer runs of the inner loop.
-            let blocks = full.div_ceil(BLOCK).max(1);
-            let step = full.div_ceil(blocks).div_ceil(8) * 8;
-            let mut j0 = 0;
-            while j0 < full {
-                let len = step.min(full - j0);
+            // Only the runs that are not blank (crate::skip): the rest adds exactly 0.
+            for (start, len) in Runs::new(xr, input_offset, BLOCK) {
                 let pairs = &mut pairs[..len / 2];
-                widen(&xr[j0..j0 + len], input_offset, pairs);
-                row_pairs(&mut ar[..n / 2 * 2], &w[j0..], m, pairs);
+                widen(&xr[start..start + len], input_offset, pairs);
+                row_pairs(&mut ar[..n / 2 * 2], &w[start..], m, pairs);
                 if n % 2 == 1 {
                     let o = n - 1;
-                    ar[o] = dot(ar[o], &xr[j0..j0 + len], input_offset, &w[o * m + j0..o * m + j0 + len]);
-                }
-                j0 += len;
-            }
-            if full < m {
-                for (o, a) in ar.iter_mut().enumerate() {
-                    *a = dot(*a, &xr[full..], input_offset, &w[o * m + full..(o + 1) * m]);
+                    ar[o] = dot(
+                        ar[o],
+                        &xr[start..start + len],
+                        input_offset,
+                        &w[o * m + start..o * m + start + len],
+                    );
                 }
             }
         }
     }
-}
-
-/// `acc + Σ (x[j] + offset) · w[j]`, wrapping.
-fn dot(acc: i32, x: &[i8], offset: i32, w: &[i8]) -> i32 {
-    x.iter().zip(w).fold(acc, |s, (&xv, &wv)| s.wrapping_add((xv as i32 + offset).wrapping_mul(wv as i32)))
 }
 
 /// `x` (a multiple of 4 long) plus `offset`, as i16 pairs `(x0, x2), (x1, x3)` per group of 4.
@@ -190,37 +183,4 @@ fn row_pairs(acc: &mut [i32], w: &[i8], m: usize, pairs: &[u32]) {
             out("r5") _,
         );
     }
-}
-
-/// Checks [`Smlad`] against [`PortableInt8`] on random shapes (all tails, odd rows, several
-/// blocks, unaligned weights) and random values, with extreme offsets and weights. Returns the number of shapes checked, or the
-/// first shape that differs.
-#[cfg(not(any(feature = "lean", feature = "train")))]
-pub fn self_test(rng: &mut mlp::Rng) -> Result<usize, Shape> {
-    const M: [usize; 12] = [1, 4, 7, 8, 9, 16, 23, 36, 64, 129, 200, 408];
-    const N: [usize; 4] = [1, 2, 3, 5];
-    let mut x = [0i8; 2 * 408];
-    let mut w = [0i8; 2 * 408 + 4];
-    let (mut want, mut got) = ([0i32; 10], [0i32; 10]);
-    let mut checked = 0;
-    for &m in &M {
-        // Wide rows with few outputs, to keep this test's stack small.
-        for &n in N.iter().filter(|&&n| n * m <= 2 * 408) {
-            for (batch, skew) in [(1, 0), (2, 0), (1, 1)] {
-                let shape = Shape { batch, inputs: m, outputs: n };
-                x[..batch * m].iter_mut().for_each(|v| *v = rng.below(256) as u8 as i8);
-                let w = &mut w[skew..skew + n * m];
-                w.iter_mut().for_each(|v| *v = (rng.below(255) as i32 - 127) as i8);
-                let offset = rng.below(256) as i32 - 127;
-                PortableInt8.dense_i8(shape, &x[..batch * m], offset, w, &mut want[..batch * n]);
-                got.fill(0x5555);
-                Smlad.dense_i8(shape, &x[..batch * m], offset, w, &mut got[..batch * n]);
-                if want[..batch * n] != got[..batch * n] {
-                    return Err(shape);
-                }
-                checked += 1;
-            }
-        }
-    }
-    Ok(checked)
 }

@@ -5,8 +5,57 @@
 #[cfg(mlp_dsp)]
 pub use crate::dsp::Smlad as Fast;
 #[cfg(not(mlp_dsp))]
-pub use mlp::int8::PortableInt8 as Fast;
+pub use crate::skip::PortableSkip as Fast;
 
 /// [`Fast`]'s name in the log.
 #[cfg(not(any(feature = "lean", feature = "train")))]
-pub const NAME: &str = if cfg!(mlp_dsp) { "SMLAD" } else { "portable" };
+pub const NAME: &str = if cfg!(mlp_dsp) { "SMLAD" } else { "portable+skip" };
+
+/// Checks [`Fast`] against [`PortableInt8`](mlp::int8::PortableInt8) on random shapes (tails,
+/// odd rows, several blocks, unaligned weights) and random values with extreme offsets and
+/// weights, half of the samples with random stretches of blank inputs (equal to the zero
+/// point) for the skipping. Returns the number of shapes checked, or the first shape that
+/// differs.
+#[cfg(not(any(feature = "lean", feature = "train")))]
+pub fn self_test(rng: &mut mlp::Rng) -> Result<usize, mlp::Shape> {
+    use mlp::int8::{Int8Kernels, PortableInt8};
+    use mlp::Shape;
+    const M: [usize; 13] = [1, 4, 7, 8, 9, 16, 23, 36, 64, 129, 200, 408, 800];
+    const N: [usize; 4] = [1, 2, 3, 5];
+    let mut x = [0i8; 2 * 800];
+    let mut w = [0i8; 2 * 800 + 4];
+    let (mut want, mut got) = ([0i32; 10], [0i32; 10]);
+    let mut checked = 0;
+    for &m in &M {
+        // Wide rows with few outputs, to keep this test's stack small.
+        for &n in N.iter().filter(|&&n| n * m <= 2 * 800) {
+            for (batch, skew, blanks) in
+                [(1, 0, false), (2, 0, false), (1, 1, false), (1, 0, true), (2, 0, true)]
+            {
+                let shape = Shape { batch, inputs: m, outputs: n };
+                let offset = rng.below(256) as i32 - 127;
+                let x = &mut x[..batch * m];
+                x.iter_mut().for_each(|v| *v = rng.below(256) as u8 as i8);
+                if blanks {
+                    // Stretches of 1 to 40 inputs at the zero point, at random places.
+                    for _ in 0..rng.below(12) {
+                        let start = rng.below(x.len() as u32) as usize;
+                        let len = 1 + rng.below(40) as usize;
+                        let end = (start + len).min(x.len());
+                        x[start..end].fill(offset.wrapping_neg() as i8);
+                    }
+                }
+                let w = &mut w[skew..skew + n * m];
+                w.iter_mut().for_each(|v| *v = (rng.below(255) as i32 - 127) as i8);
+                PortableInt8.dense_i8(shape, x, offset, w, &mut want[..batch * n]);
+                got.fill(0x5555);
+                Fast.dense_i8(shape, x, offset, w, &mut got[..batch * n]);
+                if want[..batch * n] != got[..batch * n] {
+                    return Err(shape);
+                }
+                checked += 1;
+            }
+        }
+    }
+    Ok(checked)
+}

@@ -35,6 +35,8 @@ mod kernel;
 #[cfg(all(feature = "lean", not(any(feature = "f32", feature = "train"))))]
 mod lean;
 mod out;
+#[cfg(not(feature = "f32"))]
+mod skip;
 mod stack;
 #[cfg(all(feature = "train", not(feature = "f32")))]
 mod train;

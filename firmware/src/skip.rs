@@ -1,0 +1,116 @@
+//! Skipping what contributes nothing. An input equal to the layer's input zero point
+//! (`x == -input_offset`) adds `0 · w` to every sum: with zero point -128 that is every blank
+//! pixel (about 80% of an MNIST image) and every ReLU zero. [`Runs`] finds the stretches of a
+//! sample that are not blank, in groups of 4 inputs, as runs of whole 8-input steps the
+//! kernels' inner loops take; the kernels multiply only those. The sums are exactly
+//! `PortableInt8`'s: what is left out is exactly zero, and the sums wrap modulo 2^32 in any
+//! order.
+
+#[cfg(not(mlp_dsp))]
+use mlp::int8::{Int8Kernels, PortableInt8};
+#[cfg(not(mlp_dsp))]
+use mlp::Shape;
+
+/// Inputs per blank test (one word of int8 inputs).
+const GROUP: usize = 4;
+
+/// The non-blank runs of one sample: `(start, len)`, `start` a multiple of 4, `len` a
+/// multiple of 8 and at most `max_len`, in order, disjoint, inside the sample. Every input
+/// outside them equals the zero point. A single blank group between two runs is taken into
+/// one run: its four zeros cost less than a second run's setup.
+pub struct Runs<'a> {
+    x: &'a [i8],
+    zero: i8,
+    /// The next group to look at.
+    g: usize,
+    /// The rest of a run longer than `max_len`: (start, len).
+    rest: (usize, usize),
+    max_len: usize,
+}
+
+impl<'a> Runs<'a> {
+    /// The runs of `x` (its length a multiple of 8) for an input offset (minus the zero
+    /// point, in `[-127, 128]`); `max_len` a positive multiple of 8.
+    pub fn new(x: &'a [i8], input_offset: i32, max_len: usize) -> Runs<'a> {
+        Runs { x, zero: input_offset.wrapping_neg() as i8, g: 0, rest: (0, 0), max_len }
+    }
+
+    fn blank(&self, g: usize) -> bool {
+        self.x[g * GROUP..(g + 1) * GROUP].iter().all(|&v| v == self.zero)
+    }
+}
+
+impl Iterator for Runs<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        if self.rest.1 == 0 {
+            let groups = self.x.len() / GROUP;
+            while self.g < groups && self.blank(self.g) {
+                self.g += 1;
+            }
+            if self.g == groups {
+                return None;
+            }
+            let mut s = self.g;
+            let mut e = s + 1;
+            while e < groups {
+                if !self.blank(e) {
+                    e += 1;
+                } else if e + 1 < groups && !self.blank(e + 1) {
+                    e += 2;
+                } else {
+                    break;
+                }
+            }
+            // Whole 8-input steps: take one more blank group, after the run if there is one
+            // (group e is blank), else before it (the previous run ended at least two groups
+            // before s: a one-group gap would have joined them; `groups` is even, so a run
+            // that reaches the end and started at 0 has an even length).
+            if (e - s) % 2 == 1 {
+                if e < groups {
+                    e += 1;
+                } else {
+                    s -= 1;
+                }
+            }
+            self.g = e;
+            self.rest = (s * GROUP, (e - s) * GROUP);
+        }
+        let (start, len) = self.rest;
+        let take = len.min(self.max_len);
+        self.rest = (start + take, len - take);
+        Some((start, take))
+    }
+}
+
+/// Core's portable loops on the non-blank runs only: the kernel of the cores without the DSP
+/// extension (M0, M3).
+#[cfg(not(mlp_dsp))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PortableSkip;
+
+#[cfg(not(mlp_dsp))]
+impl Int8Kernels for PortableSkip {
+    fn dense_i8(&self, shape: Shape, x: &[i8], input_offset: i32, w: &[i8], acc: &mut [i32]) {
+        let (m, n) = (shape.inputs, shape.outputs);
+        if m % 8 != 0 || n == 0 || w.len() < m * n {
+            PortableInt8.dense_i8(shape, x, input_offset, w, acc);
+            return;
+        }
+        for (xr, ar) in x.chunks_exact(m).zip(acc.chunks_exact_mut(n)) {
+            ar.fill(0);
+            for (start, len) in Runs::new(xr, input_offset, m) {
+                let xs = &xr[start..start + len];
+                for (a, wr) in ar.iter_mut().zip(w.chunks_exact(m)) {
+                    *a = dot(*a, xs, input_offset, &wr[start..start + len]);
+                }
+            }
+        }
+    }
+}
+
+/// `acc + Σ (x[j] + offset) · w[j]`, wrapping.
+pub fn dot(acc: i32, x: &[i8], offset: i32, w: &[i8]) -> i32 {
+    x.iter().zip(w).fold(acc, |s, (&xv, &wv)| s.wrapping_add((xv as i32 + offset).wrapping_mul(wv as i32)))
+}
