@@ -48,6 +48,12 @@ fn main() {
     let memory = format!("memory/{core}.x");
     std::fs::copy(&memory, out.join("memory.x")).expect("copy memory/<core>.x to OUT_DIR");
     println!("cargo:rustc-link-search={}", out.display());
+    // The lean build's interrupt table is its own (src/lean.rs): cortex-m-rt's `device`
+    // feature includes a device.x of handler names, which it does not need.
+    if std::env::var_os("CARGO_FEATURE_LEAN").is_some() {
+        std::fs::write(out.join("device.x"), "/* the lean build names no device interrupts */\n")
+            .expect("write device.x to OUT_DIR");
+    }
     println!("cargo:rerun-if-changed={memory}");
     println!("cargo:rustc-cfg=mlp_core=\"{core}\"");
     if dsp {

@@ -7,7 +7,7 @@ use mlp::int8::{self, layout, Int8Kernels, PortableInt8};
 use mlp::Shape;
 
 use crate::clock::Clock;
-use crate::int8_model::{layers, macs};
+use crate::int8_model::{macs, Layers};
 use crate::kernel::{Fast, NAME};
 use crate::{buffer, images, model, Fail, Ratio};
 
@@ -18,7 +18,8 @@ const PRODUCT_RUNS: u64 = 4;
 
 pub fn run(clock: &Clock) -> Result<(), Fail> {
     crate::check_core()?;
-    let layers = layers()?;
+    let mut layers = Layers::new();
+    crate::int8_model::layers(&mut layers)?;
     let table = model::INPUT_TABLE.as_ref().ok_or(Fail::Check(
         "the model has a per-feature input transform (no u8 input table); export an MNIST model",
     ))?;

@@ -81,12 +81,16 @@ impl From<mlp::Error> for Fail {
 impl Fail {
     /// Prints the failure: core's own message in the builds that format floats anyway; the
     /// int8 builds (no float formatting: it would double their code) name the integer-only
-    /// errors they can meet and print a generic line for the rest.
+    /// errors they can meet and print a generic line for the rest; the lean build prints the
+    /// generic line only (core's messages are half a kilobyte of strings an application that
+    /// ships its model does not need).
     pub fn print(&self) {
         match self {
             #[cfg(any(feature = "f32", feature = "train"))]
             Fail::Core(e) => cortex_m_semihosting::hprint!("{}", e),
-            #[cfg(not(any(feature = "f32", feature = "train")))]
+            #[cfg(feature = "lean")]
+            Fail::Core(_) => out::s("core refused the model or a buffer (an mlp::Error)"),
+            #[cfg(not(any(feature = "f32", feature = "train", feature = "lean")))]
             Fail::Core(e) => match e {
                 mlp::Error::BufferLength { expected, actual, .. } => {
                     out::s("a buffer has length ");
