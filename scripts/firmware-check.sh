@@ -49,6 +49,8 @@ accuracy_at_least_97() {
 # Every core: the int8 build (fast kernel and core's portable one), each target built once.
 # The micro:bit's 256 KiB of flash takes the same model with 32 test images (generated/m0).
 summary=()
+table=()
+SIZE=$(command -v llvm-size || echo "$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-size")
 for pair in m0:thumbv6m-none-eabi m3:thumbv7m-none-eabi m4:thumbv7em-none-eabihf \
     m7:thumbv7em-none-eabihf m33:thumbv8m.main-none-eabihf m55:thumbv8m.main-none-eabihf; do
     core=${pair%%:*}
@@ -62,6 +64,14 @@ for pair in m0:thumbv6m-none-eabi m3:thumbv7m-none-eabi m4:thumbv7em-none-eabihf
     per=$(sed -n 's/^per inference[^:]*: [^ ]* \([0-9]*\) .*/\1/p' "$log")
     [ "$same" = "$total" ] || fail "cortex-$core: bit-identical $same of $total"
     summary+=("cortex-$core: correct $correct of $total, bit-identical $same of $total, $per instructions per inference")
+    # The README's per-core table: dense product cost, flash and RAM of this build, stack.
+    elf="target/${pair#*:}/release/mlp-firmware"
+    sec() { "$SIZE" -A "$elf" | awk -v s="$1" '$1 == s { t += $2 } END { print t + 0 }'; }
+    flash=$(( $(sec .vector_table) + $(sec .text) + $(sec .rodata) + $(sec .data) ))
+    ram=$(( $(sec .data) + $(sec .bss) + $(sec .uninit) ))
+    dense=$(sed -n 's/^dense product.*portable [0-9.]* instructions\/MAC, [^ ]* \([0-9.]*\) .*/\1/p' "$log")
+    inference_stack=$(sed -n 's/^stack high-water mark after inference: \([0-9]*\) .*/\1/p' "$log")
+    table+=("$(printf '| cortex-%s | %s | %s | %s | %s | %s |' "$core" "$per" "$dense" "$flash" "$ram" "$inference_stack")")
 done
 # The host's own accuracy on the M0's 32 images is below 97% (31 of 32): the bar is checked
 # on the 100 images of the other cores.
@@ -81,5 +91,9 @@ awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "train: the los
 echo "   train: on-device loss fell from $first to $last"
 echo
 printf '%s\n' "${summary[@]}"
+echo
+echo "| core | instructions per inference | dense product, instructions/MAC | flash (bytes) | RAM (static, bytes) | stack in inference (bytes) |"
+echo "|---|---|---|---|---|---|"
+printf '%s\n' "${table[@]}"
 echo
 "$here/firmware-size.sh"
