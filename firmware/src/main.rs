@@ -202,7 +202,7 @@ pub fn check_core() -> Result<(), Fail> {
     Ok(())
 }
 
-/// `x/y` with two decimals, without floating point (for the integer-only builds).
+/// `x/y` with three decimals, without floating point (for the integer-only builds).
 #[cfg(not(feature = "lean"))]
 pub struct Ratio(pub u64, pub u64);
 
@@ -212,7 +212,7 @@ impl core::fmt::Display for Ratio {
         if self.1 == 0 {
             return f.write_str("n/a");
         }
-        let hundredths = (self.0 * 100 + self.1 / 2) / self.1;
-        write!(f, "{}.{:02}", hundredths / 100, hundredths % 100)
+        let thousandths = (self.0 * 1000 + self.1 / 2) / self.1;
+        write!(f, "{}.{:03}", thousandths / 1000, thousandths % 1000)
     }
 }

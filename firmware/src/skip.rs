@@ -7,7 +7,10 @@
 //! order.
 
 #[cfg(not(mlp_dsp))]
-use mlp::int8::{Int8Kernels, PortableInt8};
+use mlp::int8::Int8Kernels;
+#[cfg(not(mlp_dsp))]
+use mlp::int8::PortableInt8;
+use mlp::int8::{fixed, Int8Layer};
 #[cfg(not(mlp_dsp))]
 use mlp::Shape;
 
@@ -36,7 +39,15 @@ impl<'a> Runs<'a> {
     }
 
     fn blank(&self, g: usize) -> bool {
-        self.x[g * GROUP..(g + 1) * GROUP].iter().all(|&v| v == self.zero)
+        let g = &self.x[g * GROUP..(g + 1) * GROUP];
+        if cfg!(mlp_core = "m0") {
+            // ARMv6-M has no unaligned word loads: bytes, stopping at the first non-blank one.
+            g.iter().all(|&v| v == self.zero)
+        } else {
+            // One (unaligned) word load and compare.
+            let word = [g[0] as u8, g[1] as u8, g[2] as u8, g[3] as u8];
+            u32::from_ne_bytes(word) == u32::from_ne_bytes([self.zero as u8; GROUP])
+        }
     }
 }
 
@@ -92,6 +103,19 @@ pub struct PortableSkip;
 
 #[cfg(not(mlp_dsp))]
 impl Int8Kernels for PortableSkip {
+    fn dense_requantize(
+        &self,
+        shape: Shape,
+        x: &[i8],
+        input_offset: i32,
+        layer: &Int8Layer<'_>,
+        acc: &mut [i32],
+        y: &mut [i8],
+    ) {
+        self.dense_i8(shape, x, input_offset, layer.weights(), acc);
+        requantize(layer, acc, y);
+    }
+
     fn dense_i8(&self, shape: Shape, x: &[i8], input_offset: i32, w: &[i8], acc: &mut [i32]) {
         let (m, n) = (shape.inputs, shape.outputs);
         if m % 8 != 0 || n == 0 || w.len() < m * n {
@@ -106,6 +130,40 @@ impl Int8Kernels for PortableSkip {
                     *a = dot(*a, xs, input_offset, &wr[start..start + len]);
                 }
             }
+        }
+    }
+}
+
+/// [`PortableInt8::requantize`] with a shortcut for the sums that end at the bottom of a
+/// ReLU's range: with no table, the clamp's low end at or above the output zero point, a
+/// non-negative multiplier and no left shift, a sum (with bias) `<= 0` requantizes to a
+/// value `<= 0` (the rounding doubling high multiply and the rounding right shift keep its
+/// sign or give 0), so to the zero point or below, clamped to `lo`: the same byte, without
+/// the 64-bit multiply. About half of a hidden layer's outputs take it.
+pub fn requantize(layer: &Int8Layer<'_>, acc: &[i32], y: &mut [i8]) {
+    let n = layer.outputs();
+    if n == 0 {
+        return;
+    }
+    let (lo, hi) = layer.clamp_range();
+    let table = layer.table();
+    let zp = if table.is_some() { layer.pre_zero_point() } else { layer.out_zero_point() };
+    let shortcut = table.is_none() && lo >= zp;
+    let (bias, mult, shift) = (layer.bias(), layer.multipliers(), layer.shifts());
+    for (ar, yr) in acc.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+        let params = bias.iter().zip(mult.iter()).zip(shift.iter());
+        for ((y, &a), ((b, m), s)) in yr.iter_mut().zip(ar).zip(params) {
+            let x = a.wrapping_add(b);
+            *y = if shortcut && x <= 0 && m >= 0 && s <= 0 {
+                lo as i8
+            } else {
+                let q = fixed::requantize(x, m, s, zp, lo, hi);
+                match table {
+                    // q + 128 as an index in 0..=255, as PortableInt8 does.
+                    Some(t) => t[(q as u8 ^ 0x80) as usize],
+                    None => q,
+                }
+            };
         }
     }
 }
