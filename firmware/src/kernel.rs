@@ -2,14 +2,22 @@
 //! through [`mlp::int8::Int8Kernels`]; core's `PortableInt8` stays the reference it is
 //! checked against.
 
-#[cfg(mlp_dsp)]
+#[cfg(all(mlp_dsp, not(mlp_core = "m55")))]
 pub use crate::dsp::Smlad as Fast;
+#[cfg(mlp_core = "m55")]
+pub use crate::mve::Mve as Fast;
 #[cfg(not(mlp_dsp))]
 pub use crate::skip::PortableSkip as Fast;
 
 /// [`Fast`]'s name in the log.
 #[cfg(not(any(feature = "lean", feature = "train")))]
-pub const NAME: &str = if cfg!(mlp_dsp) { "SMLAD" } else { "portable+skip" };
+pub const NAME: &str = if cfg!(mlp_core = "m55") {
+    "Helium"
+} else if cfg!(mlp_dsp) {
+    "SMLAD"
+} else {
+    "portable+skip"
+};
 
 /// Checks [`Fast`] against [`PortableInt8`](mlp::int8::PortableInt8) on random shapes (tails,
 /// odd rows, several blocks, unaligned weights) and random values with extreme offsets and

@@ -34,6 +34,8 @@ mod int8_model;
 mod kernel;
 #[cfg(all(feature = "lean", not(any(feature = "f32", feature = "train"))))]
 mod lean;
+#[cfg(all(mlp_core = "m55", not(feature = "f32")))]
+mod mve;
 mod out;
 #[cfg(not(feature = "f32"))]
 mod skip;
