@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 /// Core, the Rust target it needs, whether it has the DSP extension (SMLAD), the folder of
-/// its generated files. The micro:bit's 256 KiB of flash holds the model with 32 test images
+/// its generated files. The micro:bit's 256 KiB of flash holds the model with 30 test images
 /// (`generated/m0/`), the others take the 100 of `generated/`.
 const CORES: [(&str, &str, bool, &str); 6] = [
     ("m0", "thumbv6m-none-eabi", false, "generated/m0"),
@@ -73,7 +73,8 @@ fn main() {
                 .to_string(),
         )
     } else {
-        let flags = if dir == "generated" { "--images 100 --train-images 300" } else { "--images 32" };
+        let flags =
+            if dir == "generated" { "--images 100 --train-images 300" } else { "--images 30 --flash 256K" };
         (
             "model.rs",
             "model_images.rs",

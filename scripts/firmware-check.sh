@@ -47,7 +47,7 @@ accuracy_at_least_97() {
 }
 
 # Every core: the int8 build (fast kernel and core's portable one), each target built once.
-# The micro:bit's 256 KiB of flash takes the same model with 32 test images (generated/m0).
+# The micro:bit's 256 KiB of flash takes the same model with 30 test images (generated/m0).
 summary=()
 table=()
 SIZE=$(command -v llvm-size || echo "$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-size")
@@ -73,7 +73,7 @@ for pair in m0:thumbv6m-none-eabi m3:thumbv7m-none-eabi m4:thumbv7em-none-eabihf
     inference_stack=$(sed -n 's/^stack high-water mark after inference: \([0-9]*\) .*/\1/p' "$log")
     table+=("$(printf '| cortex-%s | %s | %s | %s | %s | %s |' "$core" "$per" "$dense" "$flash" "$ram" "$inference_stack")")
 done
-# The host's own accuracy on the M0's 32 images is below 97% (31 of 32): the bar is checked
+# The host's own accuracy on the M0's 30 images may be below 97% (one miss is 3.3%): the bar is checked
 # on the 100 images of the other cores.
 accuracy_at_least_97 int8-m4
 run lean --profile lean --features lean

@@ -22,8 +22,9 @@ pub const NAME: &str = if cfg!(mlp_core = "m55") {
 /// Checks [`Fast`] against [`PortableInt8`](mlp::int8::PortableInt8) on random shapes (tails,
 /// odd rows, several blocks, unaligned weights) and random values with extreme offsets and
 /// weights, half of the samples with random stretches of blank inputs (equal to the zero
-/// point) for the skipping. Returns the number of shapes checked, or the first shape that
-/// differs.
+/// point) for the skipping; then the requantization's fast path against core's on random
+/// and extreme values. Returns the number of shapes checked, or the first shape that differs
+/// (for the requantization: batch 0, the sum and the shift as inputs and outputs).
 #[cfg(not(any(feature = "lean", feature = "train")))]
 pub fn self_test(rng: &mut mlp::Rng) -> Result<usize, mlp::Shape> {
     use mlp::int8::{Int8Kernels, PortableInt8};
@@ -63,6 +64,27 @@ pub fn self_test(rng: &mut mlp::Rng) -> Result<usize, mlp::Shape> {
                 }
                 checked += 1;
             }
+        }
+    }
+    // The requantization's fast path against core's definition.
+    let extremes = [i32::MIN, i32::MIN + 1, -(1 << 30), -65_536, -1, 0, 1, 65_535, 1 << 30, i32::MAX];
+    for i in 0..20_000u32 {
+        let pick = |r: &mut mlp::Rng, k: u32| {
+            if k.is_multiple_of(4) {
+                extremes[r.below(extremes.len() as u32) as usize]
+            } else {
+                r.next_u32() as i32 >> r.below(32)
+            }
+        };
+        let x = pick(rng, i);
+        let m = if i.is_multiple_of(8) { pick(rng, i + 1) } else { (rng.next_u32() >> 1) as i32 };
+        let s = rng.below(40) as i32 - 35;
+        let zp = rng.below(256) as i32 - 128;
+        let (lo, hi) = if i.is_multiple_of(2) { (zp.max(-128), 127) } else { (-128, 127) };
+        if crate::skip::requantize_one(x, m, s, zp, lo, hi)
+            != mlp::int8::fixed::requantize(x, m, s, zp, lo, hi)
+        {
+            return Err(Shape { batch: 0, inputs: x as usize, outputs: s as usize });
         }
     }
     Ok(checked)

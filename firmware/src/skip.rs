@@ -157,7 +157,7 @@ pub fn requantize(layer: &Int8Layer<'_>, acc: &[i32], y: &mut [i8]) {
             *y = if shortcut && x <= 0 && m >= 0 && s <= 0 {
                 lo as i8
             } else {
-                let q = fixed::requantize(x, m, s, zp, lo, hi);
+                let q = requantize_one(x, m, s, zp, lo, hi);
                 match table {
                     // q + 128 as an index in 0..=255, as PortableInt8 does.
                     Some(t) => t[(q as u8 ^ 0x80) as usize],
@@ -166,6 +166,36 @@ pub fn requantize(layer: &Int8Layer<'_>, acc: &[i32], y: &mut [i8]) {
             };
         }
     }
+}
+
+/// `fixed::requantize`, the same value, with fewer instructions for the usual parameters (a
+/// non-negative multiplier, no left shift): the 64-bit rounding is done with shifts on the
+/// product's sign instead of a 64-bit division, the right shift without clamping its
+/// exponent twice. Anything else goes to `fixed::requantize` itself. `kernel::self_test`
+/// checks the two agree on random and extreme values. The lean build, which counts bytes
+/// rather than instructions, takes `fixed::requantize` alone.
+#[inline(always)]
+pub fn requantize_one(x: i32, m: i32, s: i32, zp: i32, lo: i32, hi: i32) -> i8 {
+    if cfg!(feature = "lean") || m < 0 || !(-31..=0).contains(&s) {
+        return fixed::requantize(x, m, s, zp, lo, hi);
+    }
+    // saturating_rounding_doubling_high_mul (m >= 0: never i32::MIN · i32::MIN): the product
+    // plus the nudge, divided by 2^31 rounding toward zero.
+    let ab = x as i64 * m as i64;
+    let high = if ab >= 0 { (ab + (1 << 30)) >> 31 } else { -(((1 << 30) - 1 - ab) >> 31) } as i32;
+    // rounding_divide_by_pot(high, -s), -s in 0..=31.
+    let e = (-s) as u32;
+    let mask = ((1u32 << e) - 1) as i32;
+    let threshold = (mask >> 1) + (high < 0) as i32;
+    let v = (high >> e) + ((high & mask) > threshold) as i32;
+    let v = v.saturating_add(zp);
+    (if v < lo {
+        lo
+    } else if v > hi {
+        hi
+    } else {
+        v
+    }) as i8
 }
 
 /// `acc + Σ (x[j] + offset) · w[j]`, wrapping.
