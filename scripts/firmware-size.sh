@@ -51,6 +51,7 @@ for b in "${builds[@]}"; do
         embedded=$(( embedded + 16#$hex ))
     done
     log="target/logs/$b.log"
+    [ "$b" = int8 ] && log=target/logs/int8-m4.log
     if ! grep -q '^stack high-water mark' "$log" 2>/dev/null; then
         # shellcheck disable=SC2046
         timeout 300 cargo run -q $(args_of "$b") >"$log" 2>&1 || true

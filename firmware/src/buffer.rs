@@ -8,10 +8,16 @@ macro_rules! buffer {
     ($t:ty; $n:expr) => {{
         static mut BUF: [$t; $n] = [0 as $t; $n];
         static TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-        if TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel) {
+        // Load and store with interrupts off, not swap: ARMv6-M has no atomic swap.
+        let taken = cortex_m::interrupt::free(|_| {
+            let taken = TAKEN.load(core::sync::atomic::Ordering::Acquire);
+            TAKEN.store(true, core::sync::atomic::Ordering::Release);
+            taken
+        });
+        if taken {
             None
         } else {
-            // SAFETY: TAKEN is set once and never cleared, so this is the only reference
+            // SAFETY: TAKEN is set once (with interrupts off) and never cleared, so this is the only reference
             // ever made to BUF, and nothing else names BUF (it is local to this block).
             Some(unsafe { &mut *core::ptr::addr_of_mut!(BUF) })
         }

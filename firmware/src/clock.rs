@@ -1,32 +1,47 @@
 //! Measuring cost: the DWT cycle counter on a board, or SysTick in QEMU.
 //!
 //! QEMU implements no DWT cycle counter (it reads 0). With `-icount shift=0` (see
-//! `.cargo/config.toml`) QEMU's virtual clock advances 1 ns per instruction, and the MPS2
-//! AN386's SysTick (processor clock, 25 MHz) ticks once per 40 ns: every tick is exactly 40
-//! instructions, repeatably. So in QEMU costs are *instructions* (to within 40 per
-//! measurement); on a board with DWT they are *cycles*.
+//! `qemu-run.sh`) QEMU's virtual clock advances 1 ns per instruction, and SysTick (on the
+//! processor clock) ticks once per clock period: 40 ns on the MPS2 boards (M3, M4, M7:
+//! 25 MHz), 50 ns on the AN505 (M33: 20 MHz), 31.25 ns on the AN547 (M55: 32 MHz), 62.5 ns
+//! on the micro:bit (M0: 16 MHz). So in QEMU costs are *instructions* (to within one tick
+//! per measurement), [`Clock::check`] confirms the rate on a loop of known length; on a
+//! board with DWT (M3 and up) they are *cycles*.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use cortex_m::peripheral::syst::SystClkSource;
-use cortex_m::peripheral::{DWT, SCB, SYST};
+#[cfg(not(mlp_core = "m0"))]
+use cortex_m::peripheral::DWT;
+use cortex_m::peripheral::{SCB, SYST};
 use cortex_m_rt::exception;
 
 /// SysTick wraps counted by its exception, to extend the 24-bit counter.
 static WRAPS: AtomicU32 = AtomicU32::new(0);
 const RELOAD: u32 = 0x00FF_FFFF;
-/// Instructions per SysTick tick under QEMU `-icount shift=0` at the AN386's 25 MHz.
-pub const INSTRUCTIONS_PER_TICK: u64 = 40;
+/// Instructions per SysTick tick under QEMU `-icount shift=0`, as a fraction
+/// (numerator, denominator): the nanoseconds of one period of the machine's processor clock.
+#[cfg(mlp_core = "m0")]
+const INSTRUCTIONS_PER_TICK: (u64, u64) = (125, 2);
+#[cfg(any(mlp_core = "m3", mlp_core = "m4", mlp_core = "m7"))]
+const INSTRUCTIONS_PER_TICK: (u64, u64) = (40, 1);
+#[cfg(mlp_core = "m33")]
+const INSTRUCTIONS_PER_TICK: (u64, u64) = (50, 1);
+#[cfg(mlp_core = "m55")]
+const INSTRUCTIONS_PER_TICK: (u64, u64) = (125, 4);
 
 #[exception]
 fn SysTick() {
-    WRAPS.fetch_add(1, Ordering::Relaxed);
+    // Load and store, not fetch_add: ARMv6-M has no atomic read-modify-write, and only this
+    // handler writes WRAPS.
+    WRAPS.store(WRAPS.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
 
 /// Where costs come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// DWT CYCCNT: core clock cycles (a real Cortex-M3/M4/M7).
+    #[cfg_attr(mlp_core = "m0", allow(dead_code))]
     Cycles,
     /// SysTick × 40: instructions under QEMU `-icount shift=0`.
     QemuInstructions,
@@ -54,13 +69,45 @@ impl Clock {
         p.SYST.clear_current();
         p.SYST.enable_interrupt();
         p.SYST.enable_counter();
-        p.DCB.enable_trace();
-        DWT::unlock();
-        p.DWT.enable_cycle_counter();
-        let a = DWT::cycle_count();
-        cortex_m::asm::delay(100);
-        let source = if DWT::cycle_count() != a { Source::Cycles } else { Source::QemuInstructions };
-        Clock { source }
+        // ARMv6-M (the M0) has no DWT cycle counter.
+        #[cfg(not(mlp_core = "m0"))]
+        {
+            p.DCB.enable_trace();
+            DWT::unlock();
+            p.DWT.enable_cycle_counter();
+            let a = DWT::cycle_count();
+            cortex_m::asm::delay(100);
+            if DWT::cycle_count() != a {
+                return Clock { source: Source::Cycles };
+            }
+        }
+        Clock { source: Source::QemuInstructions }
+    }
+
+    #[cfg(not(any(feature = "f32", feature = "train")))]
+    /// Times a loop of known length (`subs` + `bne`, 2 instructions per pass): under QEMU its
+    /// instruction count, measured, must be within 1% of what it is, else SysTick does not tick
+    /// at the rate [`INSTRUCTIONS_PER_TICK`] assumes (QEMU without `-icount shift=0`, another
+    /// machine). Returns (instructions run, measured) or the pair that failed.
+    pub fn check(&self) -> Result<(u64, u64), (u64, u64)> {
+        const PASSES: u32 = 50_000;
+        let t = self.now();
+        // SAFETY: a register-only countdown loop: writes r0 (declared) and the flags.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "subs r0, r0, #1",
+                "bne 2b",
+                inout("r0") PASSES => _,
+                options(nomem, nostack),
+            );
+        }
+        let measured = self.since(t);
+        let run = 2 * PASSES as u64;
+        match self.source {
+            Source::QemuInstructions if measured.abs_diff(run) * 100 > run => Err((run, measured)),
+            _ => Ok((run, measured)),
+        }
     }
 
     /// "instructions" or "cycles".
@@ -76,7 +123,7 @@ impl Clock {
         match self.source {
             Source::Cycles => "cycles from the DWT cycle counter",
             Source::QemuInstructions => {
-                "instructions: SysTick x 40 under QEMU -icount shift=0 (no DWT cycle counter found)"
+                "instructions: SysTick ticks x the ns of a processor clock period, under QEMU -icount shift=0 (no DWT cycle counter found)"
             }
         }
     }
@@ -84,8 +131,14 @@ impl Clock {
     /// Now.
     pub fn now(&self) -> Stamp {
         match self.source {
+            #[cfg(not(mlp_core = "m0"))]
             Source::Cycles => Stamp(DWT::cycle_count() as u64),
-            Source::QemuInstructions => Stamp(systick_ticks() * INSTRUCTIONS_PER_TICK),
+            #[cfg(mlp_core = "m0")]
+            Source::Cycles => Stamp(0),
+            Source::QemuInstructions => {
+                let (num, den) = INSTRUCTIONS_PER_TICK;
+                Stamp(systick_ticks() * num / den)
+            }
         }
     }
 

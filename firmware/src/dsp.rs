@@ -2,225 +2,313 @@
 //! multiply-accumulates per instruction, plugged into core through [`mlp::int8::Int8Kernels`].
 //!
 //! # How
-//! For a block of up to [`BLOCK`] inputs, the int8 inputs plus the input offset (in
-//! `[-255, 255]`: they fit i16) are widened once into pairs `(x0, x2), (x1, x3)` per group
-//! of four, the order `SXTB16` produces from four weight bytes: `SXTB16 w` gives
-//! `(w0, w2)` and `SXTB16 w, ROR #8` gives `(w1, w3)`. The inner loop then takes two output
-//! rows and eight inputs per iteration:
+//! Only the runs of inputs that are not blank are multiplied ([`crate::skip`]). The int8
+//! inputs of those runs plus the input offset (in `[-255, 255]`: they fit i16) are widened
+//! once, back to back, into pairs `(x0, x2), (x1, x3)` per group of four, the order `SXTB16`
+//! produces from four weight bytes: `SXTB16 w` gives `(w0, w2)` and `SXTB16 w, ROR #8` gives
+//! `(w1, w3)`. A table says, per run, how far to move the weight pointers (the gap since the
+//! previous run) and how many 8-input steps it has. One assembly routine then walks every
+//! pair of output rows through every run:
 //!
 //! ```text
 //! ldm    x!, {r2-r5}            ; 8 widened inputs, shared by both rows
-//! ldr    w, [w0], #4            ; row 0, inputs 0-3
-//! sxtb16 t, w, ror #8
-//! sxtb16 w, w
-//! smlad  a0, r2, w, a0
+//! ldrd   wa, wb, [w0], #8       ; row 0: 8 weights
+//! sxtb16 t, wa, ror #8
+//! sxtb16 wa, wa
+//! smlad  a0, r2, wa, a0
 //! smlad  a0, r3, t, a0
-//! ... (inputs 4-7, then row 1 the same)
+//! ... (wb: inputs 4-7, then row 1 the same from w1)
+//! ... (the same again: 16 inputs per pass)
 //! subs   n, n, #1
 //! bne    loop
 //! ```
 //!
-//! 23 instructions for 16 multiply-accumulates: 1.44 per MAC in the loop. The sums wrap
-//! modulo 2^32 like [`PortableInt8`]'s (SMLAD keeps the low 32 bits and only sets the Q flag
-//! on overflow), so the results are bit-identical; the firmware checks that at run time on
-//! every embedded image and on random shapes ([`self_test`]).
+//! 40 instructions for 32 multiply-accumulates: 1.25 per MAC in the loop, and 7 per run and
+//! pair of rows to step to the next run. The sums wrap modulo 2^32 like [`PortableInt8`]'s
+//! (SMLAD keeps the low 32 bits and only sets the Q flag on overflow), so the results are
+//! bit-identical; the firmware checks that at run time on every embedded image and on random
+//! shapes (`kernel::self_test`).
 //!
-//! Inputs beyond the last multiple of 8, an odd last row, and weights that are not 4-byte
-//! aligned (so word loads could fault on a core that traps unaligned access) take plain loops.
+//! Layers whose inputs are not a multiple of 8 or whose weights are not 4-byte aligned (word
+//! loads could fault on a core that traps unaligned access) take core's portable kernel, an
+//! odd last row plain loops over the whole row.
 
 use core::arch::asm;
+use core::mem::MaybeUninit;
 
-use mlp::int8::{Int8Kernels, PortableInt8};
+use mlp::int8::{Int8Kernels, Int8Layer, PortableInt8};
 use mlp::Shape;
 
-/// Inputs widened at a time, at most: 800 bytes of stack for the i16 pairs. A 784-input
-/// layer takes two blocks of 392.
-pub const BLOCK: usize = 400;
+use crate::skip::{dot, Runs};
 
-/// The SMLAD kernel (needs the DSP extension: Cortex-M4, M7, M33 with DSP).
+/// Inputs widened at a time, at most: 1,600 bytes of stack for the i16 pairs and 808 for the
+/// run table, so that a 784-input layer with nothing blank takes one pass over the rows (two
+/// passes of 400 cost 0.013 instructions/MAC more in the dense product).
+pub const BLOCK: usize = 800;
+/// Runs per pass, at most (each at least 8 inputs), plus the end marker.
+const MAX_RUNS: usize = BLOCK / 8 + 1;
+
+/// The SMLAD kernel (needs the DSP extension: Cortex-M4, M7, M33 with DSP, M55).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Smlad;
 
 impl Int8Kernels for Smlad {
+    fn dense_requantize(
+        &self,
+        shape: Shape,
+        x: &[i8],
+        input_offset: i32,
+        layer: &Int8Layer<'_>,
+        acc: &mut [i32],
+        y: &mut [i8],
+    ) {
+        self.dense_i8(shape, x, input_offset, layer.weights(), acc);
+        crate::skip::requantize(layer, acc, y);
+    }
+
     fn dense_i8(&self, shape: Shape, x: &[i8], input_offset: i32, w: &[i8], acc: &mut [i32]) {
         let (m, n) = (shape.inputs, shape.outputs);
         let aligned = (w.as_ptr() as usize | m).is_multiple_of(4);
-        if m < 8 || n == 0 || !aligned || w.len() < m * n {
+        if !m.is_multiple_of(8) || n == 0 || !aligned || w.len() < m * n {
             PortableInt8.dense_i8(shape, x, input_offset, w, acc);
             return;
         }
-        let full = m / 8 * 8;
-        let mut pairs = [0u32; BLOCK / 2];
+        // Uninitialized: the kernel writes every word it reads (zeroing 2.4 KB would cost
+        // about 600 instructions per call).
+        let mut pass = Pass {
+            pairs: [MaybeUninit::uninit(); BLOCK / 2],
+            table: [MaybeUninit::uninit(); 2 * MAX_RUNS],
+            len: 0,
+            runs: 0,
+            end: 0,
+        };
         for (xr, ar) in x.chunks_exact(m).zip(acc.chunks_exact_mut(n)) {
             ar.fill(0);
-            // Blocks of equal length (multiples of 8): fewer, longer runs of the inner loop.
-            let blocks = full.div_ceil(BLOCK).max(1);
-            let step = full.div_ceil(blocks).div_ceil(8) * 8;
-            let mut j0 = 0;
-            while j0 < full {
-                let len = step.min(full - j0);
-                let pairs = &mut pairs[..len / 2];
-                widen(&xr[j0..j0 + len], input_offset, pairs);
-                row_pairs(&mut ar[..n / 2 * 2], &w[j0..], m, pairs);
-                if n % 2 == 1 {
-                    let o = n - 1;
-                    ar[o] = dot(ar[o], &xr[j0..j0 + len], input_offset, &w[o * m + j0..o * m + j0 + len]);
+            // Only the runs that are not blank (crate::skip): the rest adds exactly 0.
+            for (start, len) in Runs::new(xr, input_offset, BLOCK) {
+                if pass.len + len > BLOCK {
+                    pass.run(ar, w, m);
                 }
-                j0 += len;
+                pass.add(xr, input_offset, start, len);
             }
-            if full < m {
-                for (o, a) in ar.iter_mut().enumerate() {
-                    *a = dot(*a, &xr[full..], input_offset, &w[o * m + full..(o + 1) * m]);
-                }
+            pass.run(ar, w, m);
+            // An odd last row: plain loops over the whole row (no model here has one).
+            if n % 2 == 1 {
+                let o = n - 1;
+                ar[o] = dot(0, xr, input_offset, &w[o * m..(o + 1) * m]);
             }
         }
     }
 }
 
-/// `acc + Σ (x[j] + offset) · w[j]`, wrapping.
-fn dot(acc: i32, x: &[i8], offset: i32, w: &[i8]) -> i32 {
-    x.iter().zip(w).fold(acc, |s, (&xv, &wv)| s.wrapping_add((xv as i32 + offset).wrapping_mul(wv as i32)))
+/// The runs of one pass: their widened inputs back to back, and the table the assembly reads.
+struct Pass {
+    pairs: [MaybeUninit<u32>; BLOCK / 2],
+    /// Per run: the gap in bytes from the end of the previous run (or the row start) to its
+    /// start, and `2 · ceil(steps / 2) + steps % 2` for its `steps` 8-input steps; after the
+    /// last run, the gap to the next pair of rows and 0.
+    table: [MaybeUninit<u32>; 2 * MAX_RUNS],
+    /// Inputs widened so far.
+    len: usize,
+    runs: usize,
+    /// The end of the last run, in inputs from the row start.
+    end: usize,
 }
 
-/// `x` (a multiple of 4 long) plus `offset`, as i16 pairs `(x0, x2), (x1, x3)` per group of 4.
-fn widen(x: &[i8], offset: i32, out: &mut [u32]) {
-    let h = |v: i8| (v as i32 + offset) as u16 as u32;
-    for (g, o) in x.chunks_exact(4).zip(out.chunks_exact_mut(2)) {
-        o[0] = h(g[0]) | (h(g[2]) << 16);
-        o[1] = h(g[1]) | (h(g[3]) << 16);
+impl Pass {
+    /// Adds the run `xr[start..start + len]` (`len` a multiple of 8, `self.len + len <= BLOCK`).
+    fn add(&mut self, xr: &[i8], offset: i32, start: usize, len: usize) {
+        widen(&xr[start..start + len], offset, &mut self.pairs[self.len / 2..(self.len + len) / 2]);
+        let steps = len / 8;
+        self.table[2 * self.runs] = MaybeUninit::new((start - self.end) as u32);
+        self.table[2 * self.runs + 1] = MaybeUninit::new((2 * steps.div_ceil(2) + steps % 2) as u32);
+        self.len += len;
+        self.runs += 1;
+        self.end = start + len;
+    }
+
+    /// Multiplies the runs added so far into `acc` (one sample's `n` accumulators, rows of
+    /// `w` `m` long; an odd last row is the caller's), then empties the pass.
+    fn run(&mut self, acc: &mut [i32], w: &[i8], m: usize) {
+        if self.runs == 0 {
+            return;
+        }
+        let n = acc.len();
+        let pairs = n / 2;
+        self.table[2 * self.runs] = MaybeUninit::new((2 * m - self.end) as u32);
+        self.table[2 * self.runs + 1] = MaybeUninit::new(0);
+        if pairs > 0 {
+            let ctx = Ctx {
+                pairs: self.pairs.as_ptr().cast(),
+                table: self.table.as_ptr().cast(),
+                acc: acc.as_mut_ptr(),
+                rows: pairs,
+                w: w.as_ptr(),
+                m,
+            };
+            // SAFETY: see `row_pairs`: the table holds (written) `self.runs` runs inside the rows
+            // (`start >= previous end`, `end <= m`) and the end marker; `self.len` written widened
+            // inputs; `acc` has `2 · pairs` values; `w` has `n · m` weights, 4-byte aligned at
+            // every row start (the caller's check).
+            unsafe { row_pairs(&ctx) };
+        }
+        self.len = 0;
+        self.runs = 0;
+        self.end = 0;
     }
 }
 
-/// What the assembly loop over row pairs keeps in memory (it has no registers left).
+/// `x` (a multiple of 4 long) plus `offset`, as i16 pairs `(x0, x2), (x1, x3)` per group of 4:
+/// `SXTAB16` adds the sign-extended bytes 0 and 2 (1 and 3 after `ROR #8`) of a word to the
+/// offset in both halves. Exact: `x + offset` is in `[-255, 255]` and fits the i16 halves.
+fn widen(x: &[i8], offset: i32, out: &mut [MaybeUninit<u32>]) {
+    let both = (offset as u16 as u32) * 0x0001_0001;
+    for (g, o) in x.chunks_exact(4).zip(out.chunks_exact_mut(2)) {
+        let v = u32::from_ne_bytes([g[0] as u8, g[1] as u8, g[2] as u8, g[3] as u8]);
+        let (even, odd): (u32, u32);
+        // SAFETY: two register-only DSP instructions (the DSP builds have them); no memory,
+        // no flags.
+        unsafe {
+            asm!(
+                "sxtab16 {e}, {b}, {v}",
+                "sxtab16 {o}, {b}, {v}, ror #8",
+                e = out(reg) even,
+                o = out(reg) odd,
+                b = in(reg) both,
+                v = in(reg) v,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        o[0] = MaybeUninit::new(even);
+        o[1] = MaybeUninit::new(odd);
+    }
+}
+
+/// What the assembly reads at its start.
 #[repr(C)]
 struct Ctx {
     pairs: *const u32,
-    groups: usize,
-    m: usize,
-    step: usize,
-    rows_left: usize,
+    table: *const u32,
     acc: *mut i32,
+    rows: usize,
+    w: *const i8,
+    m: usize,
 }
 
-/// For every pair of rows `(2k, 2k + 1)`: adds the products of their weights `w[2k · m..]`
-/// and `w[(2k + 1) · m..]` (each `8 × groups` long, `groups = pairs.len() / 4`) with the
-/// widened inputs to `acc[2k]` and `acc[2k + 1]`. `acc.len()` is even; the weights are
-/// 4-byte aligned at every row start (the caller's check).
-fn row_pairs(acc: &mut [i32], w: &[i8], m: usize, pairs: &[u32]) {
-    let groups = pairs.len() / 4;
-    let len = 8 * groups;
-    let rows = acc.len() / 2 * 2;
-    if groups == 0 || rows == 0 || m < len || w.len() < (rows - 1) * m + len {
-        return;
-    }
-    let mut ctx = Ctx {
-        pairs: pairs.as_ptr(),
-        groups,
-        m,
-        step: 2 * m - len,
-        rows_left: rows / 2,
-        acc: acc.as_mut_ptr(),
-    };
-    // SAFETY: `rows / 2 >= 1` pairs, `groups >= 1` (checked above). Per pair the asm reads
-    // and writes `acc[2k..2k + 2]` (inside `acc`: k < rows / 2), reads `16 · groups` bytes of
-    // `pairs` (a `[u32]`, word aligned as LDM needs) and `len` bytes from each of the rows at
-    // `2k · m` and `(2k + 1) · m` of `w`, the last of which ends at
-    // `(rows - 1) · m + len <= w.len()` (checked above). Weight rows are 4-byte aligned (the
-    // caller's check), though LDR also accepts unaligned addresses on ARMv7-M. It reads and
-    // writes `ctx` (a live local), pushes one word and pops it (balanced; no `nostack`), and
-    // writes only the named registers and the flags. SMLAD's sticky Q flag is state nothing
-    // in Rust reads. The sums wrap modulo 2^32, as the Int8Kernels contract says.
+/// For every pair of rows `(2k, 2k + 1)` of `w` (`m` long each): adds the products of the
+/// widened inputs `pairs` with the rows' weights at the runs `table` names to
+/// `acc[2k]` and `acc[2k + 1]`.
+///
+/// # Safety
+/// `ctx.rows >= 1`; `acc` has `2 · rows` values; the table holds runs `(gap, code)` with
+/// `code = 2 · ceil(steps / 2) + steps % 2 >= 2` whose inputs lie inside a row
+/// (`Σ gaps + lengths <= m`), then `(2m - end of the last run, 0)`; `pairs` holds the
+/// widened inputs of all the runs (`4` words per step); `w` has `2 · rows · m` bytes, each
+/// row start 4-byte aligned.
+unsafe fn row_pairs(ctx: &Ctx) {
+    // SAFETY: per pair of rows the asm reads `acc[2k..2k + 2]` and writes it back, reads every
+    // run's `8 · steps` weights from both rows (inside them, by the table's contract) and the
+    // same `16 · steps` bytes of `pairs` (word aligned, as LDM needs), then moves both
+    // weight pointers to the next pair of rows. It saves r6 and r7 (which Rust reserves) on
+    // the stack and restores them, with 16 bytes of its own below them, and restores sp; it
+    // writes only the registers it names and the flags. SMLAD's sticky Q flag is state
+    // nothing in Rust reads. The sums wrap modulo 2^32, as the Int8Kernels contract says.
     unsafe {
         asm!(
-            "push   {{{t}}}",
-            "3:",
-            "ldr    {t}, [sp]",
-            "ldr    {w}, [{t}, #20]",
-            "ldrd   {a0}, {a1}, [{w}]",
-            "ldr    {xp}, [{t}]",
-            "ldr    {n}, [{t}, #4]",
-            "ldr    {w}, [{t}, #8]",
-            "add    {w1}, {w0}, {w}",
+            "push   {{r6, r7}}",
+            "sub    sp, sp, #16",
+            "ldr    r1, [r0, #0]",
+            "str    r1, [sp, #0]",
+            "ldr    r1, [r0, #4]",
+            "str    r1, [sp, #4]",
+            "ldr    r1, [r0, #8]",
+            "str    r1, [sp, #8]",
+            "ldr    r1, [r0, #12]",
+            "str    r1, [sp, #12]",
+            "ldr    r8, [r0, #16]",
+            "ldr    r1, [r0, #20]",
+            "add    r10, r8, r1",
+            // Per pair of rows: inputs and table from the start, the two sums from acc.
+            "1:",
+            "ldr    r11, [sp, #0]",
+            "ldr    r9, [sp, #4]",
+            "ldr    r1, [sp, #8]",
+            "ldrd   r6, r7, [r1]",
+            // Per run: move both weight pointers by the gap; lr = passes (16 inputs), the
+            // carry = an odd 8-input step first; 0 ends the pair.
             "2:",
-            "ldm    {xp}!, {{r2, r3, r4, r5}}",
-            "ldr    {w}, [{w0}], #4",
-            "sxtb16 {t}, {w}, ror #8",
-            "sxtb16 {w}, {w}",
-            "smlad  {a0}, r2, {w}, {a0}",
-            "smlad  {a0}, r3, {t}, {a0}",
-            "ldr    {w}, [{w0}], #4",
-            "sxtb16 {t}, {w}, ror #8",
-            "sxtb16 {w}, {w}",
-            "smlad  {a0}, r4, {w}, {a0}",
-            "smlad  {a0}, r5, {t}, {a0}",
-            "ldr    {w}, [{w1}], #4",
-            "sxtb16 {t}, {w}, ror #8",
-            "sxtb16 {w}, {w}",
-            "smlad  {a1}, r2, {w}, {a1}",
-            "smlad  {a1}, r3, {t}, {a1}",
-            "ldr    {w}, [{w1}], #4",
-            "sxtb16 {t}, {w}, ror #8",
-            "sxtb16 {w}, {w}",
-            "smlad  {a1}, r4, {w}, {a1}",
-            "smlad  {a1}, r5, {t}, {a1}",
-            "subs   {n}, {n}, #1",
-            "bne    2b",
-            "ldr    {t}, [sp]",
-            "ldr    {w}, [{t}, #20]",
-            "strd   {a0}, {a1}, [{w}], #8",
-            "str    {w}, [{t}, #20]",
-            "ldr    {w}, [{t}, #12]",
-            "add    {w0}, {w0}, {w}",
-            "ldr    {w}, [{t}, #16]",
-            "subs   {w}, {w}, #1",
-            "str    {w}, [{t}, #16]",
+            "ldrd   r12, lr, [r9], #8",
+            "add    r8, r8, r12",
+            "add    r10, r10, r12",
+            "lsrs   lr, lr, #1",
+            "beq    5f",
+            "bcs    4f",
+            "3:",
+            "ldm    r11!, {{r2, r3, r4, r5}}",
+            "ldrd   r0, r1, [r8], #8",
+            "sxtb16 r12, r0, ror #8",
+            "sxtb16 r0, r0",
+            "smlad  r6, r2, r0, r6",
+            "smlad  r6, r3, r12, r6",
+            "sxtb16 r12, r1, ror #8",
+            "sxtb16 r1, r1",
+            "smlad  r6, r4, r1, r6",
+            "smlad  r6, r5, r12, r6",
+            "ldrd   r0, r1, [r10], #8",
+            "sxtb16 r12, r0, ror #8",
+            "sxtb16 r0, r0",
+            "smlad  r7, r2, r0, r7",
+            "smlad  r7, r3, r12, r7",
+            "sxtb16 r12, r1, ror #8",
+            "sxtb16 r1, r1",
+            "smlad  r7, r4, r1, r7",
+            "smlad  r7, r5, r12, r7",
+            "4:",
+            "ldm    r11!, {{r2, r3, r4, r5}}",
+            "ldrd   r0, r1, [r8], #8",
+            "sxtb16 r12, r0, ror #8",
+            "sxtb16 r0, r0",
+            "smlad  r6, r2, r0, r6",
+            "smlad  r6, r3, r12, r6",
+            "sxtb16 r12, r1, ror #8",
+            "sxtb16 r1, r1",
+            "smlad  r6, r4, r1, r6",
+            "smlad  r6, r5, r12, r6",
+            "ldrd   r0, r1, [r10], #8",
+            "sxtb16 r12, r0, ror #8",
+            "sxtb16 r0, r0",
+            "smlad  r7, r2, r0, r7",
+            "smlad  r7, r3, r12, r7",
+            "sxtb16 r12, r1, ror #8",
+            "sxtb16 r1, r1",
+            "smlad  r7, r4, r1, r7",
+            "smlad  r7, r5, r12, r7",
+            "subs   lr, lr, #1",
             "bne    3b",
-            "pop    {{{t}}}",
-            t = inout(reg) &mut ctx as *mut Ctx => _,
-            w0 = inout(reg) w.as_ptr() => _,
-            a0 = out(reg) _,
-            a1 = out(reg) _,
-            xp = out(reg) _,
-            w1 = out(reg) _,
-            n = out(reg) _,
-            w = out(reg) _,
+            "b      2b",
+            // The pair is done: store its sums, next pair.
+            "5:",
+            "ldr    r1, [sp, #8]",
+            "strd   r6, r7, [r1], #8",
+            "str    r1, [sp, #8]",
+            "ldr    r1, [sp, #12]",
+            "subs   r1, r1, #1",
+            "str    r1, [sp, #12]",
+            "bne    1b",
+            "add    sp, sp, #16",
+            "pop    {{r6, r7}}",
+            inout("r0") ctx as *const Ctx => _,
+            out("r1") _,
             out("r2") _,
             out("r3") _,
             out("r4") _,
             out("r5") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
         );
     }
-}
-
-/// Checks [`Smlad`] against [`PortableInt8`] on random shapes (all tails, odd rows, several
-/// blocks, unaligned weights) and random values, with extreme offsets and weights. Returns the number of shapes checked, or the
-/// first shape that differs.
-#[cfg(not(any(feature = "lean", feature = "train")))]
-pub fn self_test(rng: &mut mlp::Rng) -> Result<usize, Shape> {
-    const M: [usize; 12] = [1, 4, 7, 8, 9, 16, 23, 36, 64, 129, 200, 408];
-    const N: [usize; 4] = [1, 2, 3, 5];
-    let mut x = [0i8; 2 * 408];
-    let mut w = [0i8; 2 * 408 + 4];
-    let (mut want, mut got) = ([0i32; 10], [0i32; 10]);
-    let mut checked = 0;
-    for &m in &M {
-        // Wide rows with few outputs, to keep this test's stack small.
-        for &n in N.iter().filter(|&&n| n * m <= 2 * 408) {
-            for (batch, skew) in [(1, 0), (2, 0), (1, 1)] {
-                let shape = Shape { batch, inputs: m, outputs: n };
-                x[..batch * m].iter_mut().for_each(|v| *v = rng.below(256) as u8 as i8);
-                let w = &mut w[skew..skew + n * m];
-                w.iter_mut().for_each(|v| *v = (rng.below(255) as i32 - 127) as i8);
-                let offset = rng.below(256) as i32 - 127;
-                PortableInt8.dense_i8(shape, &x[..batch * m], offset, w, &mut want[..batch * n]);
-                got.fill(0x5555);
-                Smlad.dense_i8(shape, &x[..batch * m], offset, w, &mut got[..batch * n]);
-                if want[..batch * n] != got[..batch * n] {
-                    return Err(shape);
-                }
-                checked += 1;
-            }
-        }
-    }
-    Ok(checked)
 }

@@ -5,16 +5,20 @@ use mlp::MAX_LAYERS;
 
 use crate::{model, Fail};
 
-/// The model's layers, checked and borrowed from the `static` arrays (no parsing).
-pub fn layers() -> Result<heapless::Vec<Int8Layer<'static>, MAX_LAYERS>, Fail> {
-    let mut layers = heapless::Vec::new();
+/// The model's layers, checked and borrowed from the `static` arrays (no parsing), into
+/// `layers` (filled in place: returning the vector would copy all its `MAX_LAYERS` slots,
+/// and pull `memcpy` into the lean build).
+pub fn layers(layers: &mut Layers) -> Result<(), Fail> {
     for parts in &model::LAYER_PARTS {
         layers
             .push(Int8Layer::from_parts(*parts)?)
             .map_err(|_| Fail::Check("more layers than MAX_LAYERS"))?;
     }
-    Ok(layers)
+    Ok(())
 }
+
+/// The model's layers.
+pub type Layers = heapless::Vec<Int8Layer<'static>, MAX_LAYERS>;
 
 /// The number of multiply-accumulates of one inference.
 #[cfg(not(any(feature = "lean", feature = "train")))]

@@ -5,15 +5,29 @@
 
 use mlp::int8::{self, layout};
 
-use crate::dsp::Smlad;
-use crate::int8_model::layers;
+use crate::int8_model::Layers;
+use crate::kernel::Fast;
 use crate::{buffer, images, model, out, Fail};
+
+/// The device interrupt vectors: one (cortex-m-rt requires at least one), to the default
+/// handler, instead of the 240 (960 bytes) cortex-m-rt provides for an unknown device. The
+/// lean build enables no interrupt; an application adds its part's vectors (its PAC does).
+#[link_section = ".vector_table.interrupts"]
+#[no_mangle]
+#[used]
+pub static __INTERRUPTS: [unsafe extern "C" fn(); 1] = [DefaultHandler];
+
+extern "C" {
+    /// cortex-m-rt's handler for unexpected interrupts.
+    fn DefaultHandler();
+}
 
 const ACT_LEN: usize = layout::act_len(&model::LAYERS, 1);
 const ACC_LEN: usize = layout::acc_len(&model::LAYERS, 1);
 
 pub fn run() -> Result<(), Fail> {
-    let layers = layers()?;
+    let mut layers = Layers::new();
+    crate::int8_model::layers(&mut layers)?;
     let table = model::INPUT_TABLE.as_ref().ok_or(Fail::Check("the model has no u8 input table"))?;
     let xq = buffer!(i8; model::INPUT).ok_or(Fail::Check("buffer taken twice"))?;
     let act = buffer!(i8; ACT_LEN).ok_or(Fail::Check("buffer taken twice"))?;
@@ -24,7 +38,7 @@ pub fn run() -> Result<(), Fail> {
             *q = table[p as usize];
         }
         let logits = int8::forward_layers(
-            &Smlad,
+            &Fast,
             &layers,
             model::INPUT_ZERO_POINT,
             &xq[..],

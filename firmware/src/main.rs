@@ -1,5 +1,6 @@
 //! The Cortex-M example of `mlp`: an MNIST model exported by `host export` runs on a
-//! Cortex-M4 (QEMU's MPS2 AN386, or a board), checked bit for bit against the host.
+//! Cortex-M0, M3, M4, M7, M33 or M55 (in QEMU, or on a board), checked bit for bit against the
+//! host. `MLP_CORE` and the target pick the core (build.rs, `qemu-run.sh`).
 //!
 //! One program, three builds:
 //! - default: the int8 model (`generated/model.rs`) classifies the embedded test images with
@@ -21,7 +22,7 @@ use cortex_m_semihosting::debug;
 mod buffer;
 #[cfg(not(feature = "lean"))]
 mod clock;
-#[cfg(not(feature = "f32"))]
+#[cfg(all(mlp_dsp, not(feature = "f32")))]
 mod dsp;
 #[cfg(feature = "f32")]
 mod infer_f32;
@@ -29,9 +30,15 @@ mod infer_f32;
 mod infer_int8;
 #[cfg(not(feature = "f32"))]
 mod int8_model;
+#[cfg(not(feature = "f32"))]
+mod kernel;
 #[cfg(all(feature = "lean", not(any(feature = "f32", feature = "train"))))]
 mod lean;
+#[cfg(all(mlp_core = "m55", not(feature = "f32")))]
+mod mve;
 mod out;
+#[cfg(not(feature = "f32"))]
+mod skip;
 mod stack;
 #[cfg(all(feature = "train", not(feature = "f32")))]
 mod train;
@@ -40,22 +47,22 @@ mod train;
 #[allow(clippy::all, clippy::pedantic, dead_code, missing_docs)]
 #[cfg(not(feature = "f32"))]
 mod model {
-    include!(concat!(env!("CARGO_MANIFEST_DIR"), "/generated/model.rs"));
+    include!(concat!(env!("MLP_GENERATED"), "/model.rs"));
 }
 #[allow(clippy::all, clippy::pedantic, dead_code, missing_docs)]
 #[cfg(not(feature = "f32"))]
 mod images {
-    include!(concat!(env!("CARGO_MANIFEST_DIR"), "/generated/model_images.rs"));
+    include!(concat!(env!("MLP_GENERATED"), "/model_images.rs"));
 }
 #[allow(clippy::all, clippy::pedantic, dead_code, missing_docs)]
 #[cfg(feature = "f32")]
 mod model {
-    include!(concat!(env!("CARGO_MANIFEST_DIR"), "/generated/model_f32.rs"));
+    include!(concat!(env!("MLP_GENERATED"), "/model_f32.rs"));
 }
 #[allow(clippy::all, clippy::pedantic, dead_code, missing_docs)]
 #[cfg(feature = "f32")]
 mod images {
-    include!(concat!(env!("CARGO_MANIFEST_DIR"), "/generated/model_f32_images.rs"));
+    include!(concat!(env!("MLP_GENERATED"), "/model_f32_images.rs"));
 }
 
 /// Why a run failed: a core error or a failed check.
@@ -76,12 +83,16 @@ impl From<mlp::Error> for Fail {
 impl Fail {
     /// Prints the failure: core's own message in the builds that format floats anyway; the
     /// int8 builds (no float formatting: it would double their code) name the integer-only
-    /// errors they can meet and print a generic line for the rest.
+    /// errors they can meet and print a generic line for the rest; the lean build prints the
+    /// generic line only (core's messages are half a kilobyte of strings an application that
+    /// ships its model does not need).
     pub fn print(&self) {
         match self {
             #[cfg(any(feature = "f32", feature = "train"))]
             Fail::Core(e) => cortex_m_semihosting::hprint!("{}", e),
-            #[cfg(not(any(feature = "f32", feature = "train")))]
+            #[cfg(feature = "lean")]
+            Fail::Core(_) => out::s("core refused the model or a buffer (an mlp::Error)"),
+            #[cfg(not(any(feature = "f32", feature = "train", feature = "lean")))]
             Fail::Core(e) => match e {
                 mlp::Error::BufferLength { expected, actual, .. } => {
                     out::s("a buffer has length ");
@@ -148,7 +159,52 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     }
 }
 
-/// `x/y` with two decimals, without floating point (for the integer-only builds).
+/// The core this build is for, as the log names it.
+pub const CORE: &str = if cfg!(mlp_core = "m0") {
+    "Cortex-M0"
+} else if cfg!(mlp_core = "m3") {
+    "Cortex-M3"
+} else if cfg!(mlp_core = "m7") {
+    "Cortex-M7"
+} else if cfg!(mlp_core = "m33") {
+    "Cortex-M33"
+} else if cfg!(mlp_core = "m55") {
+    "Cortex-M55"
+} else {
+    "Cortex-M4"
+};
+
+/// The part number the CPUID register of [`CORE`] reads (bits 15:4), so a build that runs on
+/// the wrong machine says so instead of reporting another core's numbers.
+#[cfg(not(feature = "lean"))]
+pub const CPUID_PARTNO: u32 = if cfg!(mlp_core = "m0") {
+    0xC20
+} else if cfg!(mlp_core = "m3") {
+    0xC23
+} else if cfg!(mlp_core = "m7") {
+    0xC27
+} else if cfg!(mlp_core = "m33") {
+    0xD21
+} else if cfg!(mlp_core = "m55") {
+    0xD22
+} else {
+    0xC24
+};
+
+/// Fails unless the CPU is the core this build is for.
+#[cfg(not(feature = "lean"))]
+pub fn check_core() -> Result<(), Fail> {
+    // SAFETY: a read of the SCB's CPUID register, which every Cortex-M has at this address.
+    let cpuid = unsafe { core::ptr::read_volatile(0xE000_ED00 as *const u32) };
+    if (cpuid >> 4) & 0xFFF != CPUID_PARTNO {
+        return Err(Fail::Check(
+            "the CPU is not the core this build is for (MLP_CORE and the QEMU machine differ)",
+        ));
+    }
+    Ok(())
+}
+
+/// `x/y` with three decimals, without floating point (for the integer-only builds).
 #[cfg(not(feature = "lean"))]
 pub struct Ratio(pub u64, pub u64);
 
@@ -158,7 +214,7 @@ impl core::fmt::Display for Ratio {
         if self.1 == 0 {
             return f.write_str("n/a");
         }
-        let hundredths = (self.0 * 100 + self.1 / 2) / self.1;
-        write!(f, "{}.{:02}", hundredths / 100, hundredths % 100)
+        let thousandths = (self.0 * 1000 + self.1 / 2) / self.1;
+        write!(f, "{}.{:03}", thousandths / 1000, thousandths % 1000)
     }
 }

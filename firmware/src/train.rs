@@ -12,8 +12,8 @@ use mlp::{
 };
 
 use crate::clock::Clock;
-use crate::dsp::Smlad;
-use crate::int8_model::layers;
+use crate::int8_model::Layers;
+use crate::kernel::Fast;
 use crate::{buffer, images, model, Fail};
 
 const BODY: usize = model::LAYERS.len() - 1;
@@ -61,7 +61,8 @@ fn dequantize(q: &[i8], scale: f32, zero: i32, out: &mut [f32]) {
 }
 
 pub fn run(clock: &Clock) -> Result<(), Fail> {
-    let layers = layers()?;
+    let mut layers = Layers::new();
+    crate::int8_model::layers(&mut layers)?;
     let body = &layers[..BODY];
     let table = model::INPUT_TABLE.as_ref().ok_or(Fail::Check("the model has no u8 input table"))?;
     let xq = buffer!(i8; model::INPUT).ok_or(Fail::Check("buffer taken twice"))?;
@@ -97,7 +98,7 @@ pub fn run(clock: &Clock) -> Result<(), Fail> {
                 *q = table[p as usize];
             }
             out.copy_from_slice(int8::forward_layers(
-                &Smlad,
+                &Fast,
                 body,
                 z,
                 &xq[..],

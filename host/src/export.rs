@@ -21,6 +21,7 @@ use crate::model_io::SavedModel;
 mod array;
 mod bin;
 mod c;
+pub mod flash;
 mod images;
 mod rust;
 
@@ -102,6 +103,15 @@ impl Exported {
             Exported::F32(m) => m.topology.clone(),
         })
     }
+}
+
+/// The bytes of `model`'s arrays in flash: its model file's size (what `--format bin`
+/// writes; the Rust and C exports hold the same arrays).
+pub fn flash_model_bytes(model: &Exported) -> Result<usize> {
+    Ok(match model {
+        Exported::Int8(b) => b.len(),
+        Exported::F32(m) => bin::f32(m)?.len(),
+    })
 }
 
 /// `model` as `format` (`source` names the file it came from, `derived` the data it is

@@ -259,3 +259,34 @@ fn bad_input_fails_with_a_clear_message() {
     }
     assert!(!d.join("m.rs").exists(), "a failed export left a file behind");
 }
+
+#[test]
+fn flash_too_small_for_the_model_is_an_error_naming_the_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    setup(d);
+    // The 784-12-10 model quantizes to a model file of about 10 KB; with 5 test images
+    // (5 x 795 bytes) and the 6 KiB firmware allowance it needs about 20 KB.
+    let args = |flash: &'static str| {
+        [
+            "export", "f32.mlp", "--format", "rust", "--out", "m.rs", "--data", "data", "--images", "5",
+            "--flash", flash,
+        ]
+    };
+    let e = err(&host(&args("16K"), d));
+    for part in
+        ["--flash 16K is 16384 bytes", "bytes over", "model's arrays", "test images 3975 bytes", "6144"]
+    {
+        assert!(e.contains(part), "{part} not in: {e}");
+    }
+    assert!(!d.join("m.rs").exists(), "a failed --flash check wrote the model");
+    let out = ok(&host(&args("64K"), d));
+    assert!(out.contains("Fits --flash 64K"), "{out}");
+    assert!(d.join("m.rs").exists());
+    for (bad, says) in [("12Q", "not a flash size"), ("0", "0 bytes")] {
+        let e = err(&host(&["export", "f32.mlp", "--format", "bin", "--out", "m.bin", "--flash", bad], d));
+        assert!(e.contains(says), "{says} not in: {e}");
+    }
+    let e = err(&host(&["export", "f32.mlp", "--format", "onnx", "--out", "m.onnx", "--flash", "1M"], d));
+    assert!(e.contains("--flash checks firmware exports"), "{e}");
+}

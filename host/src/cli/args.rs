@@ -321,6 +321,10 @@ pub struct ExportArgs {
     /// Where to write the images (default: next to --out, named `<stem>_images.rs` or `.h`).
     #[arg(long, value_name = "PATH")]
     pub images_out: Option<PathBuf>,
+    /// The part's flash (bytes, or K/M, e.g. 256K): fail, naming the sizes, if the model, the
+    /// images and about 6 KiB of firmware code do not fit (rust, c and bin).
+    #[arg(long, value_name = "SIZE", value_parser = crate::export::flash::parse_flash)]
+    pub flash: Option<crate::export::flash::FlashSize>,
 }
 
 /// `host import` options.

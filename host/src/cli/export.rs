@@ -61,6 +61,9 @@ fn export(a: &ExportArgs) -> Result<ExportReport> {
     if a.images_out.is_some() && !wants_images {
         bail!("--images-out needs --images N or --train-images N");
     }
+    if a.flash.is_some() && !matches!(a.format, Format::Rust | Format::C | Format::Bin) {
+        bail!("--flash checks firmware exports: use --format rust, c or bin");
+    }
     let loaded = AnyModel::load(&a.model)?;
     let mut data: Option<(Dataset, Dataset)> = None;
     let mut load = |what: &str| -> Result<(Dataset, Dataset)> {
@@ -103,6 +106,20 @@ fn export(a: &ExportArgs) -> Result<ExportReport> {
         None => "MNIST".to_string(),
     };
     let (text_or_bytes, summary) = export::model_file(&model, a.format, &source, &derived)?;
+    if let Some(flash) = &a.flash {
+        let topology = model.topology()?;
+        let output_bytes = if matches!(model, Exported::F32(_)) { 4 } else { 1 };
+        let need = export::flash::FlashNeed::new(
+            export::flash_model_bytes(&model)?,
+            topology.input(),
+            topology.output(),
+            output_bytes,
+            a.images,
+            a.train_images,
+        );
+        need.check(flash.bytes, &flash.text)?;
+        lines.push(format!("Fits --flash {}: about {} of {} bytes", flash.text, need.total(), flash.bytes));
+    }
     // Images are checked and computed before anything is written: a failed export leaves no file.
     let images = if wants_images {
         let (train, test) = load("--images / --train-images")?;

@@ -1,0 +1,91 @@
+//! The firmware's int8 kernel for the core it is built for: [`Fast`], plugged into core
+//! through [`mlp::int8::Int8Kernels`]; core's `PortableInt8` stays the reference it is
+//! checked against.
+
+#[cfg(all(mlp_dsp, not(mlp_core = "m55")))]
+pub use crate::dsp::Smlad as Fast;
+#[cfg(mlp_core = "m55")]
+pub use crate::mve::Mve as Fast;
+#[cfg(not(mlp_dsp))]
+pub use crate::skip::PortableSkip as Fast;
+
+/// [`Fast`]'s name in the log.
+#[cfg(not(any(feature = "lean", feature = "train")))]
+pub const NAME: &str = if cfg!(mlp_core = "m55") {
+    "Helium"
+} else if cfg!(mlp_dsp) {
+    "SMLAD"
+} else {
+    "portable+skip"
+};
+
+/// Checks [`Fast`] against [`PortableInt8`](mlp::int8::PortableInt8) on random shapes (tails,
+/// odd rows, several blocks, unaligned weights) and random values with extreme offsets and
+/// weights, half of the samples with random stretches of blank inputs (equal to the zero
+/// point) for the skipping; then the requantization's fast path against core's on random
+/// and extreme values. Returns the number of shapes checked, or the first shape that differs
+/// (for the requantization: batch 0, the sum and the shift as inputs and outputs).
+#[cfg(not(any(feature = "lean", feature = "train")))]
+pub fn self_test(rng: &mut mlp::Rng) -> Result<usize, mlp::Shape> {
+    use mlp::int8::{Int8Kernels, PortableInt8};
+    use mlp::Shape;
+    const M: [usize; 13] = [1, 4, 7, 8, 9, 16, 23, 36, 64, 129, 200, 408, 800];
+    const N: [usize; 4] = [1, 2, 3, 5];
+    let mut x = [0i8; 2 * 800];
+    let mut w = [0i8; 2 * 800 + 4];
+    let (mut want, mut got) = ([0i32; 10], [0i32; 10]);
+    let mut checked = 0;
+    for &m in &M {
+        // Wide rows with few outputs, to keep this test's stack small.
+        for &n in N.iter().filter(|&&n| n * m <= 2 * 800) {
+            for (batch, skew, blanks) in
+                [(1, 0, false), (2, 0, false), (1, 1, false), (1, 0, true), (2, 0, true)]
+            {
+                let shape = Shape { batch, inputs: m, outputs: n };
+                let offset = rng.below(256) as i32 - 127;
+                let x = &mut x[..batch * m];
+                x.iter_mut().for_each(|v| *v = rng.below(256) as u8 as i8);
+                if blanks {
+                    // Stretches of 1 to 40 inputs at the zero point, at random places.
+                    for _ in 0..rng.below(12) {
+                        let start = rng.below(x.len() as u32) as usize;
+                        let len = 1 + rng.below(40) as usize;
+                        let end = (start + len).min(x.len());
+                        x[start..end].fill(offset.wrapping_neg() as i8);
+                    }
+                }
+                let w = &mut w[skew..skew + n * m];
+                w.iter_mut().for_each(|v| *v = (rng.below(255) as i32 - 127) as i8);
+                PortableInt8.dense_i8(shape, x, offset, w, &mut want[..batch * n]);
+                got.fill(0x5555);
+                Fast.dense_i8(shape, x, offset, w, &mut got[..batch * n]);
+                if want[..batch * n] != got[..batch * n] {
+                    return Err(shape);
+                }
+                checked += 1;
+            }
+        }
+    }
+    // The requantization's fast path against core's definition.
+    let extremes = [i32::MIN, i32::MIN + 1, -(1 << 30), -65_536, -1, 0, 1, 65_535, 1 << 30, i32::MAX];
+    for i in 0..20_000u32 {
+        let pick = |r: &mut mlp::Rng, k: u32| {
+            if k.is_multiple_of(4) {
+                extremes[r.below(extremes.len() as u32) as usize]
+            } else {
+                r.next_u32() as i32 >> r.below(32)
+            }
+        };
+        let x = pick(rng, i);
+        let m = if i.is_multiple_of(8) { pick(rng, i + 1) } else { (rng.next_u32() >> 1) as i32 };
+        let s = rng.below(40) as i32 - 35;
+        let zp = rng.below(256) as i32 - 128;
+        let (lo, hi) = if i.is_multiple_of(2) { (zp.max(-128), 127) } else { (-128, 127) };
+        if crate::skip::requantize_one(x, m, s, zp, lo, hi)
+            != mlp::int8::fixed::requantize(x, m, s, zp, lo, hi)
+        {
+            return Err(Shape { batch: 0, inputs: x as usize, outputs: s as usize });
+        }
+    }
+    Ok(checked)
+}

@@ -1,0 +1,204 @@
+//! Skipping what contributes nothing. An input equal to the layer's input zero point
+//! (`x == -input_offset`) adds `0 · w` to every sum: with zero point -128 that is every blank
+//! pixel (about 80% of an MNIST image) and every ReLU zero. [`Runs`] finds the stretches of a
+//! sample that are not blank, in groups of 4 inputs, as runs of whole 8-input steps the
+//! kernels' inner loops take; the kernels multiply only those. The sums are exactly
+//! `PortableInt8`'s: what is left out is exactly zero, and the sums wrap modulo 2^32 in any
+//! order.
+
+#[cfg(not(mlp_dsp))]
+use mlp::int8::Int8Kernels;
+#[cfg(not(mlp_dsp))]
+use mlp::int8::PortableInt8;
+use mlp::int8::{fixed, Int8Layer};
+#[cfg(not(mlp_dsp))]
+use mlp::Shape;
+
+/// Inputs per blank test (one word of int8 inputs).
+const GROUP: usize = 4;
+
+/// The non-blank runs of one sample: `(start, len)`, `start` a multiple of 4, `len` a
+/// multiple of 8 and at most `max_len`, in order, disjoint, inside the sample. Every input
+/// outside them equals the zero point. A single blank group between two runs is taken into
+/// one run: its four zeros cost less than a second run's setup.
+pub struct Runs<'a> {
+    x: &'a [i8],
+    zero: i8,
+    /// The next group to look at.
+    g: usize,
+    /// The rest of a run longer than `max_len`: (start, len).
+    rest: (usize, usize),
+    max_len: usize,
+}
+
+impl<'a> Runs<'a> {
+    /// The runs of `x` (its length a multiple of 8) for an input offset (minus the zero
+    /// point, in `[-127, 128]`); `max_len` a positive multiple of 8.
+    pub fn new(x: &'a [i8], input_offset: i32, max_len: usize) -> Runs<'a> {
+        Runs { x, zero: input_offset.wrapping_neg() as i8, g: 0, rest: (0, 0), max_len }
+    }
+
+    fn blank(&self, g: usize) -> bool {
+        let g = &self.x[g * GROUP..(g + 1) * GROUP];
+        if cfg!(mlp_core = "m0") {
+            // ARMv6-M has no unaligned word loads: bytes, stopping at the first non-blank one.
+            g.iter().all(|&v| v == self.zero)
+        } else {
+            // One (unaligned) word load and compare.
+            let word = [g[0] as u8, g[1] as u8, g[2] as u8, g[3] as u8];
+            u32::from_ne_bytes(word) == u32::from_ne_bytes([self.zero as u8; GROUP])
+        }
+    }
+}
+
+impl Iterator for Runs<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        if self.rest.1 == 0 {
+            let groups = self.x.len() / GROUP;
+            while self.g < groups && self.blank(self.g) {
+                self.g += 1;
+            }
+            if self.g == groups {
+                return None;
+            }
+            let mut s = self.g;
+            let mut e = s + 1;
+            while e < groups {
+                if !self.blank(e) {
+                    e += 1;
+                } else if e + 1 < groups && !self.blank(e + 1) {
+                    e += 2;
+                } else {
+                    break;
+                }
+            }
+            // Whole 8-input steps: take one more blank group, after the run if there is one
+            // (group e is blank), else before it (the previous run ended at least two groups
+            // before s: a one-group gap would have joined them; `groups` is even, so a run
+            // that reaches the end and started at 0 has an even length).
+            if (e - s) % 2 == 1 {
+                if e < groups {
+                    e += 1;
+                } else {
+                    s -= 1;
+                }
+            }
+            self.g = e;
+            self.rest = (s * GROUP, (e - s) * GROUP);
+        }
+        let (start, len) = self.rest;
+        let take = len.min(self.max_len);
+        self.rest = (start + take, len - take);
+        Some((start, take))
+    }
+}
+
+/// Core's portable loops on the non-blank runs only: the kernel of the cores without the DSP
+/// extension (M0, M3).
+#[cfg(not(mlp_dsp))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PortableSkip;
+
+#[cfg(not(mlp_dsp))]
+impl Int8Kernels for PortableSkip {
+    fn dense_requantize(
+        &self,
+        shape: Shape,
+        x: &[i8],
+        input_offset: i32,
+        layer: &Int8Layer<'_>,
+        acc: &mut [i32],
+        y: &mut [i8],
+    ) {
+        self.dense_i8(shape, x, input_offset, layer.weights(), acc);
+        requantize(layer, acc, y);
+    }
+
+    fn dense_i8(&self, shape: Shape, x: &[i8], input_offset: i32, w: &[i8], acc: &mut [i32]) {
+        let (m, n) = (shape.inputs, shape.outputs);
+        if m % 8 != 0 || n == 0 || w.len() < m * n {
+            PortableInt8.dense_i8(shape, x, input_offset, w, acc);
+            return;
+        }
+        for (xr, ar) in x.chunks_exact(m).zip(acc.chunks_exact_mut(n)) {
+            ar.fill(0);
+            for (start, len) in Runs::new(xr, input_offset, m) {
+                let xs = &xr[start..start + len];
+                for (a, wr) in ar.iter_mut().zip(w.chunks_exact(m)) {
+                    *a = dot(*a, xs, input_offset, &wr[start..start + len]);
+                }
+            }
+        }
+    }
+}
+
+/// [`PortableInt8::requantize`] with a shortcut for the sums that end at the bottom of a
+/// ReLU's range: with no table, the clamp's low end at or above the output zero point, a
+/// non-negative multiplier and no left shift, a sum (with bias) `<= 0` requantizes to a
+/// value `<= 0` (the rounding doubling high multiply and the rounding right shift keep its
+/// sign or give 0), so to the zero point or below, clamped to `lo`: the same byte, without
+/// the 64-bit multiply. About half of a hidden layer's outputs take it.
+pub fn requantize(layer: &Int8Layer<'_>, acc: &[i32], y: &mut [i8]) {
+    let n = layer.outputs();
+    if n == 0 {
+        return;
+    }
+    let (lo, hi) = layer.clamp_range();
+    let table = layer.table();
+    let zp = if table.is_some() { layer.pre_zero_point() } else { layer.out_zero_point() };
+    let shortcut = table.is_none() && lo >= zp;
+    let (bias, mult, shift) = (layer.bias(), layer.multipliers(), layer.shifts());
+    for (ar, yr) in acc.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+        let params = bias.iter().zip(mult.iter()).zip(shift.iter());
+        for ((y, &a), ((b, m), s)) in yr.iter_mut().zip(ar).zip(params) {
+            let x = a.wrapping_add(b);
+            *y = if shortcut && x <= 0 && m >= 0 && s <= 0 {
+                lo as i8
+            } else {
+                let q = requantize_one(x, m, s, zp, lo, hi);
+                match table {
+                    // q + 128 as an index in 0..=255, as PortableInt8 does.
+                    Some(t) => t[(q as u8 ^ 0x80) as usize],
+                    None => q,
+                }
+            };
+        }
+    }
+}
+
+/// `fixed::requantize`, the same value, with fewer instructions for the usual parameters (a
+/// non-negative multiplier, no left shift): the 64-bit rounding is done with shifts on the
+/// product's sign instead of a 64-bit division, the right shift without clamping its
+/// exponent twice. Anything else goes to `fixed::requantize` itself. `kernel::self_test`
+/// checks the two agree on random and extreme values. The lean build, which counts bytes
+/// rather than instructions, takes `fixed::requantize` alone.
+#[inline(always)]
+pub fn requantize_one(x: i32, m: i32, s: i32, zp: i32, lo: i32, hi: i32) -> i8 {
+    if cfg!(feature = "lean") || m < 0 || !(-31..=0).contains(&s) {
+        return fixed::requantize(x, m, s, zp, lo, hi);
+    }
+    // saturating_rounding_doubling_high_mul (m >= 0: never i32::MIN · i32::MIN): the product
+    // plus the nudge, divided by 2^31 rounding toward zero.
+    let ab = x as i64 * m as i64;
+    let high = if ab >= 0 { (ab + (1 << 30)) >> 31 } else { -(((1 << 30) - 1 - ab) >> 31) } as i32;
+    // rounding_divide_by_pot(high, -s), -s in 0..=31.
+    let e = (-s) as u32;
+    let mask = ((1u32 << e) - 1) as i32;
+    let threshold = (mask >> 1) + (high < 0) as i32;
+    let v = (high >> e) + ((high & mask) > threshold) as i32;
+    let v = v.saturating_add(zp);
+    (if v < lo {
+        lo
+    } else if v > hi {
+        hi
+    } else {
+        v
+    }) as i8
+}
+
+/// `acc + Σ (x[j] + offset) · w[j]`, wrapping.
+pub fn dot(acc: i32, x: &[i8], offset: i32, w: &[i8]) -> i32 {
+    x.iter().zip(w).fold(acc, |s, (&xv, &wv)| s.wrapping_add((xv as i32 + offset).wrapping_mul(wv as i32)))
+}
