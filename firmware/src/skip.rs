@@ -10,7 +10,7 @@
 use mlp::int8::Int8Kernels;
 #[cfg(not(mlp_dsp))]
 use mlp::int8::PortableInt8;
-use mlp::int8::{fixed, Int8Layer};
+use mlp::int8::{fixed, Int8Layer, Rounding};
 #[cfg(not(mlp_dsp))]
 use mlp::Shape;
 
@@ -149,6 +149,10 @@ pub fn requantize(layer: &Int8Layer<'_>, acc: &[i32], y: &mut [i8]) {
     let table = layer.table();
     let zp = if table.is_some() { layer.pre_zero_point() } else { layer.out_zero_point() };
     let shortcut = table.is_none() && lo >= zp;
+    // A TFLite model (`host import`, `host quantize --rounding single`) rounds once: core's
+    // definition for it (the fast path below is for gemmlowp's double rounding). The shortcut
+    // holds for both: a sum <= 0 times a multiplier >= 0, rounded either way, is <= 0.
+    let single = layer.rounding() == Rounding::Single;
     let (bias, mult, shift) = (layer.bias(), layer.multipliers(), layer.shifts());
     for (ar, yr) in acc.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
         let params = bias.iter().zip(mult.iter()).zip(shift.iter());
@@ -157,7 +161,11 @@ pub fn requantize(layer: &Int8Layer<'_>, acc: &[i32], y: &mut [i8]) {
             *y = if shortcut && x <= 0 && m >= 0 && s <= 0 {
                 lo as i8
             } else {
-                let q = requantize_one(x, m, s, zp, lo, hi);
+                let q = if single {
+                    fixed::requantize_rounded(Rounding::Single, x, m, s, zp, lo, hi)
+                } else {
+                    requantize_one(x, m, s, zp, lo, hi)
+                };
                 match table {
                     // q + 128 as an index in 0..=255, as PortableInt8 does.
                     Some(t) => t[(q as u8 ^ 0x80) as usize],

@@ -91,9 +91,20 @@ fn core_lines(q: &Int8Model<'_>, x: &[i8]) -> String {
 
 #[test]
 fn c_runtime_is_bit_identical_to_core_on_a_synthetic_model() {
+    check_synthetic_model(int8::Rounding::Double);
+}
+
+/// TFLite's single rounding (`host import` of a .tflite, `host quantize --rounding single`).
+#[test]
+fn c_runtime_is_bit_identical_to_core_with_single_rounding() {
+    check_synthetic_model(int8::Rounding::Single);
+}
+
+fn check_synthetic_model(rounding: int8::Rounding) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let file = synthetic_model();
+    let mut file = synthetic_model();
+    int8::set_rounding(&mut file, rounding).unwrap();
     std::fs::write(d.join("q.mlp"), &file).unwrap();
     let q = Int8Model::parse(&file).unwrap();
     assert!(q.layers().iter().filter(|l| l.table().is_some()).count() == 3, "three table layers");
@@ -160,10 +171,11 @@ fn c_fixed_point_primitives_match_core_at_the_edges() {
                 }
                 let _ = writeln!(
                     expected,
-                    "{} {} {}",
+                    "{} {} {} {}",
                     fixed::multiply_by_quantized_multiplier(x, m, s),
                     fixed::saturating_rounding_doubling_high_mul(x, m),
-                    fixed::rounding_divide_by_pot(x, s)
+                    fixed::rounding_divide_by_pot(x, s),
+                    fixed::multiply_by_quantized_multiplier_single_rounding(x, m, s)
                 );
             }
         }

@@ -117,10 +117,11 @@ fn runtime_descriptor(out: &mut String, q: &Int8Model<'_>) {
     for (i, l) in q.layers().iter().enumerate() {
         let (lo, hi) = l.clamp_range();
         let table = if l.table().is_some() { format!("MLP_L{i}_TABLE") } else { "NULL".into() };
+        let single = (l.rounding() == mlp::int8::Rounding::Single) as u8;
         let _ = writeln!(
             out,
             "    {{MLP_L{i}_INPUTS, MLP_L{i}_OUTPUTS, MLP_L{i}_WEIGHTS, MLP_L{i}_BIAS, MLP_L{i}_MULTIPLIERS, MLP_L{i}_SHIFTS,\n\
-             \x20    {table}, MLP_L{i}_OUT_ZERO_POINT, MLP_L{i}_PRE_ZERO_POINT, {lo}, {hi}}},"
+             \x20    {table}, MLP_L{i}_OUT_ZERO_POINT, MLP_L{i}_PRE_ZERO_POINT, {lo}, {hi}, {single}}},"
         );
     }
     let input_table = if q.input_table().is_some() { "MLP_INPUT_TABLE" } else { "NULL" };

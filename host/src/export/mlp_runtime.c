@@ -57,6 +57,25 @@ int32_t mlp_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int3
                                       right);
 }
 
+int32_t mlp_multiply_by_quantized_multiplier_single_rounding(int32_t x, int32_t multiplier,
+                                                             int32_t shift)
+{
+    int32_t s = shift < -31 ? -31 : (shift > 30 ? 30 : shift);
+    int32_t total = 31 - s; /* 1..62 */
+    /* |x * multiplier| <= 2^62 and the nudge is < 2^62: no int64 overflow. */
+    int64_t v = (int64_t)x * (int64_t)multiplier + ((int64_t)1 << (total - 1));
+    /* floor(v / 2^total) without right-shifting a negative number (implementation-defined). */
+    int64_t q = v >= 0 ? (int64_t)((uint64_t)v >> total)
+                       : -(int64_t)((uint64_t)(-(v + 1)) >> total) - 1;
+    if (q > INT32_MAX) {
+        return INT32_MAX;
+    }
+    if (q < INT32_MIN) {
+        return INT32_MIN;
+    }
+    return (int32_t)q;
+}
+
 int mlp_argmax(const int8_t *values, uint32_t n)
 {
     uint32_t i;
@@ -134,7 +153,10 @@ static void dense(const mlp_layer *layer, const int8_t *input, const uint8_t *ra
     for (o = 0; o < n; o++) {
         const int32_t sum = to_i32(acc[o] + (uint32_t)layer->bias[o]);
         const int32_t v =
-            mlp_multiply_by_quantized_multiplier(sum, layer->multipliers[o], layer->shifts[o]);
+            layer->single_rounding
+                ? mlp_multiply_by_quantized_multiplier_single_rounding(sum, layer->multipliers[o],
+                                                                       layer->shifts[o])
+                : mlp_multiply_by_quantized_multiplier(sum, layer->multipliers[o], layer->shifts[o]);
         int32_t q;
         /* clamp(v + zp, lo, hi) without forming v + zp (it could overflow). */
         if (v >= layer->clamp_hi - zp) {

@@ -37,6 +37,8 @@ typedef struct mlp_layer {
     int32_t pre_zero_point;
     int32_t clamp_lo;
     int32_t clamp_hi;
+    int32_t single_rounding;    /* 1: requantize rounding once (TFLite's TFLITE_SINGLE_ROUNDING,
+                                   a model from LiteRT); 0: gemmlowp's double rounding */
 } mlp_layer;
 
 /* The whole network. */
@@ -77,6 +79,9 @@ int mlp_argmax(const int8_t *values, uint32_t n);
 int32_t mlp_saturating_rounding_doubling_high_mul(int32_t a, int32_t b);
 int32_t mlp_rounding_divide_by_pot(int32_t x, int32_t exponent);
 int32_t mlp_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
+/* TFLite's MultiplyByQuantizedMultiplier under TFLITE_SINGLE_ROUNDING, saturated to int32. */
+int32_t mlp_multiply_by_quantized_multiplier_single_rounding(int32_t x, int32_t multiplier,
+                                                             int32_t shift);
 
 #ifdef __cplusplus
 }

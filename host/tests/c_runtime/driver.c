@@ -78,9 +78,10 @@ static int fixed(const char *path)
     }
     while (fread(b, 1, sizeof b, f) == sizeof b) {
         int32_t x = le32(b), m = le32(b + 4), s = le32(b + 8);
-        printf("%ld %ld %ld\n", (long)mlp_multiply_by_quantized_multiplier(x, m, s),
+        printf("%ld %ld %ld %ld\n", (long)mlp_multiply_by_quantized_multiplier(x, m, s),
                (long)mlp_saturating_rounding_doubling_high_mul(x, m),
-               (long)mlp_rounding_divide_by_pot(x, s));
+               (long)mlp_rounding_divide_by_pot(x, s),
+               (long)mlp_multiply_by_quantized_multiplier_single_rounding(x, m, s));
     }
     fclose(f);
     return 0;
