@@ -17,4 +17,5 @@ if [ ! -x "$venv/bin/pip" ]; then
     }
 fi
 "$venv/bin/pip" install -q onnx==1.23.2 onnxruntime==1.32.0 ai-edge-litert==2.3.0 safetensors==0.8.0 numpy==2.4.6 >&2
-realpath "$venv/bin/python"
+# Not realpath: that resolves the venv's python symlink to the system interpreter, outside the venv.
+echo "$(cd "$venv" && pwd)/bin/python"
