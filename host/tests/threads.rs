@@ -55,7 +55,15 @@ fn threads_option_sizes_the_training_pool() {
         eprintln!("only {cores} core: the 2-thread half of this test is skipped");
         return;
     }
-    let (two, model_two) = train(dir.path(), 2);
-    assert!(two > 1.4, "--threads 2 used only {two:.2} cores on average");
+    // A busy or throttled virtual machine can take a core away for a moment (CI's 2-core
+    // machine once measured 0.95): up to three tries. A 1-thread pool never gets past ~1.0.
+    let (mut two, mut model_two) = train(dir.path(), 2);
+    for _ in 0..2 {
+        if two > 1.4 {
+            break;
+        }
+        (two, model_two) = train(dir.path(), 2);
+    }
+    assert!(two > 1.4, "--threads 2 used only {two:.2} cores on average (best of three runs)");
     assert!(model_one == model_two, "the model trained on 1 thread differs from the one trained on 2");
 }
