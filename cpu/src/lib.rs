@@ -8,7 +8,8 @@
 //! - [`isa`]: which instructions this CPU has, detected once, as tokens only detection builds;
 //! - [`pool`]: the threads every kernel runs on ([`pool::Threads`]) and the spinning pool a
 //!   training epoch runs in;
-//! - [`prefetch`]: software prefetch, shared with the data loader.
+//! - [`prefetch`]: software prefetch, shared with the data loader;
+//! - [`warp`]: bilinear resampling of byte images, the data loader's augmentation.
 
 pub mod f32;
 pub mod int8;
@@ -16,6 +17,7 @@ pub mod isa;
 pub mod pool;
 pub mod prefetch;
 mod scratch;
+pub mod warp;
 
 pub use f32::{Fast, Gemm, Matrixmultiply, Prepared};
 pub use int8::FastInt8;

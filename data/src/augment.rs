@@ -27,6 +27,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use cpu::isa::Isa;
+use cpu::warp::{blend_row, Row, Source};
 use mlp::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -339,7 +341,7 @@ impl Augmenter {
 pub const MAX_SIDE: usize = 8192;
 
 /// Fractional bits of the fixed-point source coordinates and displacements.
-pub const FRAC_BITS: u32 = 12;
+pub const FRAC_BITS: u32 = cpu::warp::FRAC_BITS;
 
 /// `v` pixels in fixed point, rounded (saturating far outside any image).
 fn to_fixed(v: f32) -> i32 {
@@ -422,12 +424,13 @@ pub fn warp_image(
     // The source with a 2-pixel zero border: clamped coordinates then always read inside it.
     const PAD: usize = 2;
     let (pw, ph) = (width + 2 * PAD, height + 2 * PAD);
-    let mut small = [0u8; 36 * 36];
+    // 4 bytes more: the blend's gathers read 4 bytes at the bottom-right tap.
+    let mut small = [0u8; 36 * 36 + 4];
     let mut big = Vec::new();
-    let padded: &mut [u8] = if pw * ph <= small.len() {
-        &mut small[..pw * ph]
+    let padded: &mut [u8] = if pw * ph + 4 <= small.len() {
+        &mut small[..pw * ph + 4]
     } else {
-        big.resize(pw * ph, 0);
+        big.resize(pw * ph + 4, 0);
         &mut big
     };
     // The ink's bounding box in padded pixels, from the OR of all rows and of all columns
@@ -471,7 +474,8 @@ pub fn warp_image(
     let (lo_x, hi_x) = (box_x.0 as f32 - 2.0, box_x.1 as f32 + 2.0);
     let (lo_y, hi_y) = (box_y.0 as f32 - 2.0, box_y.1 as f32 + 2.0);
     let (sign_x, sign_y) = displacement.map_or((0, 0), |e| (e.x.sign(), e.y.sign()));
-    let zeros = [0i32; 0];
+    let source = Source::new(padded, pw, max_x, max_y);
+    let isa = Isa::best();
     for (y, out) in dst.chunks_exact_mut(width).enumerate() {
         let dy = y as f32 - cy - ty;
         let row_x = cx + pad - a * (cx + tx) + b * dy;
@@ -487,39 +491,16 @@ pub fn warp_image(
         }
         out[..start].fill(0);
         out[end..].fill(0);
-        let (field_x, field_y) = match displacement {
-            Some(e) => {
-                let row = y * width;
-                (&e.x.values[row + start..row + end], &e.y.values[row + start..row + end])
-            }
-            None => (&zeros[..], &zeros[..]),
-        };
-        let mut sx = to_fixed(row_x) + step_x * start as i32;
-        let mut sy = to_fixed(row_y) + step_y * start as i32;
-        for (k, o) in out[start..end].iter_mut().enumerate() {
-            let (mut px, mut py) = (sx, sy);
-            sx += step_x;
-            sy += step_y;
-            if !field_x.is_empty() {
-                px += sign_x * field_x[k];
-                py += sign_y * field_y[k];
-            }
-            // Outside [0, size + 2] (padded) both taps are in the zero border.
-            let px = px.clamp(0, max_x);
-            let py = py.clamp(0, max_y);
-            // Every pixel of the span is blended, without a branch on whether its taps hold
-            // ink: MNIST's ink and blank alternate too irregularly to predict.
-            let (x0, y0) = ((px >> FRAC_BITS) as usize, (py >> FRAC_BITS) as usize);
-            // 8-bit weights; the blend of four bytes then fits in 24 bits.
-            let wx = ((px >> (FRAC_BITS - 8)) & 255) as u32;
-            let wy = ((py >> (FRAC_BITS - 8)) & 255) as u32;
-            let i = y0 * pw + x0;
-            let (t0, t1) = (u32::from(padded[i]), u32::from(padded[i + 1]));
-            let (b0, b1) = (u32::from(padded[i + pw]), u32::from(padded[i + pw + 1]));
-            let top = t0 * (256 - wx) + t1 * wx;
-            let bottom = b0 * (256 - wx) + b1 * wx;
-            *o = ((top * (256 - wy) + bottom * wy + (1 << 15)) >> 16) as u8;
-        }
+        let sx = to_fixed(row_x) + step_x * start as i32;
+        let sy = to_fixed(row_y) + step_y * start as i32;
+        let field = displacement.map(|e| {
+            let row = y * width;
+            (&e.x.values[row + start..row + end], &e.y.values[row + start..row + end], sign_x, sign_y)
+        });
+        // Every pixel of the span is blended, without a branch on whether its taps hold ink:
+        // MNIST's ink and blank alternate too irregularly to predict.
+        let row = Row { start: (sx, sy), step: (step_x, step_y), field };
+        blend_row(isa, &source, &row, &mut out[start..end]);
     }
 }
 
