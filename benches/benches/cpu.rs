@@ -19,7 +19,9 @@
 //!   Matrixmultiply and Fast; Gemm and Fast run as `host train` runs them (inside
 //!   `cpu::pool::with_spinning_pool`).
 //! - `epoch`: one epoch of the tutorial recipe through `host::train::train` (Fast, batch 256,
-//!   60,000 samples, no evaluation).
+//!   60,000 samples, no evaluation), plain (`tutorial_gemm`) and with `--augment`'s default
+//!   distortions (`tutorial_gemm_augmented`); and the data loader's epoch alone, plain and
+//!   distorting (`loader`, `loader_augmented`): what augmentation adds to the epoch.
 //!
 //! `cargo bench -p benches` (synthetic data) or `MNIST_DIR=../shared/data/mnist cargo bench
 //! -p benches`; one group: `cargo bench -p benches -- int8_inference`. `Gemm`, `Fast` and
@@ -42,6 +44,8 @@ use cpu::{Fast, FastInt8, Gemm, Matrixmultiply, Prepared};
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
+use data::augment::Augment;
+use data::{DataLoader, LoaderOptions, Normalization};
 use host::train::{RunData, RunOptions, TrainSettings};
 use mlp::int8::{self, Int8Kernels, Int8Model, PortableInt8};
 use mlp::{
@@ -281,23 +285,46 @@ fn training(c: &mut Criterion) {
 
 fn epoch(c: &mut Criterion) {
     let d = data();
-    let settings = TrainSettings { epochs: 1, ..TrainSettings::tutorial() };
-    // No test set: the bench times the training epoch alone, not the evaluation after it.
-    let run = RunData::new(d.train.clone(), None, &settings).expect("run data");
     let what = if d.synthetic { "synthetic" } else { "mnist" };
     let mut group = c.benchmark_group("epoch");
     configure(&mut group, 1, 8);
     group.sampling_mode(SamplingMode::Flat);
-    group.throughput(Throughput::Elements(run.train.len() as u64));
-    group.bench_function(BenchmarkId::new("tutorial_gemm", what), |b| {
-        b.iter(|| {
-            let trained = host::train::train(&settings, &run, None, &RunOptions::default(), &mut |_| {
-                ControlFlow::Continue(())
+    group.throughput(Throughput::Elements(d.train.len() as u64));
+    for (name, augment) in [("tutorial_gemm", None), ("tutorial_gemm_augmented", Some(Augment::DEFAULT))] {
+        let settings = TrainSettings { epochs: 1, augment, ..TrainSettings::tutorial() };
+        // No test set: the bench times the training epoch alone, not the evaluation after it.
+        let run = RunData::new(d.train.clone(), None, &settings).expect("run data");
+        group.bench_function(BenchmarkId::new(name, what), |b| {
+            b.iter(|| {
+                let trained = host::train::train(&settings, &run, None, &RunOptions::default(), &mut |_| {
+                    ControlFlow::Continue(())
+                })
+                .expect("train");
+                black_box(trained.steps);
             })
-            .expect("train");
-            black_box(trained.steps);
-        })
-    });
+        });
+    }
+    // The loader's share: one epoch of batches (the tutorial's 256, inputs / 255), with and
+    // without distortion, on rayon's threads as in training.
+    for (name, augment) in [("loader", None), ("loader_augmented", Some(Augment::DEFAULT))] {
+        let options = LoaderOptions {
+            batch_size: TRAIN_BATCH,
+            shuffle: true,
+            seed: 777,
+            normalization: Normalization::Scale01,
+            augment,
+            ..LoaderOptions::default()
+        };
+        let mut loader = DataLoader::new(&d.train, options).expect("loader");
+        let input_len = d.train.input_len();
+        let (mut x, mut y) = (vec![0.0f32; TRAIN_BATCH * input_len], vec![0u32; TRAIN_BATCH]);
+        group.bench_function(BenchmarkId::new(name, what), |b| {
+            b.iter(|| {
+                with_spinning_pool(|| while loader.next_batch(&mut x, &mut y).is_some() {});
+                black_box(x[0]);
+            })
+        });
+    }
     group.finish();
 }
 

@@ -17,6 +17,7 @@ pub struct Source<'a> {
     stride: usize,
     max_x: i32,
     max_y: i32,
+    cutoff: u8,
 }
 
 impl<'a> Source<'a> {
@@ -36,7 +37,12 @@ impl<'a> Source<'a> {
             "warp::Source: {} bytes, stride {stride}, do not hold taps up to ({x}, {y}) plus 4 bytes",
             pixels.len()
         );
-        Source { pixels, stride, max_x, max_y }
+        Source { pixels, stride, max_x, max_y, cutoff: 0 }
+    }
+
+    /// The same source, blends under `cutoff` written as 0 (faint fringes dropped).
+    pub fn with_cutoff(self, cutoff: u8) -> Source<'a> {
+        Source { cutoff, ..self }
     }
 }
 
@@ -53,8 +59,8 @@ pub struct Row<'a> {
     pub field: Option<(&'a [i32], &'a [i32], i32, i32)>,
 }
 
-/// Resamples one row into `out` (see [`Row`]): bilinear, 8-bit weights, rounded to bytes,
-/// with the AVX2 kernel where `isa` allows it.
+/// Resamples one row into `out` (see [`Row`]): bilinear, 8-bit weights, rounded to bytes
+/// (those under the source's cutoff to 0), with the AVX2 kernel where `isa` allows it.
 ///
 /// # Panics
 /// If a field is shorter than `out` or a sign is not 1 or -1.
@@ -103,7 +109,12 @@ fn sample(source: &Source<'_>, px: i32, py: i32) -> u8 {
     let (b0, b1) = (u32::from(p[i + source.stride]), u32::from(p[i + source.stride + 1]));
     let top = t0 * (256 - wx) + t1 * wx;
     let bottom = b0 * (256 - wx) + b1 * wx;
-    ((top * (256 - wy) + bottom * wy + (1 << 15)) >> 16) as u8
+    let value = ((top * (256 - wy) + bottom * wy + (1 << 15)) >> 16) as u8;
+    if value < source.cutoff {
+        0
+    } else {
+        value
+    }
 }
 
 fn check_row(row: &Row<'_>, len: usize) {
@@ -137,6 +148,7 @@ unsafe fn blend_row_avx2(source: &Source<'_>, row: &Row<'_>, out: &mut [u8]) {
     let byte = _mm256_set1_epi32(255);
     let full = _mm256_set1_epi32(256);
     let round = _mm256_set1_epi32(1 << 15);
+    let below = _mm256_set1_epi32(i32::from(source.cutoff) - 1);
     // Per 32-bit lane: tap bytes 0 and 1 as two 16-bit values.
     let pairs = _mm256_setr_epi8(
         0, -1, 1, -1, 4, -1, 5, -1, 8, -1, 9, -1, 12, -1, 13, -1, //
@@ -187,6 +199,7 @@ unsafe fn blend_row_avx2(source: &Source<'_>, row: &Row<'_>, out: &mut [u8]) {
             _mm256_mullo_epi32(_mm256_sub_epi32(bottom, top), wy),
         );
         let value = _mm256_srli_epi32::<16>(_mm256_add_epi32(blend, round));
+        let value = _mm256_and_si256(value, _mm256_cmpgt_epi32(value, below));
         let words = _mm256_packus_epi32(value, value);
         let bytes = _mm256_packus_epi16(words, words);
         let low = _mm_cvtsi128_si32(_mm256_castsi256_si128(bytes)) as u32;
@@ -236,7 +249,8 @@ mod tests {
                 }
             }
             let (max_x, max_y) = (((w + 2) << FRAC_BITS) as i32, ((h + 2) << FRAC_BITS) as i32);
-            let source = Source::new(&pixels, pw, max_x, max_y);
+            let cutoff = if case % 2 == 0 { 0 } else { rng.range(1, 255) as u8 };
+            let source = Source::new(&pixels, pw, max_x, max_y).with_cutoff(cutoff);
             let len = rng.range(0, 45) as usize;
             let span = 1 << (FRAC_BITS + 6);
             let fx: Vec<i32> = (0..len).map(|_| rng.range(-span, span)).collect();
@@ -273,6 +287,10 @@ mod tests {
             blend_row(isa, &source, &Row { step: (one / 2, 0), ..row }, &mut out);
             // Between 56 + 7k and its neighbour: the mean of the two, rounded half up.
             assert_eq!(out[..3], [60, 63, 67], "{:?}", isa.level());
+            let mut out = [0u8; 9];
+            let faint = Row { step: (one / 2, 0), ..row };
+            blend_row(isa, &source.with_cutoff(63), &faint, &mut out);
+            assert_eq!(out[..3], [0, 63, 67], "{:?}", isa.level());
         }
     }
 
