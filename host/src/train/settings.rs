@@ -249,27 +249,29 @@ impl TrainSettings {
         }
     }
 
-    /// The best-accuracy recipe for MNIST-like images within about three minutes of a 2-core
-    /// CPU: a wider 784-1024-1024-10 ReLU network with dropout 0.2 and max-norm 4, trained on
-    /// distorted images ([`Augment::DEFAULT`]) with Adam one-cycle peaking at 2e-3, batch 128.
+    /// The best-accuracy recipe for MNIST-like images within three minutes of a 2-core CPU:
+    /// Simard et al.'s 800-unit widths, 784-800-800-10 ReLU, trained on distorted images
+    /// ([`Augment::DEFAULT`]; the distortions regularize, so no dropout) with Adam one-cycle
+    /// peaking at 2e-3, batch 128, 24 epochs (99.31% on MNIST in 135 s on the 2-core
+    /// development machine).
     pub fn best() -> Self {
         TrainSettings {
-            hidden: vec![1024, 1024],
+            hidden: vec![800, 800],
             activation: ActivationArg::Relu,
             optimizer: OptimizerArg::Adam,
             lr: Some(2e-3),
             schedule: Schedule::OneCycle,
             batch_size: 128,
-            epochs: 40,
+            epochs: 24,
             seed: 777,
-            dropout: 0.2,
+            dropout: 0.0,
             batch_norm: false,
             weight_decay: 0.0,
             val_split: 0.0,
             grad_clip: None,
             normalization: NormalizationArg::Scale,
             early_stop: None,
-            max_norm: Some(4.0),
+            max_norm: None,
             augment: Some(Augment::DEFAULT),
             maxout_pieces: DEFAULT_MAXOUT_PIECES,
             optimizer_options: OptimizerOptions::default(),
