@@ -2,8 +2,9 @@
 # Post-training quantization (PTQ) against quantization-aware training (QAT) for the small
 # networks of tiny parts: 784-32-10 and 784-16-10, sigmoid and ReLU, on MNIST.
 #
-#   scripts/qat-compare.sh [--epochs N] [--seed S]
+#   scripts/qat-compare.sh [--epochs N] [--seed S] [--networks "32:sigmoid 16,16:relu ..."]
 #
+# --networks: hidden widths and activation per network (default: 32 and 16, sigmoid and relu).
 # For each network: `host train` then `host quantize` (PTQ), and `host train --qat` (the last
 # third of the epochs quantization-aware) then `host quantize` (QAT), same seed and epochs
 # (the tutorial recipe otherwise: Adam 1e-3, batch 256). Prints a Markdown table of the
@@ -14,11 +15,13 @@ cd "$(dirname "$0")/.."
 
 epochs=12
 seed=777
+networks="32:sigmoid 32:relu 16:sigmoid 16:relu"
 while [ $# -gt 0 ]; do
     case "$1" in
         --epochs) epochs=${2:?--epochs needs a number}; shift ;;
         --seed) seed=${2:?--seed needs a number}; shift ;;
-        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --networks) networks=${2:?--networks needs a list, e.g. "8:relu 16,16:relu"}; shift ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "qat-compare: unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
@@ -39,13 +42,13 @@ accuracies() {
 
 echo "| network | f32 (PTQ run) | int8 PTQ (test loss) | f32 (QAT run) | int8 QAT (test loss) |"
 echo "|---|---|---|---|---|"
-for hidden in 32 16; do
-    for act in sigmoid relu; do
-        common=(train --hidden "$hidden" --activation "$act" --epochs "$epochs" --seed "$seed" -q --no-plots)
-        "$host" "${common[@]}" --out "$work/ptq.mlp" > /dev/null
-        "$host" "${common[@]}" --qat --out "$work/qat.mlp" > /dev/null
-        read -r f_ptq q_ptq < <(accuracies "$work/ptq.mlp")
-        read -r f_qat q_qat < <(accuracies "$work/qat.mlp")
-        echo "| 784-$hidden-10 $act | $f_ptq | $q_ptq | $f_qat | $q_qat |"
-    done
+for network in $networks; do
+    hidden=${network%%:*}
+    act=${network#*:}
+    common=(train --hidden "$hidden" --activation "$act" --epochs "$epochs" --seed "$seed" -q --no-plots)
+    "$host" "${common[@]}" --out "$work/ptq.mlp" > /dev/null
+    "$host" "${common[@]}" --qat --out "$work/qat.mlp" > /dev/null
+    read -r f_ptq q_ptq < <(accuracies "$work/ptq.mlp")
+    read -r f_qat q_qat < <(accuracies "$work/qat.mlp")
+    echo "| 784-${hidden//,/-}-10 $act | $f_ptq | $q_ptq | $f_qat | $q_qat |"
 done
