@@ -27,7 +27,7 @@ pub const NAME: &str = if cfg!(mlp_core = "m55") {
 /// (for the requantization: batch 0, the sum and the shift as inputs and outputs).
 #[cfg(not(any(feature = "lean", feature = "train")))]
 pub fn self_test(rng: &mut mlp::Rng) -> Result<usize, mlp::Shape> {
-    use mlp::int8::{Int8Kernels, PortableInt8};
+    use mlp::int8::{fixed, Int8Kernels, PortableInt8, Rounding};
     use mlp::Shape;
     const M: [usize; 13] = [1, 4, 7, 8, 9, 16, 23, 36, 64, 129, 200, 408, 800];
     const N: [usize; 4] = [1, 2, 3, 5];
@@ -66,23 +66,28 @@ pub fn self_test(rng: &mut mlp::Rng) -> Result<usize, mlp::Shape> {
             }
         }
     }
-    // The requantization's fast path against core's definition.
+    // The requantization's fast path against core's definition, both roundings, on the
+    // parameters an Int8Layer holds: multipliers 0 or in [2^30, 2^31), shifts in [-31, 30].
     let extremes = [i32::MIN, i32::MIN + 1, -(1 << 30), -65_536, -1, 0, 1, 65_535, 1 << 30, i32::MAX];
+    let multipliers = [0, 1 << 30, (1 << 30) + 1, i32::MAX - 1, i32::MAX];
     for i in 0..20_000u32 {
-        let pick = |r: &mut mlp::Rng, k: u32| {
-            if k.is_multiple_of(4) {
-                extremes[r.below(extremes.len() as u32) as usize]
-            } else {
-                r.next_u32() as i32 >> r.below(32)
-            }
+        let x = if i.is_multiple_of(4) {
+            extremes[rng.below(extremes.len() as u32) as usize]
+        } else {
+            rng.next_u32() as i32 >> rng.below(32)
         };
-        let x = pick(rng, i);
-        let m = if i.is_multiple_of(8) { pick(rng, i + 1) } else { (rng.next_u32() >> 1) as i32 };
-        let s = rng.below(40) as i32 - 35;
+        let m = if i.is_multiple_of(8) {
+            multipliers[rng.below(multipliers.len() as u32) as usize]
+        } else {
+            (1 << 30) | (rng.next_u32() >> 2) as i32
+        };
+        let s = if i.is_multiple_of(16) { rng.below(62) as i32 - 31 } else { rng.below(36) as i32 - 31 };
         let zp = rng.below(256) as i32 - 128;
         let (lo, hi) = if i.is_multiple_of(2) { (zp.max(-128), 127) } else { (-128, 127) };
-        if crate::skip::requantize_one(x, m, s, zp, lo, hi)
-            != mlp::int8::fixed::requantize(x, m, s, zp, lo, hi)
+        let double = crate::skip::requantize_one::<false>(x, m, s, zp, lo, hi);
+        let single = crate::skip::requantize_one::<true>(x, m, s, zp, lo, hi);
+        if double != fixed::requantize_rounded(Rounding::Double, x, m, s, zp, lo, hi)
+            || single != fixed::requantize_rounded(Rounding::Single, x, m, s, zp, lo, hi)
         {
             return Err(Shape { batch: 0, inputs: x as usize, outputs: s as usize });
         }
