@@ -21,8 +21,8 @@ pub const NAME: &str = if cfg!(mlp_core = "m55") {
 
 /// Checks [`Fast`] against [`PortableInt8`](mlp::int8::PortableInt8) on random shapes (tails,
 /// odd rows, several blocks, unaligned weights) and random values with extreme offsets and
-/// weights, half of the samples with random stretches of blank inputs (equal to the zero
-/// point) for the skipping; then the requantization's fast path against core's on random
+/// weights, some of the samples with random stretches of blank inputs (equal to the zero
+/// point) or randomly blank groups of 4 for the skipping; then the requantization's fast path against core's on random
 /// and extreme values. Returns the number of shapes checked, or the first shape that differs
 /// (for the requantization: batch 0, the sum and the shift as inputs and outputs).
 #[cfg(not(any(feature = "lean", feature = "train")))]
@@ -38,14 +38,20 @@ pub fn self_test(rng: &mut mlp::Rng) -> Result<usize, mlp::Shape> {
     for &m in &M {
         // Wide rows with few outputs, to keep this test's stack small.
         for &n in N.iter().filter(|&&n| n * m <= 2 * 800) {
-            for (batch, skew, blanks) in
-                [(1, 0, false), (2, 0, false), (1, 1, false), (1, 0, true), (2, 0, true)]
-            {
+            // blanks: 0 none, 1 random stretches, 2 every group of 4 blank with probability
+            // 1/2 (runs of every length, more than a pass's MAX_RUNS in the widest rows).
+            for (batch, skew, blanks) in [(1, 0, 0), (2, 0, 0), (1, 1, 0), (1, 0, 1), (2, 0, 1), (1, 0, 2)] {
                 let shape = Shape { batch, inputs: m, outputs: n };
                 let offset = rng.below(256) as i32 - 127;
                 let x = &mut x[..batch * m];
                 x.iter_mut().for_each(|v| *v = rng.below(256) as u8 as i8);
-                if blanks {
+                if blanks == 2 {
+                    for g in x.chunks_mut(4) {
+                        if rng.below(2) == 0 {
+                            g.fill(offset.wrapping_neg() as i8);
+                        }
+                    }
+                } else if blanks == 1 {
                     // Stretches of 1 to 40 inputs at the zero point, at random places.
                     for _ in 0..rng.below(12) {
                         let start = rng.below(x.len() as u32) as usize;

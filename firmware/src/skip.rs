@@ -15,12 +15,14 @@ use mlp::int8::{fixed, Int8Layer, Rounding};
 use mlp::Shape;
 
 /// Inputs per blank test (one word of int8 inputs).
+#[cfg(not(mlp_dsp))]
 const GROUP: usize = 4;
 
 /// The non-blank runs of one sample: `(start, len)`, `start` a multiple of 4, `len` a
 /// multiple of 8 and at most `max_len`, in order, disjoint, inside the sample. Every input
 /// outside them equals the zero point. A single blank group between two runs is taken into
 /// one run: its four zeros cost less than a second run's setup.
+#[cfg(not(mlp_dsp))]
 pub struct Runs<'a> {
     x: &'a [i8],
     zero: i8,
@@ -31,6 +33,7 @@ pub struct Runs<'a> {
     max_len: usize,
 }
 
+#[cfg(not(mlp_dsp))]
 impl<'a> Runs<'a> {
     /// The runs of `x` (its length a multiple of 8) for an input offset (minus the zero
     /// point, in `[-127, 128]`); `max_len` a positive multiple of 8.
@@ -51,6 +54,7 @@ impl<'a> Runs<'a> {
     }
 }
 
+#[cfg(not(mlp_dsp))]
 impl Iterator for Runs<'_> {
     type Item = (usize, usize);
 
