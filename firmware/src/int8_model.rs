@@ -14,7 +14,7 @@ pub fn layers(layers: &mut Layers) -> Result<(), Fail> {
             return Err(Fail::Check("a layer rounds unlike the model's ROUNDING"));
         }
         layers
-            .push(Int8Layer::from_parts(*parts)?)
+            .push(Int8Layer::from_parts(*parts).map_err(core_error)?)
             .map_err(|_| Fail::Check("more layers than MAX_LAYERS"))?;
     }
     Ok(())
@@ -40,6 +40,18 @@ pub const ROUNDING: Option<Rounding> = {
         None
     }
 };
+
+/// core's error as the build reports it: whole in the demo builds; the lean build keeps no
+/// core message (about 600 bytes of strings it would otherwise carry for checks the
+/// generated statics pass).
+pub fn core_error(e: mlp::Error) -> Fail {
+    if cfg!(feature = "lean") {
+        let _ = e;
+        Fail::Check("core refused the model or a buffer (an mlp::Error)")
+    } else {
+        Fail::Core(e)
+    }
+}
 
 /// The model's layers.
 pub type Layers = heapless::Vec<Int8Layer<'static>, MAX_LAYERS>;
