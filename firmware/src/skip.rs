@@ -147,16 +147,22 @@ impl Int8Kernels for PortableSkip {
 /// clamped to `lo`: the same byte, without the multiply. About half of a hidden layer's
 /// outputs take it.
 ///
-/// The lean build compiles only the rounding its model uses when all its layers round alike
-/// ([`crate::int8_model::ROUNDING`]); its layers come from that model alone
-/// (`int8_model::layers` checks).
+/// The lean and M0 builds compile only the rounding their model uses when all its layers
+/// round alike ([`MODEL_ROUNDING_ONLY`]).
 pub fn requantize(layer: &Int8Layer<'_>, acc: &[i32], y: &mut [i8]) {
-    let model = if cfg!(feature = "lean") { crate::int8_model::ROUNDING } else { None };
+    let model = if MODEL_ROUNDING_ONLY { crate::int8_model::ROUNDING } else { None };
     match model.unwrap_or(layer.rounding()) {
         Rounding::Single => requantize_as::<true>(layer, acc, y),
         Rounding::Double => requantize_as::<false>(layer, acc, y),
     }
 }
+
+/// Whether [`requantize`] is compiled for the model's rounding alone
+/// ([`crate::int8_model::ROUNDING`], when all its layers round alike) instead of both: in the
+/// lean build (bytes count there) and on the M0 (the micro:bit's 256 KiB of flash hold the
+/// model, 30 images and the demo's checks with a few hundred bytes to spare). Their layers
+/// come from that model alone (`int8_model::layers` checks).
+pub const MODEL_ROUNDING_ONLY: bool = cfg!(any(feature = "lean", mlp_core = "m0"));
 
 /// [`requantize`] for one rounding: single (TFLite's `TFLITE_SINGLE_ROUNDING`) when `SINGLE`,
 /// else gemmlowp's double rounding.
