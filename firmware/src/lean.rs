@@ -45,10 +45,11 @@ pub fn run() -> Result<(), Fail> {
             1,
             &mut act[..],
             &mut acc[..],
-        )?;
+        )
+        .map_err(crate::int8_model::core_error)?;
         let predicted = int8::argmax(logits);
         correct += (predicted == label as usize) as usize;
-        host_same += (logits == images::HOST_OUTPUTS[i]) as usize;
+        host_same += logits.iter().eq(&images::HOST_OUTPUTS[i]) as usize;
         out::s("image ");
         out::int(i as i32);
         out::s(": label ");

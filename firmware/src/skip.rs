@@ -15,12 +15,14 @@ use mlp::int8::{fixed, Int8Layer, Rounding};
 use mlp::Shape;
 
 /// Inputs per blank test (one word of int8 inputs).
+#[cfg(not(mlp_dsp))]
 const GROUP: usize = 4;
 
 /// The non-blank runs of one sample: `(start, len)`, `start` a multiple of 4, `len` a
 /// multiple of 8 and at most `max_len`, in order, disjoint, inside the sample. Every input
 /// outside them equals the zero point. A single blank group between two runs is taken into
 /// one run: its four zeros cost less than a second run's setup.
+#[cfg(not(mlp_dsp))]
 pub struct Runs<'a> {
     x: &'a [i8],
     zero: i8,
@@ -31,6 +33,7 @@ pub struct Runs<'a> {
     max_len: usize,
 }
 
+#[cfg(not(mlp_dsp))]
 impl<'a> Runs<'a> {
     /// The runs of `x` (its length a multiple of 8) for an input offset (minus the zero
     /// point, in `[-127, 128]`); `max_len` a positive multiple of 8.
@@ -51,6 +54,7 @@ impl<'a> Runs<'a> {
     }
 }
 
+#[cfg(not(mlp_dsp))]
 impl Iterator for Runs<'_> {
     type Item = (usize, usize);
 
@@ -134,13 +138,35 @@ impl Int8Kernels for PortableSkip {
     }
 }
 
-/// [`PortableInt8::requantize`] with a shortcut for the sums that end at the bottom of a
-/// ReLU's range: with no table, the clamp's low end at or above the output zero point, a
-/// non-negative multiplier and no left shift, a sum (with bias) `<= 0` requantizes to a
-/// value `<= 0` (the rounding doubling high multiply and the rounding right shift keep its
-/// sign or give 0), so to the zero point or below, clamped to `lo`: the same byte, without
-/// the 64-bit multiply. About half of a hidden layer's outputs take it.
+/// [`PortableInt8::requantize`](mlp::int8::PortableInt8::requantize), the same bytes, with
+/// fewer instructions: the rounding is decided once per layer (one loop per rounding,
+/// [`requantize_one`] for the value), and a shortcut for the sums that end at the bottom of a
+/// ReLU's range: with no table, the clamp's low end at or above the output zero point and no
+/// left shift, a sum (with bias) `<= 0` times a multiplier `>= 0` (an [`Int8Layer`]'s always
+/// are) requantizes to a value `<= 0` under either rounding, so to the zero point or below,
+/// clamped to `lo`: the same byte, without the multiply. About half of a hidden layer's
+/// outputs take it.
+///
+/// The lean and M0 builds compile only the rounding their model uses when all its layers
+/// round alike ([`MODEL_ROUNDING_ONLY`]).
 pub fn requantize(layer: &Int8Layer<'_>, acc: &[i32], y: &mut [i8]) {
+    let model = if MODEL_ROUNDING_ONLY { crate::int8_model::ROUNDING } else { None };
+    match model.unwrap_or(layer.rounding()) {
+        Rounding::Single => requantize_as::<true>(layer, acc, y),
+        Rounding::Double => requantize_as::<false>(layer, acc, y),
+    }
+}
+
+/// Whether [`requantize`] is compiled for the model's rounding alone
+/// ([`crate::int8_model::ROUNDING`], when all its layers round alike) instead of both: in the
+/// lean build (bytes count there) and on the M0 (the micro:bit's 256 KiB of flash hold the
+/// model, 30 images and the demo's checks with a few hundred bytes to spare). Their layers
+/// come from that model alone (`int8_model::layers` checks).
+pub const MODEL_ROUNDING_ONLY: bool = cfg!(any(feature = "lean", mlp_core = "m0"));
+
+/// [`requantize`] for one rounding: single (TFLite's `TFLITE_SINGLE_ROUNDING`) when `SINGLE`,
+/// else gemmlowp's double rounding.
+fn requantize_as<const SINGLE: bool>(layer: &Int8Layer<'_>, acc: &[i32], y: &mut [i8]) {
     let n = layer.outputs();
     if n == 0 {
         return;
@@ -148,54 +174,62 @@ pub fn requantize(layer: &Int8Layer<'_>, acc: &[i32], y: &mut [i8]) {
     let (lo, hi) = layer.clamp_range();
     let table = layer.table();
     let zp = if table.is_some() { layer.pre_zero_point() } else { layer.out_zero_point() };
-    let shortcut = table.is_none() && lo >= zp;
-    // A TFLite model (`host import`, `host quantize --rounding single`) rounds once: core's
-    // definition for it (the fast path below is for gemmlowp's double rounding). The shortcut
-    // holds for both: a sum <= 0 times a multiplier >= 0, rounded either way, is <= 0.
-    let single = layer.rounding() == Rounding::Single;
-    let (bias, mult, shift) = (layer.bias(), layer.multipliers(), layer.shifts());
+    // The shortcut as one comparison: `x < cut` is `x <= 0` where it applies, never elsewhere.
+    let cut = if table.is_none() && lo >= zp { 1 } else { i32::MIN };
+    // The parameters as slices of little-endian words (one load each; core's I32s::iter
+    // maps would cost a call per value here).
+    let (bias, mult, shift) =
+        (layer.bias().as_bytes(), layer.multipliers().as_bytes(), layer.shifts().as_bytes());
+    let (bias, mult, shift) = (bias.as_chunks::<4>().0, mult.as_chunks::<4>().0, shift.as_chunks::<4>().0);
     for (ar, yr) in acc.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-        let params = bias.iter().zip(mult.iter()).zip(shift.iter());
-        for ((y, &a), ((b, m), s)) in yr.iter_mut().zip(ar).zip(params) {
+        for ((y, &a), (b, (m, s))) in yr.iter_mut().zip(ar).zip(bias.iter().zip(mult.iter().zip(shift))) {
+            let (b, m, s) = (i32::from_le_bytes(*b), i32::from_le_bytes(*m), i32::from_le_bytes(*s));
             let x = a.wrapping_add(b);
-            *y = if shortcut && x <= 0 && m >= 0 && s <= 0 {
-                lo as i8
-            } else {
-                let q = if single {
-                    fixed::requantize_rounded(Rounding::Single, x, m, s, zp, lo, hi)
-                } else {
-                    requantize_one(x, m, s, zp, lo, hi)
-                };
-                match table {
-                    // q + 128 as an index in 0..=255, as PortableInt8 does.
-                    Some(t) => t[(q as u8 ^ 0x80) as usize],
-                    None => q,
-                }
-            };
+            *y = if x < cut && s <= 0 { lo as i8 } else { requantize_one::<SINGLE>(x, m, s, zp, lo, hi) };
+        }
+        if let Some(t) = table {
+            // q + 128 as an index in 0..=255, as PortableInt8 does.
+            yr.iter_mut().for_each(|q| *q = t[(*q as u8 ^ 0x80) as usize]);
         }
     }
 }
 
-/// `fixed::requantize`, the same value, with fewer instructions for the usual parameters (a
-/// non-negative multiplier, no left shift): the 64-bit rounding is done with shifts on the
-/// product's sign instead of a 64-bit division, the right shift without clamping its
-/// exponent twice. Anything else goes to `fixed::requantize` itself. `kernel::self_test`
-/// checks the two agree on random and extreme values. The lean build, which counts bytes
-/// rather than instructions, takes `fixed::requantize` alone.
+/// `fixed::requantize_rounded`, the same value, for the parameters an [`Int8Layer`] holds (a
+/// multiplier 0 or in `[2^30, 2^31)`, a shift in `[-31, 30]`), with 32-bit steps after one
+/// 32 × 32 -> 64-bit multiply. With `u = floor(x·m / 2^31)` and `b` bit 30 of `x·m`:
+/// - double rounding: `SaturatingRoundingDoublingHighMul` is `floor((x·m + 2^30) / 2^31) =
+///   u + b` for either sign of `x·m` (its nudge `1 - 2^30` for a negative product, with
+///   truncation toward zero, gives the same integer), never saturating for `m >= 0`; then
+///   `RoundingDivideByPOT` by `-s` as gemmlowp writes it;
+/// - single rounding, `s <= -1`: `floor((x·m + 2^(30-s)) / 2^(31-s))` is
+///   `floor((u + 2^(e-1)) / 2^e)` with `e = -s`, which is `(u >> e) + bit e-1 of u`; for
+///   `s = 0` it is `u + b`.
+///
+/// Left shifts (`s > 0`, multipliers above 1: rare) go to core's definition. `kernel::self_test`
+/// checks both roundings against core's on random and extreme values.
 #[inline(always)]
-pub fn requantize_one(x: i32, m: i32, s: i32, zp: i32, lo: i32, hi: i32) -> i8 {
-    if cfg!(feature = "lean") || m < 0 || !(-31..=0).contains(&s) {
-        return fixed::requantize(x, m, s, zp, lo, hi);
+pub fn requantize_one<const SINGLE: bool>(x: i32, m: i32, s: i32, zp: i32, lo: i32, hi: i32) -> i8 {
+    let rounding = if SINGLE { Rounding::Single } else { Rounding::Double };
+    if s > 0 {
+        return fixed::requantize_rounded(rounding, x, m, s, zp, lo, hi);
     }
-    // saturating_rounding_doubling_high_mul (m >= 0: never i32::MIN · i32::MIN): the product
-    // plus the nudge, divided by 2^31 rounding toward zero.
     let ab = x as i64 * m as i64;
-    let high = if ab >= 0 { (ab + (1 << 30)) >> 31 } else { -(((1 << 30) - 1 - ab) >> 31) } as i32;
-    // rounding_divide_by_pot(high, -s), -s in 0..=31.
+    // |x·m| < 2^62: u fits in i32, and u + b does not overflow.
+    let u = (ab >> 31) as i32;
+    let b = ((ab as u32) >> 30) as i32 & 1;
     let e = (-s) as u32;
-    let mask = ((1u32 << e) - 1) as i32;
-    let threshold = (mask >> 1) + (high < 0) as i32;
-    let v = (high >> e) + ((high & mask) > threshold) as i32;
+    let v = if SINGLE {
+        if e == 0 {
+            u + b
+        } else {
+            (u >> e) + ((u >> (e - 1)) & 1)
+        }
+    } else {
+        let high = u + b;
+        let mask = ((1u32 << e) - 1) as i32;
+        let threshold = (mask >> 1) + (high < 0) as i32;
+        (high >> e) + ((high & mask) > threshold) as i32
+    };
     let v = v.saturating_add(zp);
     (if v < lo {
         lo
