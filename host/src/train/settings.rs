@@ -252,7 +252,7 @@ impl TrainSettings {
     /// The best-accuracy recipe for MNIST-like images within three minutes of a 2-core CPU:
     /// Simard et al.'s 800-unit widths, 784-800-800-10 ReLU, trained on distorted images
     /// ([`Augment::DEFAULT`]; the distortions regularize, so no dropout) with Adam one-cycle
-    /// peaking at 2e-3, batch 128, 24 epochs (99.31% on MNIST in 135 s on the 2-core
+    /// peaking at 2e-3, batch 128, 24 epochs (99.31% on MNIST in 124 s on the 2-core
     /// development machine).
     pub fn best() -> Self {
         TrainSettings {
