@@ -28,8 +28,9 @@ use std::sync::OnceLock;
 /// run it is an [`Isa`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Level {
-    /// AVX-512F: 16-lane f32 FMAs and mask compresses. The int8 kernels also need AVX-512BW
-    /// and AVX-512 VNNI (`vpdpbusd`) at this level, and use AMX-INT8 tiles where present.
+    /// AVX-512F (with AVX2 and FMA): 16-lane f32 FMAs and mask compresses. The int8 kernels
+    /// also need AVX-512BW and AVX-512 VNNI (`vpdpbusd`) at this level, and use AMX-INT8 tiles
+    /// where present.
     Avx512,
     /// AVX2 + FMA: 8-lane f32 FMAs; int8 products with `vpmaddwd`.
     Avx2,
@@ -54,7 +55,9 @@ impl Isa {
     pub fn detect(level: Level) -> Option<Isa> {
         let f = features();
         let ok = match level {
-            Level::Avx512 => f.avx512f,
+            // AVX2 and FMA too: kernels at this level also run the AVX2 ones (every CPU with
+            // AVX-512F has them; the token then proves both).
+            Level::Avx512 => f.avx512f && f.avx2 && f.fma,
             Level::Avx2 => f.avx2 && f.fma,
             Level::Baseline => true,
         };

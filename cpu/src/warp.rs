@@ -67,8 +67,9 @@ pub struct Row<'a> {
 pub fn blend_row(isa: Isa, source: &Source<'_>, row: &Row<'_>, out: &mut [u8]) {
     check_row(row, out.len());
     #[cfg(target_arch = "x86_64")]
-    if isa.level() != Level::Baseline && out.len() >= 8 && Isa::detect(Level::Avx2).is_some() {
-        // SAFETY: detection found AVX2; `check_row` and `Source::new` establish the bounds
+    if isa.level() != Level::Baseline && out.len() >= 8 {
+        // SAFETY: an Avx2 or Avx512 token exists only where detection found AVX2
+        // (`Isa::detect`); `check_row` and `Source::new` establish the bounds
         // `blend_row_avx2` relies on, and the row holds at least 8 pixels.
         unsafe { blend_row_avx2(source, row, out) };
         return;
