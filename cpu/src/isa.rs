@@ -28,9 +28,10 @@ use std::sync::OnceLock;
 /// run it is an [`Isa`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Level {
-    /// AVX-512F (with AVX2 and FMA): 16-lane f32 FMAs and mask compresses. The int8 kernels
-    /// also need AVX-512BW and AVX-512 VNNI (`vpdpbusd`) at this level, and use AMX-INT8 tiles
-    /// where present.
+    /// AVX-512F and BW (with AVX2 and FMA): 16-lane f32 FMAs and mask compresses, 64-lane
+    /// byte and 32-lane word operations (every AVX-512 CPU but the Xeon Phi has BW). The int8
+    /// kernels also need AVX-512 VNNI (`vpdpbusd`) at this level, and use AMX-INT8 tiles where
+    /// present.
     Avx512,
     /// AVX2 + FMA: 8-lane f32 FMAs; int8 products with `vpmaddwd`.
     Avx2,
@@ -57,7 +58,7 @@ impl Isa {
         let ok = match level {
             // AVX2 and FMA too: kernels at this level also run the AVX2 ones (every CPU with
             // AVX-512F has them; the token then proves both).
-            Level::Avx512 => f.avx512f && f.avx2 && f.fma,
+            Level::Avx512 => f.avx512f && f.avx512bw && f.avx2 && f.fma,
             Level::Avx2 => f.avx2 && f.fma,
             Level::Baseline => true,
         };

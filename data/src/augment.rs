@@ -28,8 +28,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use cpu::isa::Isa;
-use cpu::warp::{blend_row, Row, Source};
+use cpu::warp::{blend_grid, Grid, Source};
 use mlp::Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
@@ -443,6 +444,26 @@ pub fn warp_image(
     let n = width * height;
     assert!(src.len() == n && dst.len() == n, "warp_image: images must hold {width}x{height} pixels");
     assert!(width.max(height) <= MAX_SIDE, "warp_image: sides of at most {MAX_SIDE} pixels");
+    // The size of MNIST and its kin as constants: fixed-size row copies instead of a memcpy
+    // call per row, and the loops over rows and columns unrolled.
+    if (width, height) == (28, 28) {
+        warp_sized(src, dst, 28, 28, warp, displacement, cutoff);
+    } else {
+        warp_sized(src, dst, width, height, warp, displacement, cutoff);
+    }
+}
+
+/// [`warp_image`] after its checks, inlined into each call so a constant size propagates.
+#[inline(always)]
+fn warp_sized(
+    src: &[u8],
+    dst: &mut [u8],
+    width: usize,
+    height: usize,
+    warp: &Warp,
+    displacement: Option<&Displacement<'_>>,
+    cutoff: u8,
+) {
     // The source with a 2-pixel zero border: clamped coordinates then always read inside it.
     const PAD: usize = 2;
     let (pw, ph) = (width + 2 * PAD, height + 2 * PAD);
@@ -533,26 +554,35 @@ pub fn warp_image(
     let (step_x, step_y) = (to_fixed(a), to_fixed(c));
     let (max_x, max_y) = (((width + PAD) << FRAC_BITS) as i32, ((height + PAD) << FRAC_BITS) as i32);
     let (sign_x, sign_y) = displacement.map_or((0, 0), |e| (e.x.sign(), e.y.sign()));
-    let source = Source::new(padded, pw, max_x, max_y).with_cutoff(cutoff);
-    let isa = Isa::best();
-    for y in y0..y1 {
+    let source = Source::new(padded, pw, max_x, max_y).with_cutoff(cutoff).with_ink(box_x, box_y);
+    let mut starts_small = [(0i32, 0i32); 32];
+    let mut starts_big = Vec::new();
+    let starts: &mut [(i32, i32)] = if y1 - y0 <= starts_small.len() {
+        &mut starts_small[..y1 - y0]
+    } else {
+        starts_big.resize(y1 - y0, (0, 0));
+        &mut starts_big
+    };
+    let (row_x, row_y) = (cx + pad - a * (cx + tx), cy + pad - c * (cx + tx));
+    for (y, start) in (y0..y1).zip(starts.iter_mut()) {
         let dy = y as f32 - cy - ty;
-        let row_x = cx + pad - a * (cx + tx) + b * dy;
-        let row_y = cy + pad - c * (cx + tx) + d * dy;
-        let sx = to_fixed(row_x) + step_x * x0 as i32;
-        let sy = to_fixed(row_y) + step_y * x0 as i32;
-        let (from, to) = (y * width + x0, y * width + x1);
-        let field = displacement.map(|e| (&e.x.values[from..to], &e.y.values[from..to], sign_x, sign_y));
-        // Every pixel of the box is blended, without a branch on whether its taps hold ink:
-        // MNIST's ink and blank alternate too irregularly to predict.
-        let row = Row { start: (sx, sy), step: (step_x, step_y), field };
-        blend_row(isa, &source, &row, &mut dst[from..to]);
+        *start =
+            (to_fixed(row_x + b * dy) + step_x * x0 as i32, to_fixed(row_y + d * dy) + step_y * x0 as i32);
     }
+    // Every pixel of the box is blended, without a branch on whether its taps hold ink:
+    // MNIST's ink and blank alternate too irregularly to predict.
+    let first = y0 * width + x0;
+    let field = displacement.map(|e| (&e.x.values[first..], &e.y.values[first..], sign_x, sign_y));
+    let grid = Grid { starts, step: (step_x, step_y), width: x1 - x0, stride: width, field };
+    blend_grid(Isa::best(), &source, &grid, &mut dst[first..]);
 }
 
 /// `FIELD_BANK` fields of `width * height` uniform(-1, 1) values, each smoothed by a
 /// Gaussian of `sigma` (separable, truncated at 4 sigma, normalized to sum 1, zeros outside
 /// the image as scipy's `mode="constant"`) and scaled by `alpha`.
+///
+/// The noise is drawn field after field from `rng`; the smoothing then runs on rayon's
+/// threads, each field alone, so the bank is the same for any thread count.
 fn field_bank(width: usize, height: usize, alpha: f32, sigma: f32, rng: &mut Rng) -> Vec<f32> {
     let radius = (4.0 * sigma).ceil() as usize;
     let mut kernel: Vec<f32> = (0..=2 * radius)
@@ -562,42 +592,43 @@ fn field_bank(width: usize, height: usize, alpha: f32, sigma: f32, rng: &mut Rng
     kernel.iter_mut().for_each(|k| *k /= sum);
     let n = width * height;
     let mut bank = vec![0f32; FIELD_BANK * n];
-    let mut noise = vec![0f32; n];
-    let mut rows = vec![0f32; n];
-    for field in bank.chunks_exact_mut(n) {
-        noise.iter_mut().for_each(|v| *v = rng.uniform_in(-1.0, 1.0));
-        // Along rows, then along columns.
-        for y in 0..height {
-            for x in 0..width {
-                let mut acc = 0.0;
-                for (k, w) in kernel.iter().enumerate() {
-                    let xs = x as isize + k as isize - radius as isize;
-                    if (0..width as isize).contains(&xs) {
-                        acc += w * noise[y * width + xs as usize];
-                    }
-                }
-                rows[y * width + x] = acc;
-            }
-        }
-        for y in 0..height {
-            for x in 0..width {
-                let mut acc = 0.0;
-                for (k, w) in kernel.iter().enumerate() {
-                    let ys = y as isize + k as isize - radius as isize;
-                    if (0..height as isize).contains(&ys) {
-                        acc += w * rows[ys as usize * width + x];
-                    }
-                }
-                field[y * width + x] = alpha * acc;
+    bank.iter_mut().for_each(|v| *v = rng.uniform_in(-1.0, 1.0));
+    bank.par_chunks_mut(n).for_each(|field| smooth(field, width, height, &kernel, alpha));
+    bank
+}
+
+/// Convolves `field` (`width` x `height`) with `kernel` along rows, then along columns,
+/// zeros outside, and scales it by `alpha`. Each output sums its products in the kernel's
+/// order with the outside's zeros included (adding `w * 0.0` changes no sum), so the loops
+/// run over whole rows and vectorize.
+fn smooth(field: &mut [f32], width: usize, height: usize, kernel: &[f32], alpha: f32) {
+    let radius = kernel.len() / 2;
+    let mut row = vec![0f32; width + 2 * radius];
+    // The row pass's output with `radius` zero rows above and below, for the column pass.
+    let mut rows = vec![0f32; (height + 2 * radius) * width];
+    for (src, out) in field.chunks_exact(width).zip(rows[radius * width..].chunks_exact_mut(width)) {
+        row[radius..radius + width].copy_from_slice(src);
+        for (k, &w) in kernel.iter().enumerate() {
+            for (o, &v) in out.iter_mut().zip(&row[k..k + width]) {
+                *o += w * v;
             }
         }
     }
-    bank
+    for (y, out) in field.chunks_exact_mut(width).enumerate() {
+        out.fill(0.0);
+        for (k, &w) in kernel.iter().enumerate() {
+            for (o, &v) in out.iter_mut().zip(&rows[(y + k) * width..(y + k + 1) * width]) {
+                *o += w * v;
+            }
+        }
+        out.iter_mut().for_each(|o| *o *= alpha);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cpu::warp::Row;
 
     /// A 6x5 image with a distinct value in every pixel away from the border.
     fn ramp(width: usize, height: usize) -> Vec<u8> {
