@@ -17,6 +17,10 @@
 //! the pool runs a *spinner*: a job that polls for work with [`rayon::yield_now`] (which runs
 //! any pending job, e.g. half of a product) until the closure returns. Those threads use
 //! their cores fully in the meantime, which is the price of the speed.
+//!
+//! [`with_spinning_pool_and`] puts that time to use: a spinner that finds no job runs a small
+//! unit of background work instead (the data loader distorting the next batch's images while
+//! the serial parts of a step run), and goes back to polling between units.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -97,20 +101,33 @@ const START_WAIT: Duration = Duration::from_millis(2);
 /// The spinners are skipped when the pool has one thread or more threads than the machine
 /// has cores (where spinning would take time from the threads doing the work).
 pub fn with_spinning_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    let threads = rayon::current_num_threads();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    with_spinners(if threads > 1 && threads <= cores { threads - 1 } else { 0 }, f)
+    with_spinning_pool_and(&|| false, f)
 }
 
-/// [`with_spinning_pool`] with `spinners` spinners (at most the pool's other threads).
-fn with_spinners<R: Send>(spinners: usize, f: impl FnOnce() -> R + Send) -> R {
+/// [`with_spinning_pool`] whose spinners, whenever the pool has no job for them, call `idle`:
+/// one small unit of background work (a few microseconds, so a job handed to the pool waits
+/// no longer than that), returning false when it had none. `f` must not wait for `idle`'s
+/// work to be done by a spinner: there may be none (one thread, or a pool busy elsewhere),
+/// so whoever needs the work finishes what is left of it.
+pub fn with_spinning_pool_and<R: Send>(idle: &(dyn Fn() -> bool + Sync), f: impl FnOnce() -> R + Send) -> R {
+    let threads = rayon::current_num_threads();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    with_spinners(if threads > 1 && threads <= cores { threads - 1 } else { 0 }, idle, f)
+}
+
+/// [`with_spinning_pool_and`] with `spinners` spinners (at most the pool's other threads).
+fn with_spinners<R: Send>(
+    spinners: usize,
+    idle: &(dyn Fn() -> bool + Sync),
+    f: impl FnOnce() -> R + Send,
+) -> R {
     let done = AtomicBool::new(false);
     let started = AtomicUsize::new(0);
     rayon::scope(|scope| {
         let owner = rayon::current_thread_index();
         let (done, started) = (&done, &started);
         for _ in 0..spinners {
-            scope.spawn(move |_| spin(owner, spinners, started, done));
+            scope.spawn(move |_| spin(owner, spinners, started, done, idle));
         }
         let since = Instant::now();
         while started.load(Ordering::Acquire) < spinners && since.elapsed() < START_WAIT {
@@ -128,9 +145,16 @@ fn with_spinners<R: Send>(spinners: usize, f: impl FnOnce() -> R + Send) -> R {
     })
 }
 
-/// One spinner: polls the pool for jobs until `done`. It returns at once on the thread that
-/// runs the caller's closure (which must never block on it) and inside another spinner.
-fn spin(owner: Option<usize>, spinners: usize, started: &AtomicUsize, done: &AtomicBool) {
+/// One spinner: polls the pool for jobs until `done`, running `idle` when there is none. It
+/// returns at once on the thread that runs the caller's closure (which must never block on
+/// it) and inside another spinner.
+fn spin(
+    owner: Option<usize>,
+    spinners: usize,
+    started: &AtomicUsize,
+    done: &AtomicBool,
+    idle: &(dyn Fn() -> bool + Sync),
+) {
     started.fetch_add(1, Ordering::AcqRel);
     if rayon::current_thread_index() == owner || SPINNING.with(|s| s.replace(true)) {
         return;
@@ -140,7 +164,7 @@ fn spin(owner: Option<usize>, spinners: usize, started: &AtomicUsize, done: &Ato
         std::hint::spin_loop();
     }
     while !done.load(Ordering::Acquire) {
-        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+        if rayon::yield_now() != Some(rayon::Yield::Executed) && !idle() {
             std::hint::spin_loop();
         }
     }
@@ -160,7 +184,7 @@ mod tests {
     fn returns_the_closures_result_and_runs_its_parallel_parts() {
         for threads in [1, 2, 3] {
             let got = pool(threads).install(|| {
-                with_spinners(threads - 1, || {
+                with_spinners(threads - 1, &|| false, || {
                     // Two halves that wait for each other: they finish only if two threads
                     // run them at once, i.e. a spinner (or a woken thread) took one.
                     let meet = Barrier::new(2.min(threads));
@@ -179,10 +203,31 @@ mod tests {
     }
 
     #[test]
+    fn spinners_without_jobs_run_the_idle_work() {
+        let units = AtomicUsize::new(0);
+        let idle = || units.fetch_add(1, Ordering::Relaxed) < 1000;
+        let seen = pool(2).install(|| {
+            with_spinners(1, &idle, || {
+                // No job for the spinner: it runs the idle work meanwhile.
+                let since = Instant::now();
+                while units.load(Ordering::Relaxed) == 0 && since.elapsed() < Duration::from_secs(10) {
+                    std::hint::spin_loop();
+                }
+                units.load(Ordering::Relaxed)
+            })
+        });
+        assert!(seen > 0, "the spinner ran no idle work in 10 s");
+        // One thread: no spinner, so nobody runs it.
+        units.store(0, Ordering::Relaxed);
+        pool(1).install(|| with_spinners(0, &idle, || ()));
+        assert_eq!(units.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn the_spinners_stop_when_the_closure_returns_and_when_it_panics() {
         let pool = pool(2);
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            pool.install(|| with_spinners(1, || panic!("the closure failed")))
+            pool.install(|| with_spinners(1, &|| false, || panic!("the closure failed")))
         }));
         assert!(panicked.is_err(), "the closure's panic reaches the caller");
         // The pool is free again: a spinner left running would hold its second thread, and
@@ -201,7 +246,9 @@ mod tests {
                 let pool = Arc::clone(&pool);
                 std::thread::spawn(move || {
                     pool.install(|| {
-                        with_spinners(1, || (0..200u64).map(|k| rayon::join(|| k * i, || k).0).sum::<u64>())
+                        with_spinners(1, &|| false, || {
+                            (0..200u64).map(|k| rayon::join(|| k * i, || k).0).sum::<u64>()
+                        })
                     })
                 })
             })

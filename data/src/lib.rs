@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod ahead;
 pub mod augment;
 pub mod catalog;
 pub mod csv;

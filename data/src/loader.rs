@@ -25,6 +25,9 @@
 
 use rayon::prelude::*;
 
+use std::sync::Arc;
+
+use super::ahead::Ahead;
 use super::augment::{Augment, Augmenter};
 use super::dataset::{Dataset, Features};
 use super::error::{Error, Result};
@@ -298,6 +301,23 @@ pub fn epoch_order(order: &mut Vec<u32>, n: u32, shuffle: bool, seed: u64, epoch
     }
 }
 
+/// Rows the loader asks the memory for ahead of the one it copies.
+const AHEAD: usize = 4;
+
+/// One row of bytes as inputs under [`Normalization::None`], through `x * scale + offset`
+/// when given: the values of the byte table and the affine pass after it (u8 to f32 is
+/// exact), in one pass that vectorizes.
+fn convert_row(raw: &[u8], out: &mut [f32], affine: Option<(&[f32], &[f32])>) {
+    match affine {
+        None => out.iter_mut().zip(raw).for_each(|(o, &x)| *o = f32::from(x)),
+        Some((scale, offset)) => {
+            for (((o, &x), s), b) in out.iter_mut().zip(raw).zip(scale).zip(offset) {
+                *o = f32::from(x) * s + b;
+            }
+        }
+    }
+}
+
 /// Options of a [`DataLoader`], named like PyTorch's `DataLoader` arguments.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoaderOptions {
@@ -339,8 +359,9 @@ pub struct DataLoader<'a> {
     dataset: &'a Dataset,
     options: LoaderOptions,
     lut: [f32; 256],
-    /// With augmentation: the augmenter and one batch of augmented images.
-    augmenter: Option<(Augmenter, Vec<u8>)>,
+    /// With augmentation: the augmenter and the batch being distorted ahead of its turn,
+    /// shared with the pool's idle threads ([`DataLoader::idle_work`]).
+    ahead: Option<Arc<Ahead<'a>>>,
     order: Vec<u32>,
     pos: usize,
     epoch: u64,
@@ -365,11 +386,11 @@ impl<'a> DataLoader<'a> {
         })?;
         options.normalization.check(dataset)?;
         let lut = options.normalization.u8_table();
-        let augmenter = match options.augment {
+        let ahead = match options.augment {
             None => None,
             Some(spec) => {
-                let (rows, cols) = match (dataset.features(), dataset.image_shape()) {
-                    (Features::U8(_), Some(shape)) => shape,
+                let (images, (rows, cols)) = match (dataset.features(), dataset.image_shape()) {
+                    (Features::U8(images), Some(shape)) => (images, shape),
                     _ => {
                         return Err(Error::InvalidArgument(format!(
                             "{}: augmentation distorts images, and this data set is a table \
@@ -380,12 +401,12 @@ impl<'a> DataLoader<'a> {
                     }
                 };
                 let augmenter = Augmenter::new(spec, cols, rows, options.seed)?;
-                Some((augmenter, vec![0u8; options.batch_size * dataset.input_len()]))
+                Some(Arc::new(Ahead::new(augmenter, images, dataset.input_len(), options.batch_size)))
             }
         };
         let mut order = Vec::with_capacity(n as usize);
         epoch_order(&mut order, n, options.shuffle, options.seed, 0);
-        Ok(DataLoader { dataset, options, lut, augmenter, order, pos: 0, epoch: 0, exhausted: false })
+        Ok(DataLoader { dataset, options, lut, ahead, order, pos: 0, epoch: 0, exhausted: false })
     }
 
     /// The data set this loader reads.
@@ -434,7 +455,16 @@ impl<'a> DataLoader<'a> {
 
     /// The augmenter, when the options ask for augmentation.
     pub fn augmenter(&self) -> Option<&Augmenter> {
-        self.augmenter.as_ref().map(|(a, _)| a)
+        self.ahead.as_deref().map(Ahead::augmenter)
+    }
+
+    /// Work for the pool's idle threads while a training step runs on a batch: with
+    /// augmentation, distorting the next batch's images one at a time (returning false when
+    /// none is left); without, none. Hand it to `cpu::pool::with_spinning_pool_and` around the
+    /// loop over batches. The batches are the same bytes with or without it.
+    pub fn idle_work(&self) -> impl Fn() -> bool + Send + Sync + 'a {
+        let ahead = self.ahead.clone();
+        move || ahead.as_ref().is_some_and(|a| a.work_one())
     }
 
     /// The sample order of the current epoch (e.g. for a GPU path that holds the data set
@@ -531,32 +561,33 @@ impl<'a> DataLoader<'a> {
         for (out, &i) in labels.iter_mut().zip(batch) {
             *out = all_labels[i as usize];
         }
-        if let (Some((augmenter, scratch)), Features::U8(v)) = (&mut self.augmenter, self.dataset.features())
-        {
-            // Each task distorts its rows into the loader's scratch and converts them while
-            // they are in cache; one task per row set, so any thread count gives the same bytes.
-            const ROWS_PER_TASK: usize = 8;
-            let (norm, lut, epoch) = (&self.options.normalization, &self.lut, self.epoch);
-            let out = inputs[..n * d].par_chunks_mut(ROWS_PER_TASK * d);
-            let work = out
-                .zip(scratch[..n * d].par_chunks_mut(ROWS_PER_TASK * d))
-                .zip(batch.par_chunks(ROWS_PER_TASK));
-            work.for_each(|((out, scratch), batch)| {
-                let rows = out.chunks_exact_mut(d).zip(scratch.chunks_exact_mut(d)).zip(batch);
-                for ((out, image), &i) in rows {
-                    let i = i as usize;
-                    augmenter.apply(&v[i * d..(i + 1) * d], image, epoch, i as u64);
-                    match norm {
-                        Normalization::PerFeature { .. } => norm.apply_u8(image, out),
-                        _ => out.iter_mut().zip(image.iter()).for_each(|(o, &x)| *o = lut[x as usize]),
-                    }
-                    if let Some((scale, offset)) = affine {
-                        for ((x, s), b) in out.iter_mut().zip(scale).zip(offset) {
-                            *x = *x * s + b;
-                        }
+        if let Some(ahead) = &self.ahead {
+            // This batch was published when the previous one was handed out (unless it is
+            // an epoch's first), and idle threads may have distorted some of it already.
+            let first = self.pos - n;
+            if !ahead.holds(self.epoch, first) {
+                ahead.publish(self.epoch, first, batch);
+            }
+            ahead.finish();
+            let (norm, lut) = (&self.options.normalization, &self.lut);
+            inputs[..n * d].par_chunks_mut(d).enumerate().for_each(|(k, out)| {
+                let image = ahead.slot(k);
+                match norm {
+                    Normalization::None => convert_row(&image, out, affine),
+                    Normalization::PerFeature { .. } => norm.apply_u8(&image, out),
+                    _ => out.iter_mut().zip(image.iter()).for_each(|(o, &x)| *o = lut[x as usize]),
+                }
+                if let (Some((scale, offset)), false) = (affine, matches!(norm, Normalization::None)) {
+                    for ((x, s), b) in out.iter_mut().zip(scale).zip(offset) {
+                        *x = *x * s + b;
                     }
                 }
             });
+            // The next batch of the epoch, for idle threads to distort while this one trains.
+            let next = (self.order.len() - self.pos).min(b);
+            if next > 0 && (next == b || !self.options.drop_last) {
+                ahead.publish(self.epoch, self.pos, &self.order[self.pos..self.pos + next]);
+            }
             return Some(n);
         }
         let rows = inputs.chunks_exact_mut(d).zip(batch);
@@ -568,11 +599,9 @@ impl<'a> DataLoader<'a> {
                 }
             }
             (Features::U8(v), Normalization::None) => {
-                // The same values as the table (u8 → f32 is exact), but vectorizable, and
-                // spread over rayon's threads (each row is written by one task: the same
+                // Spread over rayon's threads (each row is written by one task: the same
                 // result for any thread count). Rows are scattered over the dataset: each
                 // task fetches a few ahead so the copy does not wait on memory for each one.
-                const AHEAD: usize = 4;
                 const ROWS_PER_TASK: usize = 32;
                 let out = inputs[..n * d].par_chunks_mut(ROWS_PER_TASK * d.max(1));
                 out.zip(batch.par_chunks(ROWS_PER_TASK)).for_each(|(out, batch)| {
@@ -584,15 +613,7 @@ impl<'a> DataLoader<'a> {
                             prefetch(Cache::L1, v, next as usize * d, d);
                         }
                         let i = i as usize;
-                        let raw = &v[i * d..(i + 1) * d];
-                        match affine {
-                            None => out.iter_mut().zip(raw).for_each(|(o, &x)| *o = f32::from(x)),
-                            Some((scale, offset)) => {
-                                for (((o, &x), s), b) in out.iter_mut().zip(raw).zip(scale).zip(offset) {
-                                    *o = f32::from(x) * s + b;
-                                }
-                            }
-                        }
+                        convert_row(&v[i * d..(i + 1) * d], out, affine);
                     }
                 });
                 return Some(n);

@@ -63,6 +63,93 @@ fn augmented_batches_are_the_same_bytes_for_1_2_and_3_threads() {
     assert_ne!(one, epochs_on(1, &ds, &options(None), 2));
 }
 
+/// [`epochs_on`] with the loader's idle work handed to the pool's spinners, as `host train`
+/// runs its epochs, and also to a thread of its own that asks for work in a loop: whoever
+/// distorts which image, the batches are the same bytes.
+fn epochs_with_idle_work(threads: usize, ds: &Dataset, opts: &LoaderOptions, epochs: u64) -> Vec<u32> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let mut loader = DataLoader::new(ds, opts.clone()).unwrap();
+        let (mut x, mut y) = (loader.input_buffer(), loader.label_buffer());
+        let idle = loader.idle_work();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    idle();
+                }
+            });
+            let all = cpu::pool::with_spinning_pool_and(&idle, || {
+                let mut all = Vec::new();
+                for epoch in 0..epochs {
+                    loader.set_epoch(epoch);
+                    while let Some(n) = loader.next_batch(&mut x, &mut y) {
+                        all.extend(x[..n * 784].iter().map(|v| v.to_bits()));
+                        all.extend(&y[..n]);
+                    }
+                }
+                all
+            });
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            all
+        })
+    })
+}
+
+#[test]
+fn idle_threads_distorting_ahead_change_no_byte() {
+    let ds = images(100);
+    let opts = options(Some(Augment::DEFAULT));
+    let want = epochs_on(1, &ds, &opts, 3);
+    for threads in [1, 2, 3] {
+        assert_eq!(epochs_with_idle_work(threads, &ds, &opts, 3), want, "{threads} threads");
+    }
+    let plain = options(None);
+    assert_eq!(epochs_with_idle_work(2, &ds, &plain, 1), epochs_on(1, &ds, &plain, 1));
+    // Without augmentation there is no work to hand out.
+    let loader = DataLoader::new(&ds, plain).unwrap();
+    assert!(!loader.idle_work()());
+}
+
+#[test]
+fn the_next_batch_is_distorted_ahead_by_whoever_asks_for_work() {
+    let ds = images(100);
+    let opts = options(Some(Augment::DEFAULT));
+    let mut loader = DataLoader::new(&ds, opts.clone()).unwrap();
+    let (mut x, mut y) = (loader.input_buffer(), loader.label_buffer());
+    let idle = loader.idle_work();
+    let mut batches = Vec::new();
+    let mut ahead = Vec::new();
+    loader.set_epoch(1);
+    while let Some(n) = loader.next_batch(&mut x, &mut y) {
+        batches.push(x[..n * 784].to_vec());
+        // Between two batches (where a step would train), the next batch's images are
+        // there to distort, one per call: 24, 24, 24, then the last 4 of 100; none after.
+        let mut count = 0;
+        while idle() {
+            count += 1;
+        }
+        ahead.push(count);
+    }
+    assert_eq!(ahead, [24, 24, 24, 4, 0]);
+    // And the batches are those of a loader nobody helped.
+    let mut fresh = DataLoader::new(&ds, opts).unwrap();
+    fresh.set_epoch(1);
+    for want in &batches {
+        let n = fresh.next_batch(&mut x, &mut y).unwrap();
+        assert_eq!(&x[..n * 784], &want[..]);
+    }
+    // Jumping to another epoch drops the batch prepared for this one.
+    loader.set_epoch(1);
+    loader.next_batch(&mut x, &mut y).unwrap();
+    loader.set_epoch(2);
+    loader.next_batch(&mut x, &mut y).unwrap();
+    fresh.set_epoch(2);
+    let mut want = fresh.input_buffer();
+    fresh.next_batch(&mut want, &mut y).unwrap();
+    assert_eq!(x, want);
+}
+
 #[test]
 fn each_epoch_draws_new_distortions_and_a_resumed_epoch_the_same_ones() {
     let ds = images(30);

@@ -14,7 +14,7 @@ use mlp::{Error as CoreError, Optimizer, Rng, Targets, Topology, TrainBuffers, T
 use super::{Checkpoint, EpochPlan, EpochStats};
 use crate::quant;
 use cpu::f32::Fast;
-use cpu::pool::with_spinning_pool;
+use cpu::pool::{with_spinning_pool, with_spinning_pool_and};
 use data::DataLoader;
 
 /// Quantization-aware steps between two calibrations of the activation ranges (and one at
@@ -68,8 +68,9 @@ impl<'t> CpuRun<'t> {
         // The steps run on one of rayon's threads, so that the kernels' parallel parts
         // start on the pool directly instead of waking it from outside at every product,
         // and the pool's other threads poll for those parts instead of sleeping between
-        // them (see `cpu::pool`).
-        let (stats, steps) = with_spinning_pool(|| -> Result<_> {
+        // them (see `cpu::pool`); while they have none, they distort the next batch's images.
+        let idle = loader.idle_work();
+        let (stats, steps) = with_spinning_pool_and(&idle, || -> Result<_> {
             let mut trainer = Trainer::new(
                 topology,
                 *config,
