@@ -569,8 +569,9 @@ fn warp_sized(
         *start =
             (to_fixed(row_x + b * dy) + step_x * x0 as i32, to_fixed(row_y + d * dy) + step_y * x0 as i32);
     }
-    // Every pixel of the box is blended, without a branch on whether its taps hold ink:
-    // MNIST's ink and blank alternate too irregularly to predict.
+    // The box's rows are blended a vector at a time, a vector whose taps all miss the ink's
+    // box written as zeros; no finer branch: MNIST's ink and blank alternate too irregularly
+    // to predict.
     let first = y0 * width + x0;
     let field = displacement.map(|e| (&e.x.values[first..], &e.y.values[first..], sign_x, sign_y));
     let grid = Grid { starts, step: (step_x, step_y), width: x1 - x0, stride: width, field };

@@ -532,6 +532,13 @@ impl<'a> DataLoader<'a> {
         self.fill_batch(inputs, labels, Some((&scale[..d], &offset[..d])))
     }
 
+    /// The samples of the batch at position `first` of this epoch's order, if there is one.
+    fn batch_at(&self, first: usize) -> Option<&[u32]> {
+        let n = self.order.len().saturating_sub(first).min(self.options.batch_size);
+        (n > 0 && (n == self.options.batch_size || !self.options.drop_last))
+            .then(|| &self.order[first..first + n])
+    }
+
     fn fill_batch(
         &mut self,
         inputs: &mut [f32],
@@ -562,31 +569,41 @@ impl<'a> DataLoader<'a> {
             *out = all_labels[i as usize];
         }
         if let Some(ahead) = &self.ahead {
-            // This batch was published when the previous one was handed out (unless it is
-            // an epoch's first), and idle threads may have distorted some of it already.
+            // This batch was published ahead (unless it is an epoch's first, or the loader
+            // jumped to another epoch), and idle threads may have distorted some of it.
             let first = self.pos - n;
-            if !ahead.holds(self.epoch, first) {
-                ahead.publish(self.epoch, first, batch);
-            }
-            ahead.finish();
+            let k = ahead.find(self.epoch, first).unwrap_or_else(|| {
+                ahead.publish(0, self.epoch, first, batch);
+                0
+            });
+            ahead.finish(k);
             let (norm, lut) = (&self.options.normalization, &self.lut);
-            inputs[..n * d].par_chunks_mut(d).enumerate().for_each(|(k, out)| {
-                let image = ahead.slot(k);
+            inputs[..n * d].par_chunks_mut(d).enumerate().for_each(|(at, out)| {
+                let image = ahead.slot(k, at);
+                if let Normalization::None = norm {
+                    return convert_row(&image, out, affine);
+                }
                 match norm {
-                    Normalization::None => convert_row(&image, out, affine),
                     Normalization::PerFeature { .. } => norm.apply_u8(&image, out),
                     _ => out.iter_mut().zip(image.iter()).for_each(|(o, &x)| *o = lut[x as usize]),
                 }
-                if let (Some((scale, offset)), false) = (affine, matches!(norm, Normalization::None)) {
+                if let Some((scale, offset)) = affine {
                     for ((x, s), b) in out.iter_mut().zip(scale).zip(offset) {
                         *x = *x * s + b;
                     }
                 }
             });
-            // The next batch of the epoch, for idle threads to distort while this one trains.
-            let next = (self.order.len() - self.pos).min(b);
-            if next > 0 && (next == b || !self.options.drop_last) {
-                ahead.publish(self.epoch, self.pos, &self.order[self.pos..self.pos + next]);
+            // The next two batches of the epoch, for idle threads to distort while this one
+            // trains: the next in the other buffer (unless it is there already), the one
+            // after it in this one.
+            let (next, after) = (self.pos, self.pos + b);
+            if let Some(samples) = self.batch_at(next) {
+                if ahead.find(self.epoch, next) != Some(1 - k) {
+                    ahead.publish(1 - k, self.epoch, next, samples);
+                }
+            }
+            if let Some(samples) = self.batch_at(after) {
+                ahead.publish(k, self.epoch, after, samples);
             }
             return Some(n);
         }

@@ -123,15 +123,16 @@ fn the_next_batch_is_distorted_ahead_by_whoever_asks_for_work() {
     loader.set_epoch(1);
     while let Some(n) = loader.next_batch(&mut x, &mut y) {
         batches.push(x[..n * 784].to_vec());
-        // Between two batches (where a step would train), the next batch's images are
-        // there to distort, one per call: 24, 24, 24, then the last 4 of 100; none after.
+        // Between two batches (where a step would train), the next two batches' images are
+        // there to distort, one per call: 48 after the first batch, then one more batch
+        // (24) after the second, then the last 4 of 100; none after.
         let mut count = 0;
         while idle() {
             count += 1;
         }
         ahead.push(count);
     }
-    assert_eq!(ahead, [24, 24, 24, 4, 0]);
+    assert_eq!(ahead, [48, 24, 4, 0, 0]);
     // And the batches are those of a loader nobody helped.
     let mut fresh = DataLoader::new(&ds, opts).unwrap();
     fresh.set_epoch(1);
@@ -148,6 +149,32 @@ fn the_next_batch_is_distorted_ahead_by_whoever_asks_for_work() {
     let mut want = fresh.input_buffer();
     fresh.next_batch(&mut want, &mut y).unwrap();
     assert_eq!(x, want);
+}
+
+#[test]
+fn a_batch_holds_each_samples_distortion_for_its_epoch_and_index() {
+    // Against the augmenter itself: raw bytes, no shuffle, so sample i is row i.
+    let ds = images(50);
+    let opts = LoaderOptions {
+        shuffle: false,
+        normalization: Normalization::None,
+        ..options(Some(Augment::DEFAULT))
+    };
+    let mut loader = DataLoader::new(&ds, opts).unwrap();
+    let (mut x, mut y) = (loader.input_buffer(), loader.label_buffer());
+    let Features::U8(pixels) = ds.features() else { unreachable!() };
+    loader.set_epoch(2);
+    let mut first = 0;
+    while let Some(n) = loader.next_batch(&mut x, &mut y) {
+        for (row, i) in x[..n * 784].chunks_exact(784).zip(first..) {
+            let mut want = [0u8; 784];
+            let augmenter = loader.augmenter().unwrap();
+            augmenter.apply(&pixels[i * 784..(i + 1) * 784], &mut want, 2, i as u64);
+            assert!(row.iter().zip(want).all(|(&got, w)| got == f32::from(w)), "sample {i}");
+        }
+        first += n;
+    }
+    assert_eq!(first, 50);
 }
 
 #[test]
