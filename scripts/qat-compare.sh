@@ -8,7 +8,9 @@
 # For each network: `host train` then `host quantize` (PTQ), and `host train --qat` (the last
 # third of the epochs quantization-aware) then `host quantize` (QAT), same seed and epochs
 # (the tutorial recipe otherwise: Adam 1e-3, batch 256). Prints a Markdown table of the
-# test accuracies (f32 and int8 of each) and the int8 models' test loss. Environment: MNIST_DIR (default
+# test accuracies (f32 and int8 of each), the int8 models' test loss, and how many of the
+# 10,000 test predictions the int8 model changes from its own f32 model's (the most direct
+# measure of how close int8 stays to f32). Environment: MNIST_DIR (default
 # ../shared/data/mnist), HOST (default target/release/host, built if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,7 @@ while [ $# -gt 0 ]; do
         --epochs) epochs=${2:?--epochs needs a number}; shift ;;
         --seed) seed=${2:?--seed needs a number}; shift ;;
         --networks) networks=${2:?--networks needs a list, e.g. "8:relu 16,16:relu"}; shift ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "qat-compare: unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
@@ -32,23 +34,24 @@ host=${HOST:-target/release/host}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# "F32% INT8% (INT8_LOSS)": test accuracies of `host quantize --json`, the int8 model's test loss.
+# "F32% INT8% CHANGED (INT8_LOSS)": test accuracies and changed predictions of `host quantize
+# --json`, then the int8 model's test loss.
 accuracies() {
     local acc
     acc=$("$host" quantize "$1" --out "$work/q8.mlp" --force --json |
-        python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f%% %.2f%%" % (100*d["f32_accuracy"], 100*d["int8_accuracy"]))')
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f%% %.2f%% %d" % (100*d["f32_accuracy"], 100*d["int8_accuracy"], d["changed_predictions"]))')
     echo "$acc ($("$host" eval "$work/q8.mlp" --json | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["loss"])'))"
 }
 
-echo "| network | f32 (PTQ run) | int8 PTQ (test loss) | f32 (QAT run) | int8 QAT (test loss) |"
-echo "|---|---|---|---|---|"
+echo "| network | f32 (PTQ run) | int8 PTQ (test loss) | changed by PTQ | f32 (QAT run) | int8 QAT (test loss) | changed by QAT |"
+echo "|---|---|---|---|---|---|---|"
 for network in $networks; do
     hidden=${network%%:*}
     act=${network#*:}
     common=(train --hidden "$hidden" --activation "$act" --epochs "$epochs" --seed "$seed" -q --no-plots)
     "$host" "${common[@]}" --out "$work/ptq.mlp" > /dev/null
     "$host" "${common[@]}" --qat --out "$work/qat.mlp" > /dev/null
-    read -r f_ptq q_ptq < <(accuracies "$work/ptq.mlp")
-    read -r f_qat q_qat < <(accuracies "$work/qat.mlp")
-    echo "| 784-${hidden//,/-}-10 $act | $f_ptq | $q_ptq | $f_qat | $q_qat |"
+    read -r f_ptq q_ptq c_ptq l_ptq < <(accuracies "$work/ptq.mlp")
+    read -r f_qat q_qat c_qat l_qat < <(accuracies "$work/qat.mlp")
+    echo "| 784-${hidden//,/-}-10 $act | $f_ptq | $q_ptq $l_ptq | $c_ptq | $f_qat | $q_qat $l_qat | $c_qat |"
 done
