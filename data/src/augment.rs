@@ -428,7 +428,7 @@ fn ceil(v: f32) -> f32 {
 /// Source coordinates are fixed point ([`FRAC_BITS`] fractional bits) stepped by constant
 /// increments along a row; the bilinear weights have 8 bits and the blend is integer, so a
 /// whole or half pixel shift is exact. Only output pixels whose source can reach the ink's
-/// bounding box are resampled (per row, a span found once); the rest are zero.
+/// bounding box are resampled (a rectangle found once per image); the rest are zero.
 ///
 /// # Panics
 /// If `src` or `dst` does not hold `width * height` pixels, or a side exceeds [`MAX_SIDE`].

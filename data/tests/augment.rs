@@ -34,22 +34,24 @@ fn options(augment: Option<Augment>) -> LoaderOptions {
     }
 }
 
-/// Every input value (as bits) and label of `epochs` epochs, on a pool of `threads` threads.
+/// Every input value (as bits) and label of the loader's first `epochs` epochs.
+fn read_epochs(loader: &mut DataLoader<'_>, epochs: u64) -> Vec<u32> {
+    let (mut x, mut y) = (loader.input_buffer(), loader.label_buffer());
+    let mut all = Vec::new();
+    for epoch in 0..epochs {
+        loader.set_epoch(epoch);
+        while let Some(n) = loader.next_batch(&mut x, &mut y) {
+            all.extend(x[..n * 784].iter().map(|v| v.to_bits()));
+            all.extend(&y[..n]);
+        }
+    }
+    all
+}
+
+/// [`read_epochs`] of a new loader, on a pool of `threads` threads.
 fn epochs_on(threads: usize, ds: &Dataset, opts: &LoaderOptions, epochs: u64) -> Vec<u32> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    pool.install(|| {
-        let mut loader = DataLoader::new(ds, opts.clone()).unwrap();
-        let (mut x, mut y) = (loader.input_buffer(), loader.label_buffer());
-        let mut all = Vec::new();
-        for epoch in 0..epochs {
-            loader.set_epoch(epoch);
-            while let Some(n) = loader.next_batch(&mut x, &mut y) {
-                all.extend(x[..n * 784].iter().map(|v| v.to_bits()));
-                all.extend(&y[..n]);
-            }
-        }
-        all
-    })
+    pool.install(|| read_epochs(&mut DataLoader::new(ds, opts.clone()).unwrap(), epochs))
 }
 
 #[test]
@@ -70,7 +72,6 @@ fn epochs_with_idle_work(threads: usize, ds: &Dataset, opts: &LoaderOptions, epo
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
         let mut loader = DataLoader::new(ds, opts.clone()).unwrap();
-        let (mut x, mut y) = (loader.input_buffer(), loader.label_buffer());
         let idle = loader.idle_work();
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
@@ -79,17 +80,7 @@ fn epochs_with_idle_work(threads: usize, ds: &Dataset, opts: &LoaderOptions, epo
                     idle();
                 }
             });
-            let all = cpu::pool::with_spinning_pool_and(&idle, || {
-                let mut all = Vec::new();
-                for epoch in 0..epochs {
-                    loader.set_epoch(epoch);
-                    while let Some(n) = loader.next_batch(&mut x, &mut y) {
-                        all.extend(x[..n * 784].iter().map(|v| v.to_bits()));
-                        all.extend(&y[..n]);
-                    }
-                }
-                all
-            });
+            let all = cpu::pool::with_spinning_pool_and(&idle, || read_epochs(&mut loader, epochs));
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             all
         })
