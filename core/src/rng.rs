@@ -29,6 +29,7 @@ impl Rng {
     }
 
     /// The next 32 uniformly distributed bits.
+    #[inline]
     pub fn next_u32(&mut self) -> u32 {
         let s = &mut self.s;
         let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
@@ -43,6 +44,7 @@ impl Rng {
     }
 
     /// The next 64 uniformly distributed bits (two outputs, high word first).
+    #[inline]
     pub fn next_u64(&mut self) -> u64 {
         let hi = self.next_u32() as u64;
         (hi << 32) | self.next_u32() as u64
@@ -50,6 +52,7 @@ impl Rng {
 
     /// A uniform integer in `0..n` without modulo bias (Lemire's multiply-shift with
     /// rejection). Returns 0 when `n` is 0.
+    #[inline]
     pub fn below(&mut self, n: u32) -> u32 {
         if n == 0 {
             return 0;
@@ -64,11 +67,13 @@ impl Rng {
     }
 
     /// A uniform `f32` in `[0, 1)`, with 24 random bits.
+    #[inline]
     pub fn uniform(&mut self) -> f32 {
         (self.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0)
     }
 
     /// A uniform `f32` in `[low, high)`.
+    #[inline]
     pub fn uniform_in(&mut self, low: f32, high: f32) -> f32 {
         low + (high - low) * self.uniform()
     }

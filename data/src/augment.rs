@@ -280,9 +280,9 @@ impl Augmenter {
                 spec.elastic_sigma,
                 &mut Rng::new(key ^ 0xF1E1D),
             );
-            let fields: Vec<i32> = bank.iter().map(|&v| to_fixed(v)).collect();
+            let fields: Vec<i32> = bank.par_iter().map(|&v| to_fixed(v)).collect();
             let field_reach = fields
-                .chunks_exact(width * height)
+                .par_chunks_exact(width * height)
                 .map(|f| f.iter().map(|v| v.abs()).max().unwrap_or(0))
                 .collect();
             (fields, field_reach)
@@ -359,17 +359,12 @@ pub const FRAC_BITS: u32 = cpu::warp::FRAC_BITS;
 
 /// `v` pixels in fixed point, rounded (saturating far outside any image).
 fn to_fixed(v: f32) -> i32 {
-    // `f32::round` (half away from zero) without its libm call: `s - trunc(s)` is exact.
+    // `f32::round` (half away from zero) without its libm call, `s - trunc(s)` being exact,
+    // and without branches: their directions are a coin toss.
     let s = v * (1 << FRAC_BITS) as f32;
     let t = s as i32;
     let frac = s - t as f32;
-    if frac >= 0.5 {
-        t.saturating_add(1)
-    } else if frac <= -0.5 {
-        t.saturating_sub(1)
-    } else {
-        t
-    }
+    t.saturating_add(i32::from(frac >= 0.5)).saturating_sub(i32::from(frac <= -0.5))
 }
 
 /// One scalar displacement field of the bank as a sample uses it: fixed-point values, their
@@ -594,35 +589,54 @@ fn field_bank(width: usize, height: usize, alpha: f32, sigma: f32, rng: &mut Rng
     let n = width * height;
     let mut bank = vec![0f32; FIELD_BANK * n];
     bank.iter_mut().for_each(|v| *v = rng.uniform_in(-1.0, 1.0));
-    bank.par_chunks_mut(n).for_each(|field| smooth(field, width, height, &kernel, alpha));
+    bank.par_chunks_mut(n)
+        .for_each_init(Vec::new, |scratch, field| smooth(field, width, height, &kernel, alpha, scratch));
     bank
 }
 
 /// Convolves `field` (`width` x `height`) with `kernel` along rows, then along columns,
 /// zeros outside, and scales it by `alpha`. Each output sums its products in the kernel's
-/// order with the outside's zeros included (adding `w * 0.0` changes no sum), so the loops
-/// run over whole rows and vectorize.
-fn smooth(field: &mut [f32], width: usize, height: usize, kernel: &[f32], alpha: f32) {
-    let radius = kernel.len() / 2;
-    let mut row = vec![0f32; width + 2 * radius];
-    // The row pass's output with `radius` zero rows above and below, for the column pass.
-    let mut rows = vec![0f32; (height + 2 * radius) * width];
-    for (src, out) in field.chunks_exact(width).zip(rows[radius * width..].chunks_exact_mut(width)) {
-        row[radius..radius + width].copy_from_slice(src);
-        for (k, &w) in kernel.iter().enumerate() {
-            for (o, &v) in out.iter_mut().zip(&row[k..k + width]) {
-                *o += w * v;
-            }
+/// order with the outside's zeros included (adding `w * 0.0` changes no sum). Both passes
+/// run down columns, each tap one multiply-add over the whole field (loops that vectorize
+/// fully, where a 28-pixel row does not): the row pass on the field transposed. `scratch`
+/// holds the passes' inputs, with `radius` zero rows before and after.
+fn smooth(
+    field: &mut [f32],
+    width: usize,
+    height: usize,
+    kernel: &[f32],
+    alpha: f32,
+    scratch: &mut Vec<f32>,
+) {
+    let (radius, n) = (kernel.len() / 2, width * height);
+    scratch.clear();
+    scratch.resize(n + 2 * radius * width.max(height), 0.0);
+    // Row pass: column x of the field is row x of the transpose.
+    for (y, row) in field.chunks_exact(width).enumerate() {
+        for (x, &v) in row.iter().enumerate() {
+            scratch[(radius + x) * height + y] = v;
         }
     }
-    for (y, out) in field.chunks_exact_mut(width).enumerate() {
-        out.fill(0.0);
-        for (k, &w) in kernel.iter().enumerate() {
-            for (o, &v) in out.iter_mut().zip(&rows[(y + k) * width..(y + k + 1) * width]) {
-                *o += w * v;
-            }
+    field.fill(0.0);
+    convolve(field, scratch, kernel, height);
+    // Column pass, on the row pass's output transposed back.
+    scratch.fill(0.0);
+    for (x, column) in field.chunks_exact(height).enumerate() {
+        for (y, &v) in column.iter().enumerate() {
+            scratch[(radius + y) * width + x] = v;
         }
-        out.iter_mut().for_each(|o| *o *= alpha);
+    }
+    field.fill(0.0);
+    convolve(field, scratch, kernel, width);
+    field.iter_mut().for_each(|v| *v *= alpha);
+}
+
+/// `out[i] += kernel[k] * src[i + k * step]` for each tap `k` in order.
+fn convolve(out: &mut [f32], src: &[f32], kernel: &[f32], step: usize) {
+    for (k, &w) in kernel.iter().enumerate() {
+        for (o, &v) in out.iter_mut().zip(&src[k * step..]) {
+            *o += w * v;
+        }
     }
 }
 
@@ -793,6 +807,35 @@ mod tests {
         assert_ne!(run(&aug, 1, 9), run(&aug, 2, 9));
         assert_ne!(run(&aug, 1, 9), run(&aug, 1, 10));
         assert_ne!(run(&aug, 1, 9), run(&Augmenter::new(Augment::DEFAULT, 28, 28, 6).unwrap(), 1, 9));
+    }
+
+    #[test]
+    fn smoothing_is_the_direct_two_dimensional_convolution() {
+        // A non-square field and a kernel wider than it: rows and columns must not be mixed
+        // up, and the zeros outside count. The reference sums in f64, straight from the
+        // definition.
+        let (w, h) = (7, 4);
+        let kernel = [0.1f32, 0.2, 0.4, 0.2, 0.1];
+        let r = kernel.len() / 2;
+        let mut rng = Rng::new(9);
+        let field: Vec<f32> = (0..w * h).map(|_| rng.uniform_in(-1.0, 1.0)).collect();
+        let mut smoothed = field.clone();
+        smooth(&mut smoothed, w, h, &kernel, 3.0, &mut Vec::new());
+        for y in 0..h {
+            for x in 0..w {
+                let mut sum = 0.0f64;
+                for (i, &ky) in kernel.iter().enumerate() {
+                    for (j, &kx) in kernel.iter().enumerate() {
+                        let (sy, sx) = ((y + i).wrapping_sub(r), (x + j).wrapping_sub(r));
+                        if sy < h && sx < w {
+                            sum += f64::from(ky) * f64::from(kx) * f64::from(field[sy * w + sx]);
+                        }
+                    }
+                }
+                let got = f64::from(smoothed[y * w + x]);
+                assert!((got - 3.0 * sum).abs() < 1e-5, "({x}, {y}): {got} vs {}", 3.0 * sum);
+            }
+        }
     }
 
     #[test]
