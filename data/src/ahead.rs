@@ -34,6 +34,11 @@ struct Batch {
     claimed: AtomicUsize,
     /// Images of the job written.
     written: AtomicUsize,
+    /// The job's `first` and length, readable without the lock: idle threads look at both
+    /// batches for every image and poll them when all is done, and each lock taken is an
+    /// atomic write to a line the loader's thread reads too.
+    first: AtomicUsize,
+    len: AtomicUsize,
     /// One distorted image per sample of the job, in its order.
     slots: Vec<Mutex<Vec<u8>>>,
 }
@@ -53,6 +58,8 @@ impl<'a> Ahead<'a> {
             job: RwLock::new(Job::default()),
             claimed: AtomicUsize::new(0),
             written: AtomicUsize::new(0),
+            first: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
             slots: (0..batch_size).map(|_| Mutex::new(vec![0; image_len])).collect(),
         };
         Ahead { augmenter, images, image_len, batches: [batch(), batch()] }
@@ -83,11 +90,14 @@ impl<'a> Ahead<'a> {
         // Under the write lock: no thread is between its claim and its write.
         batch.claimed.store(0, Ordering::Relaxed);
         batch.written.store(0, Ordering::Relaxed);
+        batch.first.store(first, Ordering::Relaxed);
+        batch.len.store(samples.len(), Ordering::Relaxed);
     }
 
     /// Distorts one unclaimed image, of the nearer batch first; false when none is left.
     pub(crate) fn work_one(&self) -> bool {
-        let first = |b: &Batch| b.job.read().unwrap_or_else(PoisonError::into_inner).first;
+        // A stale look at `first` only changes which batch goes first.
+        let first = |b: &Batch| b.first.load(Ordering::Relaxed);
         let nearer = usize::from(first(&self.batches[1]) < first(&self.batches[0]));
         self.work_one_of(nearer) || self.work_one_of(1 - nearer)
     }
@@ -95,8 +105,12 @@ impl<'a> Ahead<'a> {
     /// Distorts buffer `k`'s next unclaimed image; false when none is left.
     fn work_one_of(&self, k: usize) -> bool {
         let batch = &self.batches[k];
+        // A look without the lock first (a stale one only skips or retries a turn), and
+        // again under it, before claiming.
+        if batch.claimed.load(Ordering::Relaxed) >= batch.len.load(Ordering::Relaxed) {
+            return false;
+        }
         let job = batch.job.read().unwrap_or_else(PoisonError::into_inner);
-        // A cheap look first: idle threads call this in a loop once the job is done.
         if batch.claimed.load(Ordering::Relaxed) >= job.samples.len() {
             return false;
         }
@@ -124,8 +138,11 @@ impl<'a> Ahead<'a> {
         (0..left).into_par_iter().for_each(|_| {
             self.work_one_of(k);
         });
+        // This thread also takes any image a helper passed over on a stale look.
         while batch.written.load(Ordering::Acquire) < len {
-            std::hint::spin_loop();
+            if !self.work_one_of(k) {
+                std::hint::spin_loop();
+            }
         }
     }
 
