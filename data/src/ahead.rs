@@ -99,17 +99,14 @@ impl<'a> Ahead<'a> {
         // A stale look at `first` only changes which batch goes first.
         let first = |b: &Batch| b.first.load(Ordering::Relaxed);
         let nearer = usize::from(first(&self.batches[1]) < first(&self.batches[0]));
-        self.work_one_of(nearer) || self.work_one_of(1 - nearer)
+        // A look without the lock first (a stale one only skips or retries a turn).
+        let unclaimed = |b: &Batch| b.claimed.load(Ordering::Relaxed) < b.len.load(Ordering::Relaxed);
+        [nearer, 1 - nearer].into_iter().any(|k| unclaimed(&self.batches[k]) && self.work_one_of(k))
     }
 
     /// Distorts buffer `k`'s next unclaimed image; false when none is left.
     fn work_one_of(&self, k: usize) -> bool {
         let batch = &self.batches[k];
-        // A look without the lock first (a stale one only skips or retries a turn), and
-        // again under it, before claiming.
-        if batch.claimed.load(Ordering::Relaxed) >= batch.len.load(Ordering::Relaxed) {
-            return false;
-        }
         let job = batch.job.read().unwrap_or_else(PoisonError::into_inner);
         if batch.claimed.load(Ordering::Relaxed) >= job.samples.len() {
             return false;
@@ -138,11 +135,8 @@ impl<'a> Ahead<'a> {
         (0..left).into_par_iter().for_each(|_| {
             self.work_one_of(k);
         });
-        // This thread also takes any image a helper passed over on a stale look.
         while batch.written.load(Ordering::Acquire) < len {
-            if !self.work_one_of(k) {
-                std::hint::spin_loop();
-            }
+            std::hint::spin_loop();
         }
     }
 
