@@ -596,10 +596,11 @@ fn field_bank(width: usize, height: usize, alpha: f32, sigma: f32, rng: &mut Rng
 
 /// Convolves `field` (`width` x `height`) with `kernel` along rows, then along columns,
 /// zeros outside, and scales it by `alpha`. Each output sums its products in the kernel's
-/// order with the outside's zeros included (adding `w * 0.0` changes no sum). Both passes
-/// run down columns, each tap one multiply-add over the whole field (loops that vectorize
-/// fully, where a 28-pixel row does not): the row pass on the field transposed. `scratch`
-/// holds the passes' inputs, with `radius` zero rows before and after.
+/// order with the outside's zeros included (adding `w * 0.0` changes no sum). Each pass
+/// convolves down the columns of the transpose of its input, each tap one multiply-add over
+/// the whole field (loops that vectorize fully, where a 28-pixel row does not): the first
+/// pass so runs along the field's rows, and the second, on the first's output, along its
+/// columns, leaving the field as it was laid out.
 fn smooth(
     field: &mut [f32],
     width: usize,
@@ -608,27 +609,26 @@ fn smooth(
     alpha: f32,
     scratch: &mut Vec<f32>,
 ) {
-    let (radius, n) = (kernel.len() / 2, width * height);
-    scratch.clear();
-    scratch.resize(n + 2 * radius * width.max(height), 0.0);
-    // Row pass: column x of the field is row x of the transpose.
-    for (y, row) in field.chunks_exact(width).enumerate() {
-        for (x, &v) in row.iter().enumerate() {
-            scratch[(radius + x) * height + y] = v;
-        }
+    let radius = kernel.len() / 2;
+    for (row_len, rows) in [(width, height), (height, width)] {
+        transpose_padded(field, row_len, radius, scratch);
+        field.fill(0.0);
+        convolve(field, scratch, kernel, rows);
     }
-    field.fill(0.0);
-    convolve(field, scratch, kernel, height);
-    // Column pass, on the row pass's output transposed back.
-    scratch.fill(0.0);
-    for (x, column) in field.chunks_exact(height).enumerate() {
-        for (y, &v) in column.iter().enumerate() {
-            scratch[(radius + y) * width + x] = v;
-        }
-    }
-    field.fill(0.0);
-    convolve(field, scratch, kernel, width);
     field.iter_mut().for_each(|v| *v *= alpha);
+}
+
+/// Writes the transpose of `src` (rows of `row_len` values) into `out`, with `radius` rows
+/// of zeros before and after.
+fn transpose_padded(src: &[f32], row_len: usize, radius: usize, out: &mut Vec<f32>) {
+    let rows = src.len() / row_len;
+    out.clear();
+    out.resize((row_len + 2 * radius) * rows, 0.0);
+    for (y, row) in src.chunks_exact(row_len).enumerate() {
+        for (x, &v) in row.iter().enumerate() {
+            out[(radius + x) * rows + y] = v;
+        }
+    }
 }
 
 /// `out[i] += kernel[k] * src[i + k * step]` for each tap `k` in order.
