@@ -34,20 +34,21 @@ struct Batch {
     claimed: AtomicUsize,
     /// Images of the job written.
     written: AtomicUsize,
-    /// The job's `first` and length, readable without the lock: idle threads look at both
-    /// batches for every image and poll them when all is done, and each lock taken is an
-    /// atomic write to a line the loader's thread reads too.
+    /// The job's position in its epoch's order (written under the job's write lock), and
+    /// its length: readable without the lock, as idle threads look at both batches for
+    /// every image and poll them when all is done, and each lock taken is an atomic write
+    /// to a line the loader's thread reads too.
     first: AtomicUsize,
     len: AtomicUsize,
     /// One distorted image per sample of the job, in its order.
     slots: Vec<Mutex<Vec<u8>>>,
 }
 
-/// The samples to distort: `samples` from position `first` of epoch `epoch`'s order.
+/// The samples to distort: `samples` from the batch's `first` position of epoch `epoch`'s
+/// order.
 #[derive(Debug, Default)]
 struct Job {
     epoch: u64,
-    first: usize,
     samples: Vec<u32>,
 }
 
@@ -73,7 +74,7 @@ impl<'a> Ahead<'a> {
     pub(crate) fn find(&self, epoch: u64, first: usize) -> Option<usize> {
         self.batches.iter().position(|b| {
             let job = b.job.read().unwrap_or_else(PoisonError::into_inner);
-            job.epoch == epoch && job.first == first && !job.samples.is_empty()
+            job.epoch == epoch && b.first.load(Ordering::Relaxed) == first && !job.samples.is_empty()
         })
     }
 
@@ -84,7 +85,6 @@ impl<'a> Ahead<'a> {
         debug_assert!(samples.len() <= batch.slots.len());
         let mut job = batch.job.write().unwrap_or_else(PoisonError::into_inner);
         job.epoch = epoch;
-        job.first = first;
         job.samples.clear();
         job.samples.extend_from_slice(samples);
         // Under the write lock: no thread is between its claim and its write.
